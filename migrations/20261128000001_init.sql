@@ -1,0 +1,141 @@
+-- scimbridge schema, version 1.
+--
+-- The model (see DESIGN.md): for every user of an app we keep the *desired* state
+-- (the SCIM resource exactly as the IdP left it), the *confirmed* state (what the app
+-- is known to have, written only when a task completes) and the *tasks* between them.
+-- Forward-only: never edit this file once applied; add a new migration instead.
+
+-- An app is one manual-only target system (People.ai, 6sense, ...). It owns users,
+-- groups, tasks, tokens and audit records; nothing crosses apps.
+create table app (
+    app_id       text primary key check (app_id ~ '^[a-z0-9][a-z0-9_-]{0,62}$'),
+    display_name text not null,
+    profile      text not null,
+    created_at   timestamptz not null default now()
+);
+
+insert into app (app_id, display_name, profile) values ('peopleai', 'People.ai', 'peopleai');
+
+create type token_role as enum ('scim', 'agent', 'admin');
+
+-- Bearer tokens. Only the SHA-256 of the secret is stored (tokens are 256-bit random,
+-- so a fast hash is enough: there is nothing to brute-force).
+create table token (
+    token_id    uuid primary key,
+    app_id      text not null references app,
+    role        token_role not null,
+    name        text not null check (length(name) between 1 and 200),
+    secret_hash bytea not null unique,
+    created_at  timestamptz not null default now(),
+    revoked_at  timestamptz
+);
+create index token_app_idx on token (app_id, created_at);
+
+-- Users: desired state in `doc` (the SCIM resource without id/meta/groups), with the
+-- looked-up attributes copied into indexed columns. `confirmed` is the account the
+-- app is known to have (null: none). Deleted users keep their row for audit
+-- (RFC 7644 §3.6 only requires that the resource is no longer returned).
+create table scim_user (
+    user_id         uuid primary key,
+    app_id          text not null references app,
+    seq             bigint generated always as identity,
+    user_name       text not null,
+    external_id     text,
+    active          boolean not null,
+    emails          text[] not null default '{}',
+    doc             jsonb not null,
+    version         bigint not null default 1,
+    confirmed       jsonb,
+    confirmed_at    timestamptz,
+    needs_attention boolean not null default false,
+    created_at      timestamptz not null default now(),
+    updated_at      timestamptz not null default now(),
+    deleted_at      timestamptz
+);
+-- RFC 7643 §4.1.1: userName is unique and caseExact=false, so uniqueness and lookups
+-- use lower(user_name); the IdP's `userName eq` filter hits exactly this expression.
+create unique index scim_user_name_uq on scim_user (app_id, lower(user_name)) where deleted_at is null;
+create index scim_user_external_id_idx on scim_user (app_id, external_id) where deleted_at is null;
+create index scim_user_page_idx on scim_user (app_id, seq) where deleted_at is null;
+create index scim_user_emails_idx on scim_user using gin (emails) where deleted_at is null;
+
+create table scim_group (
+    group_id     uuid primary key,
+    app_id       text not null references app,
+    seq          bigint generated always as identity,
+    display_name text not null,
+    external_id  text,
+    doc          jsonb not null,
+    version      bigint not null default 1,
+    created_at   timestamptz not null default now(),
+    updated_at   timestamptz not null default now(),
+    deleted_at   timestamptz
+);
+create unique index scim_group_name_uq on scim_group (app_id, lower(display_name)) where deleted_at is null;
+create index scim_group_external_id_idx on scim_group (app_id, external_id) where deleted_at is null;
+create index scim_group_page_idx on scim_group (app_id, seq) where deleted_at is null;
+
+-- Membership is rows, so adding one member never rewrites the whole group.
+create table group_member (
+    group_id uuid not null references scim_group on delete cascade,
+    user_id  uuid not null references scim_user,
+    primary key (group_id, user_id)
+);
+create index group_member_user_idx on group_member (user_id);
+
+create type task_kind as enum (
+    'create_account', 'update_attributes', 'change_role', 'deactivate', 'reactivate', 'remove'
+);
+create type task_state as enum ('open', 'in_progress', 'done', 'failed', 'cancelled');
+
+-- Tasks are derived: one open (unclaimed) task per subject closes the difference between
+-- the desired state and what the subject will have once its in-progress task is done.
+create table task (
+    task_id          bigint generated always as identity primary key,
+    app_id           text not null references app,
+    user_id          uuid not null references scim_user,
+    kind             task_kind not null,
+    state            task_state not null default 'open',
+    title            text not null,
+    instructions     jsonb not null,
+    changes          jsonb not null,
+    base             jsonb,
+    target           jsonb,
+    created_at       timestamptz not null default now(),
+    updated_at       timestamptz not null default now(),
+    claimed_by       text,
+    claimed_token    uuid,
+    claimed_at       timestamptz,
+    lease_id         uuid,
+    lease_expires_at timestamptz,
+    attempts         integer not null default 0,
+    finished_at      timestamptz,
+    finished_by      text,
+    note             text,
+    evidence         jsonb,
+    cancel_reason    text
+);
+-- Invariant 2 (DESIGN.md), enforced by the database, not only by the code.
+create unique index task_one_open_per_subject on task (user_id) where state = 'open';
+create unique index task_one_in_progress_per_subject on task (user_id) where state = 'in_progress';
+create index task_claimable_idx on task (app_id, task_id) where state in ('open', 'in_progress');
+create index task_list_idx on task (app_id, task_id);
+create index task_subject_idx on task (user_id, task_id);
+
+-- The audit trail: every accepted write, in the transaction of the write itself.
+create table audit (
+    audit_id     bigint generated always as identity primary key,
+    app_id       text not null references app,
+    at           timestamptz not null default now(),
+    actor        text not null,
+    actor_role   text not null,
+    action       text not null,
+    subject_type text not null,
+    subject_id   text not null,
+    task_id      bigint references task,
+    request_id   text,
+    outcome      text not null,
+    detail       jsonb not null default '{}'
+);
+create index audit_subject_idx on audit (app_id, subject_id, audit_id);
+create index audit_task_idx on audit (task_id, audit_id) where task_id is not null;

@@ -1,0 +1,80 @@
+//! Server settings: flags with environment fallbacks (`scimbridge serve --help`).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Settings of `scimbridge serve`. Every flag can also be set by its environment variable.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "SCIMBRIDGE_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+
+    /// Public base URL (e.g. https://scim.example.com), used in `Location` and
+    /// `meta.location`. Default: http://<Host header>.
+    #[arg(long, env = "SCIMBRIDGE_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// Largest request body accepted, in bytes; larger ones get 413.
+    #[arg(long, env = "SCIMBRIDGE_BODY_LIMIT", default_value_t = 1024 * 1024)]
+    pub body_limit: usize,
+
+    /// Seconds a request may take before it is answered with 503.
+    #[arg(long, env = "SCIMBRIDGE_REQUEST_TIMEOUT", default_value_t = 30)]
+    pub request_timeout_secs: u64,
+
+    /// Seconds a verified token stays cached; a revoked token stops working within this time.
+    #[arg(long, env = "SCIMBRIDGE_TOKEN_CACHE_SECONDS", default_value_t = 30)]
+    pub token_cache_secs: u64,
+
+    /// Default lease of a claimed task, in seconds.
+    #[arg(long, env = "SCIMBRIDGE_LEASE_SECONDS", default_value_t = 900)]
+    pub lease_secs: i64,
+
+    /// Maximum database connections of this process.
+    #[arg(long, env = "SCIMBRIDGE_DB_MAX_CONNECTIONS", default_value_t = 16)]
+    pub db_max_connections: u32,
+}
+
+impl Config {
+    /// Settings for tests and embedding: listen on 127.0.0.1 on a free port, no caching.
+    pub fn for_tests() -> Config {
+        Config {
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            public_url: None,
+            body_limit: 1024 * 1024,
+            request_timeout_secs: 30,
+            token_cache_secs: 0,
+            lease_secs: 900,
+            db_max_connections: 8,
+        }
+    }
+
+    /// The request timeout.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_secs)
+    }
+
+    /// Checks settings that clap cannot, with messages that say what to change.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if let Some(url) = &self.public_url {
+            anyhow::ensure!(
+                url.starts_with("http://") || url.starts_with("https://"),
+                "--public-url must start with http:// or https://, got {url:?}"
+            );
+        }
+        anyhow::ensure!(
+            self.body_limit >= 1024,
+            "--body-limit must be at least 1024 bytes"
+        );
+        anyhow::ensure!(
+            self.request_timeout_secs >= 1,
+            "--request-timeout must be at least 1 second"
+        );
+        anyhow::ensure!(
+            (10..=86_400).contains(&self.lease_secs),
+            "--lease-seconds must be between 10 and 86400"
+        );
+        Ok(())
+    }
+}

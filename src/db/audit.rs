@@ -1,0 +1,94 @@
+//! The audit trail: who did what to which subject, in the transaction of the change.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::{PgConnection, Row};
+
+use super::Store;
+use crate::auth::Actor;
+use crate::error::Result;
+
+/// One audit record to write.
+#[derive(Debug)]
+pub struct Entry<'a> {
+    /// Dotted action (`user.create`, `task.complete`, ...).
+    pub action: &'a str,
+    /// `user`, `group` or `task`.
+    pub subject_type: &'a str,
+    /// The subject's id.
+    pub subject_id: String,
+    /// The task concerned, if any.
+    pub task_id: Option<i64>,
+    /// What came of it (`created`, `unchanged`, `done`, ...).
+    pub outcome: &'a str,
+    /// Anything else worth keeping (changed fields, reasons).
+    pub detail: Value,
+}
+
+/// One audit record as read back.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Record {
+    /// Sequence number.
+    pub id: i64,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Who (token name).
+    pub actor: String,
+    /// Their role.
+    pub actor_role: String,
+    /// What.
+    pub action: String,
+    /// Outcome.
+    pub outcome: String,
+    /// Request id of the call.
+    pub request_id: Option<String>,
+    /// Details.
+    pub detail: Value,
+}
+
+/// Writes one record with the caller's transaction.
+pub async fn write(conn: &mut PgConnection, actor: &Actor, e: Entry<'_>) -> Result<()> {
+    sqlx::query(
+        "insert into audit (app_id, actor, actor_role, action, subject_type, subject_id, \
+         task_id, request_id, outcome, detail) values ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)",
+    )
+    .bind(&actor.app_id)
+    .bind(&actor.name)
+    .bind(actor.role.as_str())
+    .bind(e.action)
+    .bind(e.subject_type)
+    .bind(&e.subject_id)
+    .bind(e.task_id)
+    .bind(&actor.request_id)
+    .bind(e.outcome)
+    .bind(e.detail)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+impl Store {
+    /// The history of one task, oldest first.
+    pub async fn task_history(&self, task_id: i64) -> Result<Vec<Record>> {
+        let rows = sqlx::query(
+            "select audit_id, at, actor, actor_role, action, outcome, request_id, detail \
+             from audit where task_id = $1 order by audit_id",
+        )
+        .bind(task_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| Record {
+                id: r.get("audit_id"),
+                at: r.get("at"),
+                actor: r.get("actor"),
+                actor_role: r.get("actor_role"),
+                action: r.get("action"),
+                outcome: r.get("outcome"),
+                request_id: r.get("request_id"),
+                detail: r.get("detail"),
+            })
+            .collect())
+    }
+}

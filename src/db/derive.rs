@@ -1,0 +1,224 @@
+//! Deriving a subject's task inside the transaction of the change that caused it
+//! (DESIGN.md "tasks are derived, not appended"). The caller holds the subject's row
+//! lock, so derivations of one subject never interleave.
+
+use serde_json::{json, Value};
+use sqlx::{PgConnection, Row};
+use uuid::Uuid;
+
+use super::audit::{self, Entry};
+use crate::auth::Actor;
+use crate::error::Result;
+use crate::reconcile::{self, Account, Plan, Profile, TaskKind};
+
+/// Everything derivation needs about one user, read in one round trip.
+struct Subject {
+    desired: Option<Account>,
+    basis: Option<Account>,
+    in_progress: Option<i64>,
+    open: Option<(i64, TaskKind, Option<Account>)>,
+    profile: Profile,
+}
+
+async fn load(conn: &mut PgConnection, user_id: Uuid) -> Result<Option<Subject>> {
+    let row = sqlx::query(
+        r#"
+        select u.doc, u.deleted_at is not null as deleted, u.confirmed, a.profile,
+               coalesce((select array_agg(g.display_name)
+                           from group_member m join scim_group g using (group_id)
+                          where m.user_id = u.user_id and g.deleted_at is null),
+                        '{}') as group_names,
+               p.task_id as in_progress_id, p.target as in_progress_target,
+               o.task_id as open_id, o.kind::text as open_kind, o.target as open_target
+          from scim_user u
+          join app a using (app_id)
+          left join task p on p.user_id = u.user_id and p.state = 'in_progress'
+          left join task o on o.user_id = u.user_id and o.state = 'open'
+         where u.user_id = $1
+        "#,
+    )
+    .bind(user_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(r) = row else { return Ok(None) };
+    let profile_key: String = r.get("profile");
+    let profile = Profile::by_key(&profile_key).unwrap_or_else(Profile::peopleai);
+    let deleted: bool = r.get("deleted");
+    let desired = if deleted {
+        None
+    } else {
+        let doc: Value = r.get("doc");
+        let groups: Vec<String> = r.get("group_names");
+        let roles: Vec<&str> = doc
+            .get("roles")
+            .and_then(Value::as_array)
+            .map(|rs| {
+                rs.iter()
+                    .filter_map(|r| r.get("value").and_then(Value::as_str))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let role = profile.resolve_role(groups.iter().map(String::as_str), roles);
+        Some(Account::from_user_doc(&doc, role))
+    };
+    let account = |v: Option<Value>| v.and_then(|v| serde_json::from_value::<Account>(v).ok());
+    let in_progress: Option<i64> = r.get("in_progress_id");
+    let basis = if in_progress.is_some() {
+        account(r.get("in_progress_target"))
+    } else {
+        account(r.get("confirmed"))
+    };
+    let open_id: Option<i64> = r.get("open_id");
+    let open = match open_id {
+        Some(id) => {
+            let kind: String = r.get("open_kind");
+            TaskKind::parse(&kind).map(|k| (id, k, account(r.get("open_target"))))
+        }
+        None => None,
+    };
+    Ok(Some(Subject {
+        desired,
+        basis,
+        in_progress,
+        open,
+        profile,
+    }))
+}
+
+/// Brings the subject's open task in line with its desired state: creates, rewrites or
+/// cancels it, or leaves it alone when it already closes exactly the difference.
+pub(super) async fn derive_user(
+    conn: &mut PgConnection,
+    actor: &Actor,
+    user_id: Uuid,
+) -> Result<()> {
+    let Some(s) = load(conn, user_id).await? else {
+        return Ok(());
+    };
+    let plan = reconcile::plan(s.desired.as_ref(), s.basis.as_ref());
+    match (plan, s.open) {
+        (None, None) => Ok(()),
+        (None, Some((task_id, _, _))) => {
+            let reason = cancel_reason(&s.desired, s.in_progress);
+            sqlx::query(
+                "update task set state = 'cancelled', cancel_reason = $2, finished_at = now(), \
+                 finished_by = $3, updated_at = now() where task_id = $1",
+            )
+            .bind(task_id)
+            .bind(&reason)
+            .bind(&actor.name)
+            .execute(&mut *conn)
+            .await?;
+            audit::write(
+                conn,
+                actor,
+                task_entry(
+                    "task.cancel",
+                    user_id,
+                    task_id,
+                    "cancelled",
+                    json!({"reason": reason}),
+                ),
+            )
+            .await
+        }
+        (Some(plan), Some((_, kind, target))) if kind == plan.kind && target == plan.target => {
+            Ok(())
+        }
+        (Some(plan), Some((task_id, old_kind, _))) => {
+            let (title, steps) = s.profile.render(&plan);
+            sqlx::query(
+                "update task set kind = $2::task_kind, title = $3, instructions = $4, changes = $5, \
+                 base = $6, target = $7, updated_at = now() where task_id = $1",
+            )
+            .bind(task_id)
+            .bind(plan.kind.as_str())
+            .bind(&title)
+            .bind(json!(steps))
+            .bind(json!(plan.changes))
+            .bind(json!(plan.base))
+            .bind(json!(plan.target))
+            .execute(&mut *conn)
+            .await?;
+            let detail =
+                json!({"kind": plan.kind, "previous_kind": old_kind, "changes": plan.changes});
+            audit::write(
+                conn,
+                actor,
+                task_entry("task.update", user_id, task_id, "updated", detail),
+            )
+            .await
+        }
+        (Some(plan), None) => {
+            let task_id = insert(conn, &actor.app_id, user_id, &plan, &s.profile).await?;
+            let detail =
+                json!({"kind": plan.kind, "changes": plan.changes, "waits_for": s.in_progress});
+            audit::write(
+                conn,
+                actor,
+                task_entry("task.create", user_id, task_id, "created", detail),
+            )
+            .await
+        }
+    }
+}
+
+async fn insert(
+    conn: &mut PgConnection,
+    app_id: &str,
+    user_id: Uuid,
+    plan: &Plan,
+    profile: &Profile,
+) -> Result<i64> {
+    let (title, steps) = profile.render(plan);
+    Ok(sqlx::query_scalar(
+        "insert into task (app_id, user_id, kind, title, instructions, changes, base, target) \
+         values ($1, $2, $3::task_kind, $4, $5, $6, $7, $8) returning task_id",
+    )
+    .bind(app_id)
+    .bind(user_id)
+    .bind(plan.kind.as_str())
+    .bind(&title)
+    .bind(json!(steps))
+    .bind(json!(plan.changes))
+    .bind(json!(plan.base))
+    .bind(json!(plan.target))
+    .fetch_one(conn)
+    .await?)
+}
+
+fn task_entry(
+    action: &'static str,
+    user_id: Uuid,
+    task_id: i64,
+    outcome: &'static str,
+    detail: Value,
+) -> Entry<'static> {
+    Entry {
+        action,
+        subject_type: "user",
+        subject_id: user_id.to_string(),
+        task_id: Some(task_id),
+        outcome,
+        detail,
+    }
+}
+
+/// Why an open task is no longer needed, in words for the admin reading the history.
+fn cancel_reason(desired: &Option<Account>, in_progress: Option<i64>) -> String {
+    match (desired, in_progress) {
+        (None, None) => "The user was deleted in the IdP before the app account was created; \
+                         there is nothing to do."
+            .into(),
+        (Some(d), None) if !d.active => "The user was deactivated in the IdP before the app \
+                                         account was created; there is nothing to do."
+            .into(),
+        (_, Some(id)) => format!(
+            "The IdP's latest change undid this one: once task #{id} is done the app has what \
+             the IdP wants."
+        ),
+        (_, None) => "The IdP's latest change undid this one: the app already has what the IdP \
+                      wants."
+            .into(),
+    }
+}

@@ -1,0 +1,384 @@
+//! SCIM groups. Membership is rows in `group_member`; a membership change re-derives the
+//! tasks of the users whose app role it decides (e.g. "People.ai Admins" → Admin).
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+use sqlx::{postgres::PgRow, PgConnection, Postgres, QueryBuilder, Row};
+use uuid::Uuid;
+
+use super::audit::{self, Entry};
+use super::derive::derive_user;
+use super::filter::{push_where, Resource};
+use super::{is_unique_violation, Store};
+use crate::auth::Actor;
+use crate::error::{Error, Result};
+use crate::reconcile::Profile;
+use crate::scim::filter::Filter;
+use crate::scim::list::Page;
+use crate::scim::{ScimError, ScimType};
+
+/// A group as stored, with what a SCIM read needs.
+#[derive(Debug, Clone)]
+pub struct GroupRecord {
+    /// SCIM `id`.
+    pub id: Uuid,
+    /// The desired state without members.
+    pub doc: Value,
+    /// Version counter.
+    pub version: i64,
+    /// `meta.created`.
+    pub created_at: DateTime<Utc>,
+    /// `meta.lastModified`.
+    pub updated_at: DateTime<Utc>,
+    /// `[{"value": user id, "display": name}]`, or None when the caller excluded members.
+    pub members: Option<Vec<Value>>,
+}
+
+/// SQL yielding the members of group `g` as a JSON array.
+const MEMBERS: &str = r#"
+    coalesce((select jsonb_agg(jsonb_build_object('value', mu.user_id,
+                                                  'display', coalesce(mu.doc->>'displayName', mu.user_name))
+                               order by mu.seq)
+                from group_member m join scim_user mu on mu.user_id = m.user_id
+               where m.group_id = g.group_id and mu.deleted_at is null), '[]')
+"#;
+
+fn select(with_members: bool) -> String {
+    let members = if with_members { MEMBERS } else { "null::jsonb" };
+    format!("select g.group_id, g.doc, g.version, g.created_at, g.updated_at, {members} as members from scim_group g")
+}
+
+fn record(r: &PgRow) -> GroupRecord {
+    let members: Option<Value> = r.get("members");
+    GroupRecord {
+        id: r.get("group_id"),
+        doc: r.get("doc"),
+        version: r.get("version"),
+        created_at: r.get("created_at"),
+        updated_at: r.get("updated_at"),
+        members: members.map(|m| match m {
+            Value::Array(a) => a,
+            _ => Vec::new(),
+        }),
+    }
+}
+
+fn taken(e: sqlx::Error, name: &str) -> Error {
+    if is_unique_violation(&e, "scim_group_name_uq") {
+        Error::Uniqueness(format!("a group named {name:?} already exists in this app"))
+    } else {
+        e.into()
+    }
+}
+
+fn entry(action: &'static str, id: Uuid, outcome: &'static str, detail: Value) -> Entry<'static> {
+    Entry {
+        action,
+        subject_type: "group",
+        subject_id: id.to_string(),
+        task_id: None,
+        outcome,
+        detail,
+    }
+}
+
+/// Splits the `members` out of a normalised group document.
+pub fn take_members(doc: &mut Value) -> Vec<String> {
+    let members = doc.as_object_mut().and_then(|m| m.remove("members"));
+    members
+        .and_then(|m| match m {
+            Value::Array(a) => Some(a),
+            _ => None,
+        })
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|m| m.get("value").and_then(Value::as_str).map(str::to_owned))
+        .collect()
+}
+
+/// Resolves member ids to live users of the app; any other id is a 400 invalidValue
+/// (RFC 7644 §3.5.2: a member that does not exist must not be dropped silently).
+async fn resolve_members(
+    conn: &mut PgConnection,
+    app_id: &str,
+    ids: &[String],
+) -> Result<BTreeSet<Uuid>> {
+    let parsed: Vec<Uuid> = ids.iter().filter_map(|s| Uuid::parse_str(s).ok()).collect();
+    let found: Vec<Uuid> = sqlx::query_scalar(
+        "select user_id from scim_user where app_id = $1 and user_id = any($2) and deleted_at is null",
+    )
+    .bind(app_id)
+    .bind(&parsed)
+    .fetch_all(conn)
+    .await?;
+    let found: BTreeSet<Uuid> = found.into_iter().collect();
+    let unknown: Vec<&str> = ids
+        .iter()
+        .filter(|s| Uuid::parse_str(s).map_or(true, |id| !found.contains(&id)))
+        .map(String::as_str)
+        .collect();
+    if !unknown.is_empty() {
+        return Err(ScimError::bad_request(
+            ScimType::InvalidValue,
+            format!(
+                "unknown member id(s): {} (members must be Users of this app)",
+                unknown.join(", ")
+            ),
+        )
+        .into());
+    }
+    Ok(found)
+}
+
+async fn current_members(conn: &mut PgConnection, group_id: Uuid) -> Result<BTreeSet<Uuid>> {
+    let ids: Vec<Uuid> = sqlx::query_scalar(
+        "select m.user_id from group_member m join scim_user u using (user_id) \
+         where m.group_id = $1 and u.deleted_at is null",
+    )
+    .bind(group_id)
+    .fetch_all(conn)
+    .await?;
+    Ok(ids.into_iter().collect())
+}
+
+async fn profile(conn: &mut PgConnection, app_id: &str) -> Result<Profile> {
+    let key: String = sqlx::query_scalar("select profile from app where app_id = $1")
+        .bind(app_id)
+        .fetch_one(conn)
+        .await?;
+    Ok(Profile::by_key(&key).unwrap_or_else(Profile::peopleai))
+}
+
+/// Writes membership and re-derives the users whose role the change may decide.
+async fn sync_members(
+    conn: &mut PgConnection,
+    actor: &Actor,
+    group_id: Uuid,
+    names: (&str, &str),
+    old: &BTreeSet<Uuid>,
+    new: &BTreeSet<Uuid>,
+) -> Result<()> {
+    let added: Vec<Uuid> = new.difference(old).copied().collect();
+    let removed: Vec<Uuid> = old.difference(new).copied().collect();
+    if !added.is_empty() {
+        sqlx::query("insert into group_member (group_id, user_id) select $1, unnest($2::uuid[]) on conflict do nothing")
+            .bind(group_id)
+            .bind(&added)
+            .execute(&mut *conn)
+            .await?;
+    }
+    if !removed.is_empty() {
+        sqlx::query("delete from group_member where group_id = $1 and user_id = any($2)")
+            .bind(group_id)
+            .bind(&removed)
+            .execute(&mut *conn)
+            .await?;
+    }
+    let p = profile(conn, &actor.app_id).await?;
+    let (old_name, new_name) = names;
+    let affected: BTreeSet<Uuid> =
+        if !p.group_decides_role(old_name) && !p.group_decides_role(new_name) {
+            BTreeSet::new()
+        } else if old_name.eq_ignore_ascii_case(new_name) {
+            added.iter().chain(&removed).copied().collect()
+        } else {
+            old.union(new).copied().collect()
+        };
+    if affected.is_empty() {
+        return Ok(());
+    }
+    // Lock in id order so concurrent group writes sharing members cannot deadlock.
+    let ids: Vec<Uuid> = affected.into_iter().collect();
+    sqlx::query("select 1 from scim_user where user_id = any($1) order by user_id for update")
+        .bind(&ids)
+        .execute(&mut *conn)
+        .await?;
+    for id in ids {
+        derive_user(conn, actor, id).await?;
+    }
+    Ok(())
+}
+
+fn name_of(doc: &Value) -> String {
+    doc["displayName"].as_str().unwrap_or_default().to_owned()
+}
+
+async fn fetch(
+    conn: &mut PgConnection,
+    app_id: &str,
+    id: Uuid,
+    with_members: bool,
+) -> Result<GroupRecord> {
+    let row = sqlx::query(&format!(
+        "{} where g.app_id = $1 and g.group_id = $2 and g.deleted_at is null",
+        select(with_members)
+    ))
+    .bind(app_id)
+    .bind(id)
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref()
+        .map(record)
+        .ok_or_else(|| Error::NotFound(format!("Group {id}")))
+}
+
+async fn lock(conn: &mut PgConnection, app_id: &str, id: Uuid) -> Result<Value> {
+    sqlx::query_scalar(
+        "select doc from scim_group where app_id = $1 and group_id = $2 and deleted_at is null for update",
+    )
+    .bind(app_id)
+    .bind(id)
+    .fetch_optional(conn)
+    .await?
+    .ok_or_else(|| Error::NotFound(format!("Group {id}")))
+}
+
+impl Store {
+    /// Creates a group with its members (RFC 7644 §3.3).
+    pub async fn create_group(&self, actor: &Actor, mut doc: Value) -> Result<GroupRecord> {
+        let members = take_members(&mut doc);
+        let name = name_of(&doc);
+        let id = Uuid::new_v4();
+        let mut tx = self.pool.begin().await?;
+        let new = resolve_members(&mut tx, &actor.app_id, &members).await?;
+        sqlx::query("insert into scim_group (group_id, app_id, display_name, external_id, doc) values ($1, $2, $3, $4, $5)")
+            .bind(id)
+            .bind(&actor.app_id)
+            .bind(&name)
+            .bind(doc.get("externalId").and_then(Value::as_str))
+            .bind(&doc)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| taken(e, &name))?;
+        sync_members(&mut tx, actor, id, (&name, &name), &BTreeSet::new(), &new).await?;
+        audit::write(
+            &mut tx,
+            actor,
+            entry(
+                "group.create",
+                id,
+                "created",
+                json!({"displayName": name, "members": new.len()}),
+            ),
+        )
+        .await?;
+        let rec = fetch(&mut tx, &actor.app_id, id, true).await?;
+        tx.commit().await?;
+        Ok(rec)
+    }
+
+    /// Reads one live group of the app.
+    pub async fn group(&self, app_id: &str, id: Uuid, with_members: bool) -> Result<GroupRecord> {
+        let mut conn = self.pool.acquire().await?;
+        fetch(&mut conn, app_id, id, with_members).await
+    }
+
+    /// Applies a change to the group document (members included as
+    /// `[{"value","display"}]`) under the group's row lock: PUT and PATCH.
+    pub async fn update_group(
+        &self,
+        actor: &Actor,
+        id: Uuid,
+        action: &'static str,
+        change: impl FnOnce(Value) -> Result<Value, ScimError>,
+    ) -> Result<GroupRecord> {
+        let mut tx = self.pool.begin().await?;
+        let old_doc = lock(&mut tx, &actor.app_id, id).await?;
+        let old_members = current_members(&mut tx, id).await?;
+        let mut with_members = old_doc.clone();
+        let listed = fetch(&mut tx, &actor.app_id, id, true)
+            .await?
+            .members
+            .unwrap_or_default();
+        if let Value::Object(m) = &mut with_members {
+            if !listed.is_empty() {
+                m.insert("members".into(), Value::Array(listed));
+            }
+        }
+        let mut doc = change(with_members)?;
+        let members = take_members(&mut doc);
+        let new_members = resolve_members(&mut tx, &actor.app_id, &members).await?;
+        let (old_name, new_name) = (name_of(&old_doc), name_of(&doc));
+        if doc == old_doc && new_members == old_members {
+            audit::write(&mut tx, actor, entry(action, id, "unchanged", json!({}))).await?;
+        } else {
+            sqlx::query(
+                "update scim_group set display_name = $2, external_id = $3, doc = $4, \
+                 version = version + 1, updated_at = now() where group_id = $1",
+            )
+            .bind(id)
+            .bind(&new_name)
+            .bind(doc.get("externalId").and_then(Value::as_str))
+            .bind(&doc)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| taken(e, &new_name))?;
+            sync_members(
+                &mut tx,
+                actor,
+                id,
+                (&old_name, &new_name),
+                &old_members,
+                &new_members,
+            )
+            .await?;
+            let detail = json!({
+                "displayName": new_name,
+                "added": new_members.difference(&old_members).count(),
+                "removed": old_members.difference(&new_members).count(),
+            });
+            audit::write(&mut tx, actor, entry(action, id, "updated", detail)).await?;
+        }
+        let rec = fetch(&mut tx, &actor.app_id, id, true).await?;
+        tx.commit().await?;
+        Ok(rec)
+    }
+
+    /// Deletes a group (RFC 7644 §3.6); its members lose the roles it granted.
+    pub async fn delete_group(&self, actor: &Actor, id: Uuid) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let doc = lock(&mut tx, &actor.app_id, id).await?;
+        let old = current_members(&mut tx, id).await?;
+        sqlx::query("update scim_group set deleted_at = now(), version = version + 1, updated_at = now() where group_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let name = name_of(&doc);
+        sync_members(&mut tx, actor, id, (&name, &name), &old, &BTreeSet::new()).await?;
+        audit::write(
+            &mut tx,
+            actor,
+            entry("group.delete", id, "deleted", json!({"displayName": name})),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// One page of the app's live groups matching `filter`, and the total.
+    pub async fn list_groups(
+        &self,
+        app_id: &str,
+        filter: Option<&Filter>,
+        page: Page,
+        with_members: bool,
+    ) -> Result<(i64, Vec<GroupRecord>)> {
+        let mut count: QueryBuilder<'_, Postgres> =
+            QueryBuilder::new("select count(*) from scim_group g ");
+        push_where(&mut count, app_id, filter, Resource::Group)?;
+        let total: i64 = count.build_query_scalar().fetch_one(&self.pool).await?;
+        if page.count == 0 || total < page.start_index {
+            return Ok((total, Vec::new()));
+        }
+        let mut q: QueryBuilder<'_, Postgres> = QueryBuilder::new(select(with_members));
+        push_where(&mut q, app_id, filter, Resource::Group)?;
+        q.push(" order by g.seq limit ")
+            .push_bind(page.count)
+            .push(" offset ")
+            .push_bind(page.offset());
+        let rows = q.build().fetch_all(&self.pool).await?;
+        Ok((total, rows.iter().map(record).collect()))
+    }
+}

@@ -1,0 +1,73 @@
+//! All SQL. The rest of the crate calls [`Store`]'s operations, each of which is one
+//! transaction that keeps DESIGN.md's invariants: a SCIM write, its derived task change
+//! and its audit record commit together or not at all.
+//!
+//! Queries are runtime-checked `sqlx::query` calls with bound parameters only; SCIM
+//! filters become SQL in [`filter`] through an exhaustive mapping of schema attributes,
+//! never by pasting client text.
+
+pub mod apps;
+pub mod audit;
+mod derive;
+pub mod filter;
+pub mod groups;
+pub mod tasks;
+pub mod tokens;
+pub mod users;
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+
+/// Embedded migrations (`migrations/`), run by `scimbridge migrate` and at `serve` start.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// The Postgres-backed store.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: PgPool,
+}
+
+impl Store {
+    /// Wraps an existing pool (tests pass the per-test pool of `#[sqlx::test]`).
+    pub fn new(pool: PgPool) -> Store {
+        Store { pool }
+    }
+
+    /// Connects lazily: the server starts even while Postgres is still coming up, and
+    /// `/readyz` says when it is reachable.
+    pub fn connect(url: &str, max_connections: u32) -> Result<Store, sqlx::Error> {
+        let options: PgConnectOptions = url.parse()?;
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_lazy_with(options);
+        Ok(Store { pool })
+    }
+
+    /// Applies pending migrations.
+    pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
+        MIGRATOR.run(&self.pool).await
+    }
+
+    /// Whether the database answers (for `/readyz`).
+    pub async fn ping(&self) -> bool {
+        sqlx::query("select 1").execute(&self.pool).await.is_ok()
+    }
+
+    /// The underlying pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+/// Whether a database error is the violation of the named unique index.
+fn is_unique_violation(e: &sqlx::Error, constraint: &str) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.constraint() == Some(constraint))
+}
+
+/// RFC 3339 with milliseconds and `Z`, as SCIM `dateTime` (RFC 7643 §2.3.5).
+pub fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}

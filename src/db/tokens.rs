@@ -1,0 +1,108 @@
+//! Bearer tokens, stored as SHA-256 hashes only.
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use uuid::Uuid;
+
+use super::Store;
+use crate::auth::Role;
+use crate::error::Result;
+
+/// A token as listed to operators (never the secret).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TokenInfo {
+    /// Token id (for `token revoke`).
+    pub token_id: Uuid,
+    /// The app it belongs to.
+    pub app_id: String,
+    /// Its role.
+    pub role: Role,
+    /// Its name, recorded as the actor of its writes.
+    pub name: String,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+fn info(r: &sqlx::postgres::PgRow) -> TokenInfo {
+    let role: String = r.get("role");
+    TokenInfo {
+        token_id: r.get("token_id"),
+        app_id: r.get("app_id"),
+        role: Role::parse(&role).unwrap_or(Role::Scim),
+        name: r.get("name"),
+        created_at: r.get("created_at"),
+        revoked_at: r.get("revoked_at"),
+    }
+}
+
+const COLUMNS: &str = "token_id, app_id, role::text as role, name, created_at, revoked_at";
+
+impl Store {
+    /// Stores a new token's hash; returns its id.
+    pub async fn insert_token(
+        &self,
+        app_id: &str,
+        role: Role,
+        name: &str,
+        secret_hash: &[u8],
+    ) -> Result<Uuid> {
+        let id = Uuid::new_v4();
+        sqlx::query(
+            "insert into token (token_id, app_id, role, name, secret_hash) \
+             values ($1, $2, $3::token_role, $4, $5)",
+        )
+        .bind(id)
+        .bind(app_id)
+        .bind(role.as_str())
+        .bind(name)
+        .bind(secret_hash)
+        .execute(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    /// The live (not revoked) token with this hash.
+    pub async fn token_by_hash(&self, secret_hash: &[u8]) -> Result<Option<TokenInfo>> {
+        let row = sqlx::query(&format!(
+            "select {COLUMNS} from token where secret_hash = $1 and revoked_at is null"
+        ))
+        .bind(secret_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(info))
+    }
+
+    /// All tokens, optionally of one app, oldest first.
+    pub async fn tokens(&self, app_id: Option<&str>) -> Result<Vec<TokenInfo>> {
+        let rows = sqlx::query(&format!(
+            "select {COLUMNS} from token where ($1::text is null or app_id = $1) \
+             order by app_id, created_at"
+        ))
+        .bind(app_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(info).collect())
+    }
+
+    /// Revokes a token; false when no live token has this id.
+    pub async fn revoke_token(&self, token_id: Uuid) -> Result<bool> {
+        let done = sqlx::query(
+            "update token set revoked_at = now() where token_id = $1 and revoked_at is null",
+        )
+        .bind(token_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Number of live admin tokens (to guide a first start).
+    pub async fn admin_token_count(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "select count(*) from token where role = 'admin' and revoked_at is null",
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+}

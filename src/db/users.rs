@@ -1,0 +1,280 @@
+//! SCIM users: desired state, written together with the derived task and the audit record.
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+use sqlx::{postgres::PgRow, PgConnection, Postgres, QueryBuilder, Row};
+use uuid::Uuid;
+
+use super::audit::{self, Entry};
+use super::derive::derive_user;
+use super::filter::{push_where, Resource};
+use super::{is_unique_violation, Store};
+use crate::auth::Actor;
+use crate::error::{Error, Result};
+use crate::scim::filter::Filter;
+use crate::scim::list::Page;
+use crate::scim::ScimError;
+
+/// A user as stored, with what a SCIM read needs.
+#[derive(Debug, Clone)]
+pub struct UserRecord {
+    /// SCIM `id`.
+    pub id: Uuid,
+    /// The desired state (SCIM document without id/meta/groups).
+    pub doc: Value,
+    /// Version counter (`meta.version`, `ETag`).
+    pub version: i64,
+    /// `meta.created`.
+    pub created_at: DateTime<Utc>,
+    /// `meta.lastModified`.
+    pub updated_at: DateTime<Utc>,
+    /// Groups the user is a member of: `[{"value": id, "display": name}]`.
+    pub groups: Vec<Value>,
+}
+
+const SELECT: &str = r#"
+    select u.user_id, u.doc, u.version, u.created_at, u.updated_at,
+           coalesce((select jsonb_agg(jsonb_build_object('value', g.group_id, 'display', g.display_name)
+                                      order by g.display_name)
+                       from group_member m join scim_group g using (group_id)
+                      where m.user_id = u.user_id and g.deleted_at is null), '[]') as groups
+      from scim_user u
+"#;
+
+fn record(r: &PgRow) -> UserRecord {
+    let groups: Value = r.get("groups");
+    UserRecord {
+        id: r.get("user_id"),
+        doc: r.get("doc"),
+        version: r.get("version"),
+        created_at: r.get("created_at"),
+        updated_at: r.get("updated_at"),
+        groups: match groups {
+            Value::Array(a) => a,
+            _ => Vec::new(),
+        },
+    }
+}
+
+/// The indexed columns copied out of the document.
+struct Columns {
+    user_name: String,
+    external_id: Option<String>,
+    active: bool,
+    emails: Vec<String>,
+}
+
+fn columns(doc: &Value) -> Columns {
+    Columns {
+        user_name: doc["userName"].as_str().unwrap_or_default().to_owned(),
+        external_id: doc
+            .get("externalId")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        active: doc.get("active").and_then(Value::as_bool).unwrap_or(true),
+        emails: doc
+            .get("emails")
+            .and_then(Value::as_array)
+            .map(|es| {
+                es.iter()
+                    .filter_map(|e| e.get("value").and_then(Value::as_str))
+                    .map(str::to_lowercase)
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
+}
+
+fn taken(e: sqlx::Error, user_name: &str) -> Error {
+    if is_unique_violation(&e, "scim_user_name_uq") {
+        Error::Uniqueness(format!(
+            "userName {user_name:?} is already taken in this app"
+        ))
+    } else {
+        e.into()
+    }
+}
+
+fn user_entry(
+    action: &'static str,
+    id: Uuid,
+    outcome: &'static str,
+    detail: Value,
+) -> Entry<'static> {
+    Entry {
+        action,
+        subject_type: "user",
+        subject_id: id.to_string(),
+        task_id: None,
+        outcome,
+        detail,
+    }
+}
+
+async fn fetch(conn: &mut PgConnection, app_id: &str, id: Uuid) -> Result<UserRecord> {
+    let row = sqlx::query(&format!(
+        "{SELECT} where u.app_id = $1 and u.user_id = $2 and u.deleted_at is null"
+    ))
+    .bind(app_id)
+    .bind(id)
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref()
+        .map(record)
+        .ok_or_else(|| Error::NotFound(format!("User {id}")))
+}
+
+/// Locks a live user row of the app and returns its document.
+async fn lock(conn: &mut PgConnection, app_id: &str, id: Uuid) -> Result<Value> {
+    sqlx::query_scalar(
+        "select doc from scim_user where app_id = $1 and user_id = $2 and deleted_at is null for update",
+    )
+    .bind(app_id)
+    .bind(id)
+    .fetch_optional(conn)
+    .await?
+    .ok_or_else(|| Error::NotFound(format!("User {id}")))
+}
+
+impl Store {
+    /// Creates a user from a normalised document (RFC 7644 §3.3).
+    pub async fn create_user(&self, actor: &Actor, doc: Value) -> Result<UserRecord> {
+        let c = columns(&doc);
+        let id = Uuid::new_v4();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "insert into scim_user (user_id, app_id, user_name, external_id, active, emails, doc) \
+             values ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(id)
+        .bind(&actor.app_id)
+        .bind(&c.user_name)
+        .bind(&c.external_id)
+        .bind(c.active)
+        .bind(&c.emails)
+        .bind(&doc)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| taken(e, &c.user_name))?;
+        derive_user(&mut tx, actor, id).await?;
+        audit::write(
+            &mut tx,
+            actor,
+            user_entry(
+                "user.create",
+                id,
+                "created",
+                json!({"userName": c.user_name}),
+            ),
+        )
+        .await?;
+        let rec = fetch(&mut tx, &actor.app_id, id).await?;
+        tx.commit().await?;
+        Ok(rec)
+    }
+
+    /// Reads one live user of the app.
+    pub async fn user(&self, app_id: &str, id: Uuid) -> Result<UserRecord> {
+        let mut conn = self.pool.acquire().await?;
+        fetch(&mut conn, app_id, id).await
+    }
+
+    /// Replaces a user's document (RFC 7644 §3.5.1).
+    pub async fn replace_user(&self, actor: &Actor, id: Uuid, doc: Value) -> Result<UserRecord> {
+        self.update_user(actor, id, "user.replace", |_| Ok(doc))
+            .await
+    }
+
+    /// Applies a change to a user's document under its row lock (used for PATCH, whose
+    /// result depends on the current document: RFC 7644 §3.5.2).
+    pub async fn update_user(
+        &self,
+        actor: &Actor,
+        id: Uuid,
+        action: &'static str,
+        change: impl FnOnce(Value) -> Result<Value, ScimError>,
+    ) -> Result<UserRecord> {
+        let mut tx = self.pool.begin().await?;
+        let old = lock(&mut tx, &actor.app_id, id).await?;
+        let doc = change(old.clone())?;
+        if doc == old {
+            // Okta re-sends unchanged profiles: no new version, no task; still audited.
+            audit::write(
+                &mut tx,
+                actor,
+                user_entry(action, id, "unchanged", json!({})),
+            )
+            .await?;
+        } else {
+            let c = columns(&doc);
+            sqlx::query(
+                "update scim_user set user_name = $2, external_id = $3, active = $4, emails = $5, \
+                 doc = $6, version = version + 1, updated_at = now() where user_id = $1",
+            )
+            .bind(id)
+            .bind(&c.user_name)
+            .bind(&c.external_id)
+            .bind(c.active)
+            .bind(&c.emails)
+            .bind(&doc)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| taken(e, &c.user_name))?;
+            derive_user(&mut tx, actor, id).await?;
+            audit::write(
+                &mut tx,
+                actor,
+                user_entry(action, id, "updated", json!({"active": c.active})),
+            )
+            .await?;
+        }
+        let rec = fetch(&mut tx, &actor.app_id, id).await?;
+        tx.commit().await?;
+        Ok(rec)
+    }
+
+    /// Deletes a user (RFC 7644 §3.6): hidden from SCIM at once, kept for the audit trail,
+    /// and its app account is scheduled for removal.
+    pub async fn delete_user(&self, actor: &Actor, id: Uuid) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        lock(&mut tx, &actor.app_id, id).await?;
+        sqlx::query("update scim_user set deleted_at = now(), version = version + 1, updated_at = now() where user_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        derive_user(&mut tx, actor, id).await?;
+        audit::write(
+            &mut tx,
+            actor,
+            user_entry("user.delete", id, "deleted", json!({})),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// One page of the app's live users matching `filter`, in creation order, and the
+    /// total number of matches (RFC 7644 §3.4.2).
+    pub async fn list_users(
+        &self,
+        app_id: &str,
+        filter: Option<&Filter>,
+        page: Page,
+    ) -> Result<(i64, Vec<UserRecord>)> {
+        let mut count: QueryBuilder<'_, Postgres> =
+            QueryBuilder::new("select count(*) from scim_user u ");
+        push_where(&mut count, app_id, filter, Resource::User)?;
+        let total: i64 = count.build_query_scalar().fetch_one(&self.pool).await?;
+        if page.count == 0 || total < page.start_index {
+            return Ok((total, Vec::new()));
+        }
+        let mut q: QueryBuilder<'_, Postgres> = QueryBuilder::new(SELECT);
+        push_where(&mut q, app_id, filter, Resource::User)?;
+        q.push(" order by u.seq limit ")
+            .push_bind(page.count)
+            .push(" offset ")
+            .push_bind(page.offset());
+        let rows = q.build().fetch_all(&self.pool).await?;
+        Ok((total, rows.iter().map(record).collect()))
+    }
+}

@@ -1,0 +1,82 @@
+//! The task API (`/api/v1`) for agents and admins: list, read, claim, complete and
+//! release tasks of the token's app. Errors are `{"code": …, "message": …}` with stable
+//! codes.
+
+mod error;
+mod tasks;
+
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::Uri;
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+
+pub use error::ApiError;
+
+use super::auth::authenticate;
+use super::{AppState, Route};
+use crate::auth::{Actor, Role};
+
+pub(super) fn routes() -> Vec<Route> {
+    tasks::routes()
+}
+
+/// The caller of a task API route: an `agent` or `admin` token.
+#[derive(Debug, Clone)]
+pub struct ApiActor(pub Actor);
+
+impl FromRequestParts<AppState> for ApiActor {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let actor = authenticate(state, &parts.headers).await?;
+        match actor.role {
+            Role::Agent | Role::Admin => Ok(ApiActor(actor)),
+            Role::Scim => Err(ApiError::new(
+                403,
+                "forbidden_role",
+                "a scim token cannot use the task API; use an agent or admin token",
+            )),
+        }
+    }
+}
+
+/// A JSON body whose rejections are API errors. An empty body reads as `{}` so that
+/// `curl -X POST` works for requests whose fields are all optional.
+#[derive(Debug)]
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| ApiError::new(e.status().as_u16(), "bad_body", e.body_text()))?;
+        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+            b"{}"
+        } else {
+            &bytes
+        };
+        serde_json::from_slice(bytes)
+            .map(ApiJson)
+            .map_err(|e| ApiError::new(400, "invalid_json", format!("invalid request body: {e}")))
+    }
+}
+
+/// 405 for a method a task API route does not offer.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        405,
+        "method_not_allowed",
+        "this endpoint does not support this method",
+    )
+}
+
+/// 404 for a path that names no route.
+pub async fn not_found_route(uri: Uri) -> Response {
+    ApiError::new(404, "no_route", format!("no endpoint at {}", uri.path())).into_response()
+}

@@ -1,0 +1,106 @@
+//! The HTTP surfaces: SCIM (`/scim/v2`, for IdPs), the task API (`/api/v1`, for agents
+//! and admins) and health probes. Handlers are thin: parse, call the store, render.
+//! Each surface maps errors to its own wire format exactly once.
+
+pub mod api;
+pub mod auth;
+pub mod health;
+pub mod scim;
+
+use std::sync::Arc;
+
+use axum::http::{HeaderName, Method, Request, StatusCode};
+use axum::routing::MethodRouter;
+use axum::Router;
+use tower::ServiceBuilder;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::config::Config;
+use crate::db::Store;
+
+/// Shared state of every handler.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The store (all SQL).
+    pub store: Store,
+    /// Server settings.
+    pub config: Arc<Config>,
+    /// Verified bearer tokens.
+    pub tokens: Arc<auth::TokenCache>,
+}
+
+/// One route: path, method and handler. The router and the route table (checked
+/// against openapi.yaml by a test) are both built from this one list.
+pub type Route = (&'static str, Method, MethodRouter<AppState>);
+
+/// Every route the server answers.
+pub fn routes() -> Vec<Route> {
+    [health::routes(), scim::routes(), api::routes()].concat()
+}
+
+/// `(METHOD, path)` of every route, for the OpenAPI check.
+pub fn route_table() -> Vec<(String, String)> {
+    routes()
+        .into_iter()
+        .map(|(path, method, _)| (method.to_string(), path.to_string()))
+        .collect()
+}
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Builds the full application: routes, fallbacks and the middleware stack.
+pub fn router(state: AppState) -> Router {
+    let mut by_path: Vec<(&'static str, MethodRouter<AppState>)> = Vec::new();
+    for (path, _, handler) in routes() {
+        match by_path.iter_mut().find(|(p, _)| *p == path) {
+            Some((_, existing)) => *existing = std::mem::take(existing).merge(handler),
+            None => by_path.push((path, handler)),
+        }
+    }
+    let mut router = Router::new();
+    for (path, handler) in by_path {
+        let handler = if path.starts_with(scim::BASE) {
+            handler.fallback(scim::method_not_allowed)
+        } else {
+            handler.fallback(api::method_not_allowed)
+        };
+        router = router.route(path, handler);
+    }
+    let timeout = state.config.request_timeout();
+    router
+        .fallback(fallback)
+        .layer(axum::extract::DefaultBodyLimit::max(state.config.body_limit))
+        .with_state(state)
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+                .layer(
+                    TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+                        let matched = req
+                            .extensions()
+                            .get::<axum::extract::MatchedPath>()
+                            .map(|m| m.as_str().to_owned())
+                            .unwrap_or_default();
+                        let request_id = req
+                            .headers()
+                            .get(REQUEST_ID)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default()
+                            .to_owned();
+                        tracing::info_span!("request", method = %req.method(), path = %matched, request_id)
+                    }),
+                )
+                .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+                .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout)),
+        )
+}
+
+async fn fallback(uri: axum::http::Uri) -> axum::response::Response {
+    if uri.path().starts_with(scim::BASE) {
+        scim::not_found_route(uri).await
+    } else {
+        api::not_found_route(uri).await
+    }
+}

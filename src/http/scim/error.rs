@@ -1,0 +1,93 @@
+//! The SCIM surface's one error mapping: every failure becomes an RFC 7644 §3.12 body
+//! with `Content-Type: application/scim+json`.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use crate::error::Error;
+use crate::http::auth::AuthError;
+use crate::scim::{ScimError, ScimType};
+
+/// A failed SCIM request.
+#[derive(Debug)]
+pub struct ScimReply(ScimError);
+
+impl From<ScimError> for ScimReply {
+    fn from(e: ScimError) -> Self {
+        ScimReply(e)
+    }
+}
+
+impl From<Error> for ScimReply {
+    fn from(e: Error) -> Self {
+        let status = |status: u16, scim_type: Option<ScimType>, detail: String| ScimError {
+            status,
+            scim_type,
+            detail,
+        };
+        ScimReply(match e {
+            Error::NotFound(what) => ScimError::not_found(format!("{what} not found")),
+            Error::Uniqueness(detail) => ScimError::uniqueness(detail),
+            Error::Scim(e) => e,
+            Error::TaskConflict { message, .. } => status(409, None, message),
+            Error::Invalid { message, .. } => status(400, Some(ScimType::InvalidValue), message),
+            Error::Unavailable(err) => {
+                tracing::warn!(error = %err, "database unavailable");
+                status(
+                    503,
+                    None,
+                    "the service is temporarily unavailable; retry later".into(),
+                )
+            }
+            Error::Db(err) => {
+                tracing::error!(error = ?err, "internal error");
+                status(
+                    500,
+                    None,
+                    "internal error; quote the X-Request-Id response header when reporting it"
+                        .into(),
+                )
+            }
+        })
+    }
+}
+
+impl From<AuthError> for ScimReply {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Missing => ScimReply(ScimError {
+                status: 401,
+                scim_type: None,
+                detail: "authentication required: send Authorization: Bearer <token>".into(),
+            }),
+            AuthError::Invalid => ScimReply(ScimError {
+                status: 401,
+                scim_type: None,
+                detail: "the bearer token is not valid (unknown or revoked)".into(),
+            }),
+            AuthError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl IntoResponse for ScimReply {
+    fn into_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut res = super::reply(status, &self.0.body(), None, None);
+        let h = res.headers_mut();
+        match status {
+            StatusCode::UNAUTHORIZED => {
+                h.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"scimbridge\""),
+                );
+            }
+            StatusCode::SERVICE_UNAVAILABLE => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            _ => {}
+        }
+        res
+    }
+}

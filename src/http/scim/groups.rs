@@ -1,0 +1,171 @@
+//! /Groups (RFC 7644 §3.3–§3.6). Members are Users of the same app.
+
+use axum::extract::{Path, State};
+use axum::http::{Method, StatusCode};
+use axum::response::Response;
+use axum::routing::{delete, get, patch, post, put};
+use serde_json::{json, Value};
+
+use super::extract::parse_id;
+use super::users::patch_request;
+use super::{reply, BaseUrl, ListParams, ScimActor, ScimJson, ScimReply};
+use crate::db::groups::GroupRecord;
+use crate::db::rfc3339;
+use crate::http::{AppState, Route};
+use crate::scim::list::list_response;
+use crate::scim::patch;
+use crate::scim::resource::{self, etag, Meta};
+use crate::scim::schema::GROUP_RESOURCE;
+
+pub(super) fn routes() -> Vec<Route> {
+    const GROUPS: &str = "/scim/v2/Groups";
+    const GROUP: &str = "/scim/v2/Groups/{id}";
+    vec![
+        (GROUPS, Method::GET, get(list_groups)),
+        (GROUPS, Method::POST, post(create_group)),
+        (GROUP, Method::GET, get(get_group)),
+        (GROUP, Method::PUT, put(replace_group)),
+        (GROUP, Method::PATCH, patch(patch_group)),
+        (GROUP, Method::DELETE, delete(delete_group)),
+    ]
+}
+
+fn render(base: &str, rec: GroupRecord) -> Value {
+    let members = rec.members.map(|ms| {
+        Value::Array(
+            ms.into_iter()
+                .map(|m| {
+                    let id = m["value"].as_str().unwrap_or_default().to_owned();
+                    json!({"value": id, "display": m["display"], "$ref": format!("{base}/Users/{id}"), "type": "User"})
+                })
+                .collect(),
+        )
+    });
+    let meta = Meta {
+        resource_type: "Group",
+        created: rfc3339(rec.created_at),
+        last_modified: rfc3339(rec.updated_at),
+        location: format!("{base}/Groups/{}", rec.id),
+        version: rec.version,
+    };
+    resource::render(
+        rec.doc,
+        &rec.id.to_string(),
+        &meta,
+        members.map(|m| ("members", m)),
+        &GROUP_RESOURCE,
+    )
+}
+
+fn one(status: StatusCode, base: &str, rec: GroupRecord, with_location: bool) -> Response {
+    let tag = etag(rec.version);
+    let body = render(base, rec);
+    let location = with_location.then(|| {
+        body["meta"]["location"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    });
+    reply(status, &body, location.as_deref(), Some(&tag))
+}
+
+async fn create_group(
+    State(s): State<AppState>,
+    ScimActor(actor): ScimActor,
+    BaseUrl(base): BaseUrl,
+    ScimJson(body): ScimJson,
+) -> Result<Response, ScimReply> {
+    let doc = resource::normalize(body, &GROUP_RESOURCE)?;
+    let rec = s.store.create_group(&actor, doc).await?;
+    Ok(one(StatusCode::CREATED, &base, rec, true))
+}
+
+async fn get_group(
+    State(s): State<AppState>,
+    ScimActor(actor): ScimActor,
+    BaseUrl(base): BaseUrl,
+    Path(id): Path<String>,
+    params: ListParams,
+) -> Result<Response, ScimReply> {
+    let id = parse_id("Group", &id)?;
+    let rec = s
+        .store
+        .group(&actor.app_id, id, !params.excludes("members"))
+        .await?;
+    let tag = etag(rec.version);
+    let body = resource::project(render(&base, rec), &params.attributes, &params.excluded);
+    Ok(reply(StatusCode::OK, &body, None, Some(&tag)))
+}
+
+async fn list_groups(
+    State(s): State<AppState>,
+    ScimActor(actor): ScimActor,
+    BaseUrl(base): BaseUrl,
+    params: ListParams,
+) -> Result<Response, ScimReply> {
+    let (total, recs) = s
+        .store
+        .list_groups(
+            &actor.app_id,
+            params.filter.as_ref(),
+            params.page,
+            !params.excludes("members"),
+        )
+        .await?;
+    let resources = recs
+        .into_iter()
+        .map(|r| resource::project(render(&base, r), &params.attributes, &params.excluded))
+        .collect();
+    Ok(reply(
+        StatusCode::OK,
+        &list_response(total, params.page, resources),
+        None,
+        None,
+    ))
+}
+
+async fn replace_group(
+    State(s): State<AppState>,
+    ScimActor(actor): ScimActor,
+    BaseUrl(base): BaseUrl,
+    Path(id): Path<String>,
+    ScimJson(body): ScimJson,
+) -> Result<Response, ScimReply> {
+    let id = parse_id("Group", &id)?;
+    let doc = resource::normalize(body, &GROUP_RESOURCE)?;
+    let rec = s
+        .store
+        .update_group(&actor, id, "group.replace", |_| Ok(doc))
+        .await?;
+    Ok(one(StatusCode::OK, &base, rec, false))
+}
+
+async fn patch_group(
+    State(s): State<AppState>,
+    ScimActor(actor): ScimActor,
+    BaseUrl(base): BaseUrl,
+    Path(id): Path<String>,
+    ScimJson(body): ScimJson,
+) -> Result<Response, ScimReply> {
+    let id = parse_id("Group", &id)?;
+    let req = patch_request(body)?;
+    let rec = s
+        .store
+        .update_group(&actor, id, "group.patch", |mut doc| {
+            patch::apply(&mut doc, &req.operations, &GROUP_RESOURCE)?;
+            resource::normalize(doc, &GROUP_RESOURCE)
+        })
+        .await?;
+    Ok(one(StatusCode::OK, &base, rec, false))
+}
+
+async fn delete_group(
+    State(s): State<AppState>,
+    ScimActor(actor): ScimActor,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ScimReply> {
+    s.store
+        .delete_group(&actor, parse_id("Group", &id)?)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,80 @@
+//! The SCIM surface (RFC 7644 §3.2 endpoint table):
+//!
+//! | endpoint                 | methods                          | module      |
+//! |--------------------------|----------------------------------|-------------|
+//! | /Users, /Users/{id}      | GET POST / GET PUT PATCH DELETE  | `users`     |
+//! | /Groups, /Groups/{id}    | GET POST / GET PUT PATCH DELETE  | `groups`    |
+//! | /ServiceProviderConfig   | GET (others 405)                 | `discovery` |
+//! | /ResourceTypes[/{id}]    | GET (others 405)                 | `discovery` |
+//! | /Schemas[/{id}]          | GET (others 405)                 | `discovery` |
+//!
+//! Only `scim` tokens reach it, and only their own app's resources.
+
+mod discovery;
+mod error;
+mod extract;
+mod groups;
+mod users;
+
+use axum::http::{header, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+
+pub use error::ScimReply;
+pub use extract::{BaseUrl, ListParams, ScimActor, ScimJson};
+
+use super::Route;
+use crate::scim::{ScimError, SCIM_CONTENT_TYPE};
+
+/// Where the SCIM surface is mounted.
+pub const BASE: &str = "/scim/v2";
+
+pub(super) fn routes() -> Vec<Route> {
+    [users::routes(), groups::routes(), discovery::routes()].concat()
+}
+
+/// A SCIM JSON response with optional `Location` and `ETag` headers.
+pub fn reply(
+    status: StatusCode,
+    body: &Value,
+    location: Option<&str>,
+    etag: Option<&str>,
+) -> Response {
+    let mut res = (status, body.to_string()).into_response();
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(SCIM_CONTENT_TYPE),
+    );
+    for (name, value) in [(header::LOCATION, location), (header::ETAG, etag)] {
+        if let Some(v) = value.and_then(|v| HeaderValue::from_str(v).ok()) {
+            h.insert(name, v);
+        }
+    }
+    res
+}
+
+/// 405 for a method a SCIM endpoint does not offer (discovery endpoints are read-only).
+pub async fn method_not_allowed() -> ScimReply {
+    ScimError {
+        status: 405,
+        scim_type: None,
+        detail: "this endpoint does not support this method".into(),
+    }
+    .into()
+}
+
+/// 404 for a path under /scim/v2 that names no endpoint.
+pub async fn not_found_route(uri: Uri) -> Response {
+    let detail = if uri.path().trim_end_matches('/').ends_with("/Me") {
+        return ScimReply::from(ScimError {
+            status: 501,
+            scim_type: None,
+            detail: "/Me is not supported: tokens belong to IdPs, not to users".into(),
+        })
+        .into_response();
+    } else {
+        format!("no SCIM endpoint at {}", uri.path())
+    };
+    ScimReply::from(ScimError::not_found(detail)).into_response()
+}

@@ -1,0 +1,26 @@
+//! scimbridge: a SCIM 2.0 façade that makes apps without SCIM provisionable.
+//!
+//! Okta or Entra ID talk SCIM to scimbridge as if it were the app. scimbridge keeps the
+//! desired state, derives one task per subject that closes the difference to what the
+//! app has (confirmed state), and lets people and agents work the tasks.
+//!
+//! # Layout
+//! - [`scim`]: the protocol, pure (schemas, filter, PATCH, resources, errors).
+//! - [`reconcile`]: task planning and app profiles, pure.
+//! - [`db`]: all SQL; each operation is one transaction (write + task + audit).
+//! - [`http`]: axum surfaces: SCIM (`/scim/v2`), task API (`/api/v1`), health.
+//! - [`auth`]: token roles, hashing and the actor of a request.
+//! - [`config`], [`startup`], [`telemetry`], [`cli`]: running the server.
+//!
+//! Dependencies point inward: `http` → `db` → `reconcile`/`scim`.
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod http;
+pub mod reconcile;
+pub mod scim;
+pub mod startup;
+pub mod telemetry;

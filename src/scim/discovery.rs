@@ -1,0 +1,66 @@
+//! Discovery documents (RFC 7644 §4, RFC 7643 §5–§7): what this server supports, said
+//! exactly. Anything declared here is exercised by tests.
+
+use serde_json::{json, Value};
+
+use super::schema::{self, ENTERPRISE_USER_SCHEMA, GROUP_SCHEMA, USER_SCHEMA};
+use super::MAX_PAGE_SIZE;
+
+/// RFC 7643 §5.
+pub fn service_provider_config(base: &str) -> Value {
+    json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
+        "documentationUri": "https://github.com/scimbridge/scimbridge#readme",
+        "patch": {"supported": true},
+        "bulk": {"supported": false, "maxOperations": 0, "maxPayloadSize": 0},
+        "filter": {"supported": true, "maxResults": MAX_PAGE_SIZE},
+        "changePassword": {"supported": false},
+        "sort": {"supported": false},
+        "etag": {"supported": false},
+        "authenticationSchemes": [{
+            "type": "oauthbearertoken",
+            "name": "Bearer token",
+            "description": "A static bearer token created with `scimbridge token create --role scim`, \
+                            sent as `Authorization: Bearer <token>`.",
+            "primary": true
+        }],
+        "meta": {
+            "resourceType": "ServiceProviderConfig",
+            "location": format!("{base}/ServiceProviderConfig")
+        }
+    })
+}
+
+/// RFC 7643 §6: the resource types served.
+pub fn resource_types(base: &str) -> Vec<Value> {
+    vec![
+        json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ResourceType"],
+            "id": "User",
+            "name": "User",
+            "endpoint": "/Users",
+            "description": "User Account",
+            "schema": USER_SCHEMA,
+            "schemaExtensions": [{"schema": ENTERPRISE_USER_SCHEMA, "required": false}],
+            "meta": {"resourceType": "ResourceType", "location": format!("{base}/ResourceTypes/User")}
+        }),
+        json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ResourceType"],
+            "id": "Group",
+            "name": "Group",
+            "endpoint": "/Groups",
+            "description": "Group",
+            "schema": GROUP_SCHEMA,
+            "schemaExtensions": [],
+            "meta": {"resourceType": "ResourceType", "location": format!("{base}/ResourceTypes/Group")}
+        }),
+    ]
+}
+
+/// RFC 7643 §7: the schemas served.
+pub fn schemas(base: &str) -> Vec<Value> {
+    [&schema::USER, &schema::ENTERPRISE_USER, &schema::GROUP]
+        .into_iter()
+        .map(|s| schema::to_json(s, base))
+        .collect()
+}
