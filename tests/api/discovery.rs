@@ -1,0 +1,136 @@
+use reqwest::Method;
+use serde_json::Value;
+use sqlx::PgPool;
+
+use crate::helpers::{assert_scim_error, TestApp};
+
+#[sqlx::test]
+async fn service_provider_config_says_what_the_server_does(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let res = app
+        .scim(Method::GET, "/ServiceProviderConfig")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "application/scim+json");
+    let spc: Value = res.json().await.unwrap();
+    assert_eq!(spc["patch"]["supported"], true);
+    assert_eq!(spc["filter"]["supported"], true);
+    assert_eq!(spc["filter"]["maxResults"], 500);
+    assert_eq!(spc["bulk"]["supported"], false);
+    assert_eq!(spc["authenticationSchemes"][0]["type"], "oauthbearertoken");
+}
+
+#[sqlx::test]
+async fn resource_types_and_schemas_are_listed_and_addressable(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let rts: Value = app
+        .scim(Method::GET, "/ResourceTypes")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(rts["totalResults"], 2);
+    let user: Value = app
+        .scim(Method::GET, "/ResourceTypes/User")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(user["endpoint"], "/Users");
+    assert_eq!(
+        user["schemaExtensions"][0]["schema"],
+        "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+    );
+
+    let schemas: Value = app
+        .scim(Method::GET, "/Schemas")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(schemas["totalResults"], 3);
+    let s: Value = app
+        .scim(
+            Method::GET,
+            "/Schemas/urn:ietf:params:scim:schemas:core:2.0:User",
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let user_name = s["attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "userName")
+        .unwrap();
+    assert_eq!(user_name["uniqueness"], "server");
+    assert_eq!(user_name["caseExact"], false);
+
+    assert_scim_error(
+        app.scim(Method::GET, "/Schemas/urn:nope")
+            .send()
+            .await
+            .unwrap(),
+        404,
+        None,
+    )
+    .await;
+    assert_scim_error(
+        app.scim(Method::GET, "/ResourceTypes/Nope")
+            .send()
+            .await
+            .unwrap(),
+        404,
+        None,
+    )
+    .await;
+}
+
+#[sqlx::test]
+async fn writes_to_discovery_endpoints_are_405(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    for path in [
+        "/ServiceProviderConfig",
+        "/ResourceTypes",
+        "/Schemas",
+        "/Schemas/urn:ietf:params:scim:schemas:core:2.0:User",
+    ] {
+        for m in [Method::POST, Method::PUT, Method::PATCH, Method::DELETE] {
+            let res = app
+                .scim(m.clone(), path)
+                .json(&serde_json::json!({}))
+                .send()
+                .await
+                .unwrap();
+            assert_scim_error(res, 405, None).await;
+        }
+    }
+}
+
+#[sqlx::test]
+async fn unknown_scim_paths_are_a_scim_404_and_me_is_501(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    assert_scim_error(
+        app.scim(Method::GET, "/Nope").send().await.unwrap(),
+        404,
+        None,
+    )
+    .await;
+    assert_scim_error(
+        app.scim(Method::GET, "/Me").send().await.unwrap(),
+        501,
+        None,
+    )
+    .await;
+}

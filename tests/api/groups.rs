@@ -1,0 +1,337 @@
+use reqwest::Method;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+
+use crate::helpers::{assert_scim_error, count, okta_user, TestApp};
+
+async fn users(app: &TestApp, n: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let u = app.create_user(okta_user(&format!("u{i}@corp.com"))).await;
+        ids.push(u["id"].as_str().unwrap().to_owned());
+    }
+    ids
+}
+
+fn member_ids(group: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = group["members"]
+        .as_array()
+        .map(|ms| {
+            ms.iter()
+                .map(|m| m["value"].as_str().unwrap().to_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    ids.sort();
+    ids
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+async fn get(app: &TestApp, id: &str) -> Value {
+    let res = app
+        .scim(Method::GET, &format!("/Groups/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    res.json().await.unwrap()
+}
+
+#[sqlx::test]
+async fn create_group_with_members_and_read_it_back(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let ids = users(&app, 2).await;
+    let res = app
+        .scim(Method::POST, "/Groups")
+        .json(&json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+            "displayName": "Sales",
+            "externalId": "00g1",
+            "members": [{"value": ids[0]}, {"value": ids[1], "display": "ignored"}]
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    assert!(res.headers().contains_key("location"));
+    let g: Value = res.json().await.unwrap();
+    assert_eq!(g["displayName"], "Sales");
+    assert_eq!(g["meta"]["resourceType"], "Group");
+    assert_eq!(member_ids(&g), sorted(ids.clone()));
+    assert_eq!(g["members"][0]["display"], "Ann Lee");
+    assert!(g["members"][0]["$ref"]
+        .as_str()
+        .unwrap()
+        .contains("/scim/v2/Users/"));
+    let read = get(&app, g["id"].as_str().unwrap()).await;
+    assert_eq!(read, g);
+    // Users show their groups (read-only `groups`, RFC 7643 §4.1.2).
+    let u: Value = app
+        .scim(Method::GET, &format!("/Users/{}", ids[0]))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(u["groups"][0]["value"], g["id"]);
+    assert_eq!(u["groups"][0]["display"], "Sales");
+}
+
+#[sqlx::test]
+async fn entra_create_group_with_unknown_schema_urn_is_accepted(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let g = app
+        .create_group(json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group", "http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/Group"],
+            "displayName": "Engineering",
+            "externalId": "8aa1a0c0-c4c3-4bc0-b4a5-2ef676900159",
+            "members": []
+        }))
+        .await;
+    assert_eq!(
+        g["schemas"],
+        json!(["urn:ietf:params:scim:schemas:core:2.0:Group"])
+    );
+}
+
+#[sqlx::test]
+async fn unknown_member_ids_are_400_invalid_value_and_change_nothing(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let ids = users(&app, 1).await;
+    let bad = uuid::Uuid::new_v4().to_string();
+    let res = app
+        .scim(Method::POST, "/Groups")
+        .json(&json!({"displayName": "Sales", "members": [{"value": ids[0]}, {"value": bad}]}))
+        .send()
+        .await
+        .unwrap();
+    let err = assert_scim_error(res, 400, Some("invalidValue")).await;
+    assert!(err["detail"].as_str().unwrap().contains(&bad));
+    assert_eq!(count(&app.pool, "scim_group").await, 0);
+
+    let g = app
+        .create_group(json!({"displayName": "Sales", "members": [{"value": ids[0]}]}))
+        .await;
+    let gid = g["id"].as_str().unwrap();
+    let res = app
+        .patch(
+            &format!("/Groups/{gid}"),
+            json!([{"op": "add", "path": "members", "value": [{"value": "nope"}]}]),
+        )
+        .await;
+    assert_scim_error(res, 400, Some("invalidValue")).await;
+    assert_eq!(member_ids(&get(&app, gid).await), ids);
+}
+
+#[sqlx::test]
+async fn duplicate_display_name_is_409(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    app.create_group(json!({"displayName": "Sales"})).await;
+    let res = app
+        .scim(Method::POST, "/Groups")
+        .json(&json!({"displayName": "sales"}))
+        .send()
+        .await
+        .unwrap();
+    assert_scim_error(res, 409, Some("uniqueness")).await;
+    let res = app
+        .scim(Method::POST, "/Groups")
+        .json(&json!({"members": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_scim_error(res, 400, Some("invalidValue")).await;
+}
+
+#[sqlx::test]
+async fn entra_member_add_and_remove_with_value_lists_touch_only_the_listed(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let ids = users(&app, 4).await;
+    let g = app
+        .create_group(
+            json!({"displayName": "Sales", "members": [{"value": ids[0]}, {"value": ids[1]}]}),
+        )
+        .await;
+    let path = format!("/Groups/{}", g["id"].as_str().unwrap());
+    let res = app
+        .patch(&path, json!([{"op": "Add", "path": "members", "value": [{"value": ids[2]}, {"value": ids[3]}]}]))
+        .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        member_ids(&get(&app, g["id"].as_str().unwrap()).await),
+        sorted(ids.clone())
+    );
+    let res = app
+        .patch(&path, json!([{"op": "Remove", "path": "members", "value": [{"value": ids[0]}, {"$ref": null, "value": ids[2]}]}]))
+        .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        member_ids(&res.json().await.unwrap()),
+        sorted(vec![ids[1].clone(), ids[3].clone()])
+    );
+}
+
+#[sqlx::test]
+async fn okta_group_push_remove_by_filter_add_rename_and_replace_members(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let ids = users(&app, 3).await;
+    let g = app
+        .create_group(
+            json!({"displayName": "Sales", "members": [{"value": ids[0]}, {"value": ids[1]}]}),
+        )
+        .await;
+    let gid = g["id"].as_str().unwrap().to_owned();
+    let path = format!("/Groups/{gid}");
+    // Okta: remove one member by filter and add another in one PATCH.
+    let res = app
+        .patch(
+            &path,
+            json!([
+                {"op": "remove", "path": format!("members[value eq \"{}\"]", ids[0])},
+                {"op": "add", "path": "members", "value": [{"value": ids[2], "display": "u2@corp.com"}]}
+            ]),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        member_ids(&get(&app, &gid).await),
+        sorted(vec![ids[1].clone(), ids[2].clone()])
+    );
+    // Okta: path-less rename whose value carries the read-only id.
+    let res = app
+        .patch(
+            &path,
+            json!([{"op": "replace", "value": {"id": gid, "displayName": "Sales EMEA"}}]),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let renamed: Value = res.json().await.unwrap();
+    assert_eq!(renamed["displayName"], "Sales EMEA");
+    assert_eq!(member_ids(&renamed).len(), 2, "a rename keeps the members");
+    // Okta: replace members wholesale.
+    let res = app
+        .patch(
+            &path,
+            json!([{"op": "replace", "path": "members", "value": [{"value": ids[0]}]}]),
+        )
+        .await;
+    assert_eq!(member_ids(&res.json().await.unwrap()), vec![ids[0].clone()]);
+    // Remove with no filter and no value clears all.
+    let res = app
+        .patch(&path, json!([{"op": "remove", "path": "members"}]))
+        .await;
+    let cleared: Value = res.json().await.unwrap();
+    assert!(cleared.get("members").is_none() || cleared["members"] == json!([]));
+}
+
+#[sqlx::test]
+async fn excluded_members_and_display_name_filters(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let ids = users(&app, 1).await;
+    let g = app
+        .create_group(json!({"displayName": "Sales", "members": [{"value": ids[0]}]}))
+        .await;
+    app.create_group(json!({"displayName": "Marketing"})).await;
+    let gid = g["id"].as_str().unwrap();
+    let one: Value = app
+        .scim(
+            Method::GET,
+            &format!("/Groups/{gid}?excludedAttributes=members"),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(one.get("members").is_none());
+    assert_eq!(one["displayName"], "Sales");
+    let list: Value = app
+        .scim(
+            Method::GET,
+            "/Groups?filter=displayName%20eq%20%22sales%22&excludedAttributes=members",
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["totalResults"], 1);
+    assert!(list["Resources"][0].get("members").is_none());
+    let by_member: Value = app
+        .scim(
+            Method::GET,
+            &format!("/Groups?filter=members.value%20eq%20%22{}%22", ids[0]),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(by_member["totalResults"], 1);
+    let all: Value = app
+        .scim(Method::GET, "/Groups")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(all["totalResults"], 2);
+}
+
+#[sqlx::test]
+async fn put_and_delete_group(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let ids = users(&app, 2).await;
+    let g = app
+        .create_group(json!({"displayName": "Sales", "members": [{"value": ids[0]}]}))
+        .await;
+    let gid = g["id"].as_str().unwrap();
+    let res = app
+        .scim(Method::PUT, &format!("/Groups/{gid}"))
+        .json(&json!({"displayName": "Sales 2", "members": [{"value": ids[1]}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let put: Value = res.json().await.unwrap();
+    assert_eq!(put["displayName"], "Sales 2");
+    assert_eq!(member_ids(&put), vec![ids[1].clone()]);
+    assert_eq!(
+        app.scim(Method::DELETE, &format!("/Groups/{gid}"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    assert_scim_error(
+        app.scim(Method::GET, &format!("/Groups/{gid}"))
+            .send()
+            .await
+            .unwrap(),
+        404,
+        None,
+    )
+    .await;
+    let u: Value = app
+        .scim(Method::GET, &format!("/Users/{}", ids[1]))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        u.get("groups").is_none(),
+        "a deleted group is no longer listed on its members"
+    );
+}

@@ -1,0 +1,12 @@
+//! Black-box tests: the real router on a real Postgres (a fresh database per test),
+//! driven over HTTP. One test binary, one module per area.
+#![allow(clippy::unwrap_used)]
+
+mod auth;
+mod discovery;
+mod groups;
+mod health;
+mod helpers;
+mod openapi;
+mod tasks;
+mod users;
