@@ -79,6 +79,8 @@ create index scim_group_page_idx on scim_group (app_id, seq) where deleted_at is
 create table group_member (
     group_id uuid not null references scim_group on delete cascade,
     user_id  uuid not null references scim_user,
+    -- The member's `display` as the IdP sent it (RFC 7643 §4.2), echoed back on reads.
+    display  text,
     primary key (group_id, user_id)
 );
 create index group_member_user_idx on group_member (user_id);

@@ -4,7 +4,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::Request;
+use axum::ServiceExt;
 use tokio::net::TcpListener;
+use tower_http::normalize_path::NormalizePath;
 
 use crate::config::Config;
 use crate::db::Store;
@@ -13,7 +16,7 @@ use crate::http::{self, auth::TokenCache, AppState};
 /// A bound, ready-to-run server.
 pub struct Application {
     listener: TcpListener,
-    router: axum::Router,
+    app: NormalizePath<axum::Router>,
 }
 
 impl Application {
@@ -29,7 +32,9 @@ impl Application {
         };
         Ok(Application {
             listener,
-            router: http::router(state),
+            // `/Users/` and `/Users` are the same endpoint (Microsoft's test collection
+            // sends the former); trimming happens before routing.
+            app: NormalizePath::trim_trailing_slash(http::router(state)),
         })
     }
 
@@ -40,7 +45,7 @@ impl Application {
 
     /// Serves until SIGINT/SIGTERM, then finishes in-flight requests.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        axum::serve(self.listener, self.router)
+        axum::serve(self.listener, ServiceExt::<Request>::into_make_service(self.app))
             .with_graceful_shutdown(shutdown_signal())
             .await
     }
@@ -50,7 +55,7 @@ impl Application {
         self,
         stop: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(self.listener, self.router)
+        axum::serve(self.listener, ServiceExt::<Request>::into_make_service(self.app))
             .with_graceful_shutdown(stop)
             .await
     }

@@ -32,14 +32,13 @@ pub struct GroupRecord {
     pub created_at: DateTime<Utc>,
     /// `meta.lastModified`.
     pub updated_at: DateTime<Utc>,
-    /// `[{"value": user id, "display": name}]`, or None when the caller excluded members.
+    /// `[{"value": user id, "display": as sent}]`, or None when the caller excluded members.
     pub members: Option<Vec<Value>>,
 }
 
 /// SQL yielding the members of group `g` as a JSON array.
 const MEMBERS: &str = r#"
-    coalesce((select jsonb_agg(jsonb_build_object('value', mu.user_id,
-                                                  'display', coalesce(mu.doc->>'displayName', mu.user_name))
+    coalesce((select jsonb_agg(jsonb_strip_nulls(jsonb_build_object('value', mu.user_id, 'display', m.display))
                                order by mu.seq)
                 from group_member m join scim_user mu on mu.user_id = m.user_id
                where m.group_id = g.group_id and mu.deleted_at is null), '[]')
@@ -84,8 +83,17 @@ fn entry(action: &'static str, id: Uuid, outcome: &'static str, detail: Value) -
     }
 }
 
+/// A member as the client listed it.
+#[derive(Debug, Clone)]
+pub struct Member {
+    /// The member's id as sent.
+    pub value: String,
+    /// The `display` the client sent, echoed back on reads.
+    pub display: Option<String>,
+}
+
 /// Splits the `members` out of a normalised group document.
-pub fn take_members(doc: &mut Value) -> Vec<String> {
+pub fn take_members(doc: &mut Value) -> Vec<Member> {
     let members = doc.as_object_mut().and_then(|m| m.remove("members"));
     members
         .and_then(|m| match m {
@@ -94,7 +102,12 @@ pub fn take_members(doc: &mut Value) -> Vec<String> {
         })
         .unwrap_or_default()
         .into_iter()
-        .filter_map(|m| m.get("value").and_then(Value::as_str).map(str::to_owned))
+        .filter_map(|m| {
+            Some(Member {
+                value: m.get("value")?.as_str()?.to_owned(),
+                display: m.get("display").and_then(Value::as_str).map(str::to_owned),
+            })
+        })
         .collect()
 }
 
@@ -103,8 +116,9 @@ pub fn take_members(doc: &mut Value) -> Vec<String> {
 async fn resolve_members(
     conn: &mut PgConnection,
     app_id: &str,
-    ids: &[String],
+    members: &[Member],
 ) -> Result<BTreeSet<Uuid>> {
+    let ids: Vec<&str> = members.iter().map(|m| m.value.as_str()).collect();
     let parsed: Vec<Uuid> = ids.iter().filter_map(|s| Uuid::parse_str(s).ok()).collect();
     let found: Vec<Uuid> = sqlx::query_scalar(
         "select user_id from scim_user where app_id = $1 and user_id = any($2) and deleted_at is null",
@@ -117,7 +131,7 @@ async fn resolve_members(
     let unknown: Vec<&str> = ids
         .iter()
         .filter(|s| Uuid::parse_str(s).map_or(true, |id| !found.contains(&id)))
-        .map(String::as_str)
+        .copied()
         .collect();
     if !unknown.is_empty() {
         return Err(ScimError::bad_request(
@@ -159,15 +173,29 @@ async fn sync_members(
     names: (&str, &str),
     old: &BTreeSet<Uuid>,
     new: &BTreeSet<Uuid>,
+    listed: &[Member],
 ) -> Result<()> {
     let added: Vec<Uuid> = new.difference(old).copied().collect();
     let removed: Vec<Uuid> = old.difference(new).copied().collect();
     if !added.is_empty() {
-        sqlx::query("insert into group_member (group_id, user_id) select $1, unnest($2::uuid[]) on conflict do nothing")
-            .bind(group_id)
-            .bind(&added)
-            .execute(&mut *conn)
-            .await?;
+        let display: Vec<Option<String>> = added
+            .iter()
+            .map(|id| {
+                listed
+                    .iter()
+                    .find(|m| Uuid::parse_str(&m.value).ok() == Some(*id))
+                    .and_then(|m| m.display.clone())
+            })
+            .collect();
+        sqlx::query(
+            "insert into group_member (group_id, user_id, display) \
+             select $1, u, d from unnest($2::uuid[], $3::text[]) as x(u, d) on conflict do nothing",
+        )
+        .bind(group_id)
+        .bind(&added)
+        .bind(&display)
+        .execute(&mut *conn)
+        .await?;
     }
     if !removed.is_empty() {
         sqlx::query("delete from group_member where group_id = $1 and user_id = any($2)")
@@ -252,7 +280,7 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(|e| taken(e, &name))?;
-        sync_members(&mut tx, actor, id, (&name, &name), &BTreeSet::new(), &new).await?;
+        sync_members(&mut tx, actor, id, (&name, &name), &BTreeSet::new(), &new, &members).await?;
         audit::write(
             &mut tx,
             actor,
@@ -322,6 +350,7 @@ impl Store {
                 (&old_name, &new_name),
                 &old_members,
                 &new_members,
+                &members,
             )
             .await?;
             let detail = json!({
@@ -346,7 +375,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         let name = name_of(&doc);
-        sync_members(&mut tx, actor, id, (&name, &name), &old, &BTreeSet::new()).await?;
+        sync_members(&mut tx, actor, id, (&name, &name), &old, &BTreeSet::new(), &[]).await?;
         audit::write(
             &mut tx,
             actor,

@@ -1,1 +1,133 @@
-//! Placeholder: filled by the OpenAPI check.
+//! openapi.yaml describes exactly the routes the router serves, and every documented
+//! route really answers: no 405 and no 404 from the router's fallback.
+
+use std::collections::BTreeSet;
+
+use reqwest::Method;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+
+use crate::helpers::TestApp;
+
+/// Fields of an OpenAPI Path Item that are not operations (besides `x-` extensions).
+const PATH_ITEM_FIELDS: [&str; 5] = ["$ref", "summary", "description", "servers", "parameters"];
+
+/// `(METHOD, path)` of every operation under `paths` in openapi.yaml.
+fn documented_routes() -> BTreeSet<(String, String)> {
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.yaml");
+    let text = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("reading {file}: {e}"));
+    let doc: serde_yaml::Value =
+        serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("parsing {file}: {e}"));
+    let paths = doc
+        .get("paths")
+        .and_then(serde_yaml::Value::as_mapping)
+        .expect("openapi.yaml has a `paths` mapping");
+    let mut routes = BTreeSet::new();
+    for (path, item) in paths {
+        let path = path.as_str().expect("path keys are strings");
+        let item = item
+            .as_mapping()
+            .unwrap_or_else(|| panic!("path item {path} is a mapping"));
+        for key in item.keys() {
+            let key = key.as_str().expect("path item keys are strings");
+            // Anything else counts as an operation, so a misspelt method shows up as a
+            // route the router lacks instead of being skipped.
+            if PATH_ITEM_FIELDS.contains(&key) || key.starts_with("x-") {
+                continue;
+            }
+            let fresh = routes.insert((key.to_ascii_uppercase(), path.to_owned()));
+            assert!(fresh, "{key} {path} is documented twice");
+        }
+    }
+    routes
+}
+
+fn show(routes: &[&(String, String)]) -> String {
+    if routes.is_empty() {
+        return "none".into();
+    }
+    routes
+        .iter()
+        .map(|(m, p)| format!("\n    {m} {p}"))
+        .collect()
+}
+
+#[test]
+fn openapi_describes_exactly_the_routes_of_the_router() {
+    let table = scimbridge::http::route_table();
+    let routed: BTreeSet<(String, String)> = table.iter().cloned().collect();
+    assert_eq!(
+        routed.len(),
+        table.len(),
+        "route_table() lists a (method, path) twice: {table:?}"
+    );
+    let documented = documented_routes();
+    let undocumented: Vec<_> = routed.difference(&documented).collect();
+    let unrouted: Vec<_> = documented.difference(&routed).collect();
+    assert!(
+        undocumented.is_empty() && unrouted.is_empty(),
+        "openapi.yaml and the router disagree\n  routes of the router missing from openapi.yaml: {}\n  routes in openapi.yaml the router does not serve: {}",
+        show(&undocumented),
+        show(&unrouted),
+    );
+}
+
+#[sqlx::test]
+async fn every_documented_route_answers_and_is_not_a_router_404(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let routes = documented_routes();
+    assert!(!routes.is_empty(), "openapi.yaml documents no route");
+    let mut wrong = Vec::new();
+    for (method, path) in &routes {
+        let id = if path.starts_with("/api/v1/tasks") {
+            "1".to_owned()
+        } else {
+            uuid::Uuid::new_v4().to_string()
+        };
+        let concrete = path.replace("{id}", &id);
+        assert!(
+            !concrete.contains('{'),
+            "{method} {path}: a path parameter other than {{id}} needs a value here"
+        );
+        let verb = Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = app.client.request(verb.clone(), app.url(&concrete));
+        if path.starts_with("/scim/v2/") {
+            req = req.bearer_auth(&app.scim_token);
+        } else if path.starts_with("/api/v1/") {
+            req = req.bearer_auth(&app.admin_token);
+        }
+        if matches!(verb, Method::POST | Method::PUT | Method::PATCH) {
+            req = req.json(&json!({}));
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status().as_u16();
+        let has_request_id = res.headers().contains_key("x-request-id");
+        let body: Value = res.json().await.unwrap_or(Value::Null);
+        let fallback = status == 404
+            && (body["detail"]
+                .as_str()
+                .is_some_and(|d| d.starts_with("no SCIM endpoint at"))
+                || body["code"] == "no_route");
+        let problem = if status == 405 {
+            Some("method not allowed")
+        } else if fallback {
+            Some("the router's fallback: no such route")
+        } else if status == 401 || status == 403 {
+            Some("the token for this surface was refused")
+        } else if !has_request_id {
+            Some("no X-Request-Id header")
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            wrong.push(format!(
+                "{method} {concrete} (documented as {path}) -> {status}, {problem}: {body}"
+            ));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "documented routes that do not answer as routes:\n  {}",
+        wrong.join("\n  ")
+    );
+}

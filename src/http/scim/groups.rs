@@ -36,7 +36,11 @@ fn render(base: &str, rec: GroupRecord) -> Value {
             ms.into_iter()
                 .map(|m| {
                     let id = m["value"].as_str().unwrap_or_default().to_owned();
-                    json!({"value": id, "display": m["display"], "$ref": format!("{base}/Users/{id}"), "type": "User"})
+                    let mut member = json!({"value": id, "$ref": format!("{base}/Users/{id}"), "type": "User"});
+                    if let Some(d) = m.get("display") {
+                        member["display"] = d.clone();
+                    }
+                    member
                 })
                 .collect(),
         )
