@@ -15,6 +15,9 @@ pub enum Error {
     /// The request was understood but refused by SCIM rules (bad PATCH, bad members).
     #[error("{0}")]
     Scim(#[from] ScimError),
+    /// An `If-Match` precondition failed (RFC 7644 §3.14): the resource changed.
+    #[error("{0}")]
+    PreconditionFailed(String),
     /// A task operation that does not fit the task's state or lease.
     #[error("{message}")]
     TaskConflict {

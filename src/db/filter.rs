@@ -14,7 +14,8 @@ use sqlx::{Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use crate::scim::filter::{AttrPath, CompareOp, Filter};
-use crate::scim::schema::{AttrType, Attribute, ResourceSchema, GROUP_RESOURCE, USER_RESOURCE};
+use crate::scim::list::{Paging, Sort};
+use crate::scim::schema::{AttrType, Attribute, ResourceSchema, GROUP_RESOURCE, PROVISIONING_SCHEMA, USER_RESOURCE};
 use crate::scim::{ScimError, ScimType};
 
 /// Which table a filter runs on.
@@ -157,6 +158,27 @@ fn push_attr(
     let a = res.alias();
     let name = t.attr.name;
     let sub = t.sub.map(|s| s.name);
+    // The provisioning extension is computed from tasks, not stored in the document.
+    if res == Resource::User && path.schema.as_deref().is_some_and(|s| s.eq_ignore_ascii_case(PROVISIONING_SCHEMA)) {
+        return match name {
+            "state" => push_text(qb, &format!("({})", super::users::STATE), true, cmp),
+            "needsAttention" => push_bool(qb, "u.needs_attention", cmp),
+            "lastConfirmed" => match cmp {
+                None => {
+                    qb.push("u.confirmed_at is not null");
+                    Ok(())
+                }
+                Some(_) => push_time(qb, "u.confirmed_at", cmp),
+            },
+            _ => push_text(
+                qb,
+                "(select t.task_id::text from task t where t.user_id = u.user_id \
+                 and t.state in ('open', 'in_progress') order by t.task_id limit 1)",
+                false,
+                cmp,
+            ),
+        };
+    }
     // Columns that mirror the document, indexed for the IdPs' lookups.
     match (res, name, sub) {
         (_, "id", None) => return push_uuid(qb, &format!("{a}.{}", id_column(res)), cmp),
@@ -585,4 +607,126 @@ fn push_element_filter(
         }
         Filter::ValuePath { .. } => Err(invalid("value paths cannot be nested")),
     }
+}
+
+/// A list query against one resource table: filter, order and page window.
+#[derive(Debug, Clone, Copy)]
+pub struct ListQuery<'a> {
+    /// `filter`.
+    pub filter: Option<&'a Filter>,
+    /// `sortBy` / `sortOrder`; creation order when None.
+    pub sort: Option<&'a Sort>,
+    /// Index or cursor paging.
+    pub paging: &'a Paging,
+}
+
+/// One page of rows and what the response needs around it.
+pub struct PageOf {
+    /// Matching rows in the app, whatever the page.
+    pub total: i64,
+    /// The page.
+    pub rows: Vec<sqlx::postgres::PgRow>,
+    /// Cursor position after this page, when more rows follow (cursor paging only).
+    pub next: Option<i64>,
+}
+
+/// Runs a list query: `select` must select from the resource table with its alias and
+/// include `<alias>.seq`. Two round trips: the total, then the page (never one per row).
+pub async fn list_page(pool: &sqlx::PgPool, res: Resource, select: &str, app_id: &str, q: ListQuery<'_>) -> crate::error::Result<PageOf> {
+    let a = res.alias();
+    let table = match res {
+        Resource::User => "scim_user u",
+        Resource::Group => "scim_group g",
+    };
+    let mut count: Qb<'_> = QueryBuilder::new(format!("select count(*) from {table}"));
+    push_where(&mut count, app_id, q.filter, res)?;
+    let total: i64 = count.build_query_scalar().fetch_one(pool).await?;
+    let order = match q.sort {
+        Some(s) => format!("{} {}, ", sort_expr(&s.path, res)?, if s.descending { "desc" } else { "asc" }),
+        None => String::new(),
+    };
+    let mut page: Qb<'_> = QueryBuilder::new(select);
+    push_where(&mut page, app_id, q.filter, res)?;
+    let (rows, next) = match *q.paging {
+        Paging::Index(p) => {
+            if p.count == 0 || total < p.start_index {
+                return Ok(PageOf { total, rows: Vec::new(), next: None });
+            }
+            page.push(format!(" order by {order}{a}.seq limit "))
+                .push_bind(p.count)
+                .push(" offset ")
+                .push_bind(p.offset());
+            (page.build().fetch_all(pool).await?, None)
+        }
+        Paging::Cursor { after, count } => {
+            if q.sort.is_some() {
+                return Err(invalid_value("cursor paging walks creation order; sortBy cannot be combined with cursor").into());
+            }
+            if count == 0 {
+                return Ok(PageOf { total, rows: Vec::new(), next: after });
+            }
+            if let Some(after) = after {
+                page.push(format!(" and {a}.seq > ")).push_bind(after);
+            }
+            // One row more than asked tells whether another page follows.
+            page.push(format!(" order by {a}.seq limit ")).push_bind(count + 1);
+            let mut rows = page.build().fetch_all(pool).await?;
+            let more = rows.len() as i64 > count;
+            rows.truncate(count as usize);
+            let next = if more {
+                rows.last().map(|r| sqlx::Row::get::<i64, _>(r, "seq"))
+            } else {
+                None
+            };
+            (rows, next)
+        }
+    };
+    Ok(PageOf { total, rows, next })
+}
+
+fn invalid_value(detail: &str) -> ScimError {
+    ScimError::bad_request(ScimType::InvalidValue, detail)
+}
+
+/// The SQL to order by for `sortBy` (RFC 7644 §3.4.2.3). Multi-valued attributes sort
+/// by their primary (else first) value; string comparisons follow caseExact.
+fn sort_expr(path: &AttrPath, res: Resource) -> Result<String, ScimError> {
+    let t = resolve(path, res).map_err(|_| invalid_value(&format!("cannot sort by unknown attribute {:?}", display_path(path))))?;
+    let a = res.alias();
+    let sub = t.sub.map(|s| s.name);
+    Ok(match (res, t.attr.name, sub) {
+        (_, "id", None) => format!("{a}.{}", id_column(res)),
+        (Resource::User, "userName", None) => "lower(u.user_name)".into(),
+        (Resource::Group, "displayName", None) => "lower(g.display_name)".into(),
+        (_, "externalId", None) => format!("{a}.external_id"),
+        (Resource::User, "active", None) => "u.active".into(),
+        (_, "meta", Some("created")) => format!("{a}.created_at"),
+        (_, "meta", Some("lastModified")) => format!("{a}.updated_at"),
+        (_, "meta", _) | (Resource::Group, "members", _) => {
+            return Err(invalid_value(&format!("cannot sort by {}", display_path(path))))
+        }
+        _ => {
+            let leaf = t.sub.unwrap_or(t.attr);
+            let lower = |e: String| if leaf.case_exact { e } else { format!("lower({e})") };
+            if t.attr.multi_valued {
+                let field = match (t.attr.kind, t.sub) {
+                    (AttrType::Complex, Some(s)) => format!("e.v->>'{}'", s.name),
+                    (AttrType::Complex, None) => "e.v->>'value'".to_string(),
+                    _ => "e.v#>>'{}'".to_string(),
+                };
+                format!(
+                    "(select {} from jsonb_array_elements({}) with ordinality as e(v, i) \
+                     order by (e.v->>'primary') = 'true' desc nulls last, e.i limit 1)",
+                    lower(field),
+                    array_of(&t.container, t.attr.name)
+                )
+            } else {
+                match (t.attr.kind, t.sub) {
+                    (AttrType::Complex, Some(s)) => lower(format!("{}->'{}'->>'{}'", t.container, t.attr.name, s.name)),
+                    (AttrType::Complex, None) => return Err(invalid_value(&format!("{} is complex: sort by a sub-attribute", t.attr.name))),
+                    _ => lower(format!("{}->>'{}'", t.container, t.attr.name)),
+                }
+            }
+        }
+    })
 }

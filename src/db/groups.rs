@@ -5,18 +5,16 @@ use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
-use sqlx::{postgres::PgRow, PgConnection, Postgres, QueryBuilder, Row};
+use sqlx::{postgres::PgRow, PgConnection, Row};
 use uuid::Uuid;
 
 use super::audit::{self, Entry};
 use super::derive::derive_user;
-use super::filter::{push_where, Resource};
+use super::filter::{list_page, ListQuery, Resource};
 use super::{is_unique_violation, Store};
 use crate::auth::Actor;
 use crate::error::{Error, Result};
 use crate::reconcile::Profile;
-use crate::scim::filter::Filter;
-use crate::scim::list::Page;
 use crate::scim::{ScimError, ScimType};
 
 /// A group as stored, with what a SCIM read needs.
@@ -46,7 +44,7 @@ const MEMBERS: &str = r#"
 
 fn select(with_members: bool) -> String {
     let members = if with_members { MEMBERS } else { "null::jsonb" };
-    format!("select g.group_id, g.doc, g.version, g.created_at, g.updated_at, {members} as members from scim_group g")
+    format!("select g.group_id, g.seq, g.doc, g.version, g.created_at, g.updated_at, {members} as members from scim_group g")
 }
 
 fn record(r: &PgRow) -> GroupRecord {
@@ -252,15 +250,17 @@ async fn fetch(
         .ok_or_else(|| Error::NotFound(format!("Group {id}")))
 }
 
-async fn lock(conn: &mut PgConnection, app_id: &str, id: Uuid) -> Result<Value> {
-    sqlx::query_scalar(
-        "select doc from scim_group where app_id = $1 and group_id = $2 and deleted_at is null for update",
+async fn lock(conn: &mut PgConnection, app_id: &str, id: Uuid, if_match: Option<&[i64]>) -> Result<Value> {
+    let (doc, version): (Value, i64) = sqlx::query_as(
+        "select doc, version from scim_group where app_id = $1 and group_id = $2 and deleted_at is null for update",
     )
     .bind(app_id)
     .bind(id)
     .fetch_optional(conn)
     .await?
-    .ok_or_else(|| Error::NotFound(format!("Group {id}")))
+    .ok_or_else(|| Error::NotFound(format!("Group {id}")))?;
+    super::check_version(if_match, version)?;
+    Ok(doc)
 }
 
 impl Store {
@@ -310,10 +310,11 @@ impl Store {
         actor: &Actor,
         id: Uuid,
         action: &'static str,
+        if_match: Option<&[i64]>,
         change: impl FnOnce(Value) -> Result<Value, ScimError>,
     ) -> Result<GroupRecord> {
         let mut tx = self.pool.begin().await?;
-        let old_doc = lock(&mut tx, &actor.app_id, id).await?;
+        let old_doc = lock(&mut tx, &actor.app_id, id, if_match).await?;
         let old_members = current_members(&mut tx, id).await?;
         let mut with_members = old_doc.clone();
         let listed = fetch(&mut tx, &actor.app_id, id, true)
@@ -366,9 +367,9 @@ impl Store {
     }
 
     /// Deletes a group (RFC 7644 §3.6); its members lose the roles it granted.
-    pub async fn delete_group(&self, actor: &Actor, id: Uuid) -> Result<()> {
+    pub async fn delete_group(&self, actor: &Actor, id: Uuid, if_match: Option<&[i64]>) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        let doc = lock(&mut tx, &actor.app_id, id).await?;
+        let doc = lock(&mut tx, &actor.app_id, id, if_match).await?;
         let old = current_members(&mut tx, id).await?;
         sqlx::query("update scim_group set deleted_at = now(), version = version + 1, updated_at = now() where group_id = $1")
             .bind(id)
@@ -386,28 +387,14 @@ impl Store {
         Ok(())
     }
 
-    /// One page of the app's live groups matching `filter`, and the total.
+    /// One page of the app's live groups matching the query, and the total.
     pub async fn list_groups(
         &self,
         app_id: &str,
-        filter: Option<&Filter>,
-        page: Page,
+        q: ListQuery<'_>,
         with_members: bool,
-    ) -> Result<(i64, Vec<GroupRecord>)> {
-        let mut count: QueryBuilder<'_, Postgres> =
-            QueryBuilder::new("select count(*) from scim_group g ");
-        push_where(&mut count, app_id, filter, Resource::Group)?;
-        let total: i64 = count.build_query_scalar().fetch_one(&self.pool).await?;
-        if page.count == 0 || total < page.start_index {
-            return Ok((total, Vec::new()));
-        }
-        let mut q: QueryBuilder<'_, Postgres> = QueryBuilder::new(select(with_members));
-        push_where(&mut q, app_id, filter, Resource::Group)?;
-        q.push(" order by g.seq limit ")
-            .push_bind(page.count)
-            .push(" offset ")
-            .push_bind(page.offset());
-        let rows = q.build().fetch_all(&self.pool).await?;
-        Ok((total, rows.iter().map(record).collect()))
+    ) -> Result<(i64, Vec<GroupRecord>, Option<i64>)> {
+        let page = list_page(&self.pool, Resource::Group, &select(with_members), app_id, q).await?;
+        Ok((page.total, page.rows.iter().map(record).collect(), page.next))
     }
 }

@@ -62,6 +62,16 @@ impl Store {
     }
 }
 
+/// Checks an `If-Match` precondition (RFC 7644 §3.14): `None` means no header or `*`.
+fn check_version(if_match: Option<&[i64]>, version: i64) -> crate::error::Result<()> {
+    match if_match {
+        Some(versions) if !versions.contains(&version) => Err(crate::error::Error::PreconditionFailed(format!(
+            "the resource is at version W/\"{version}\"; re-read it and retry"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Whether a database error is the violation of the named unique index.
 fn is_unique_violation(e: &sqlx::Error, constraint: &str) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.constraint() == Some(constraint))

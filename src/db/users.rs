@@ -2,17 +2,15 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
-use sqlx::{postgres::PgRow, PgConnection, Postgres, QueryBuilder, Row};
+use sqlx::{postgres::PgRow, PgConnection, Row};
 use uuid::Uuid;
 
 use super::audit::{self, Entry};
 use super::derive::derive_user;
-use super::filter::{push_where, Resource};
+use super::filter::{list_page, ListQuery, Resource};
 use super::{is_unique_violation, Store};
 use crate::auth::Actor;
 use crate::error::{Error, Result};
-use crate::scim::filter::Filter;
-use crate::scim::list::Page;
 use crate::scim::ScimError;
 
 /// A user as stored, with what a SCIM read needs.
@@ -30,16 +28,34 @@ pub struct UserRecord {
     pub updated_at: DateTime<Utc>,
     /// Groups the user is a member of: `[{"value": id, "display": name}]`.
     pub groups: Vec<Value>,
+    /// The provisioning status extension: state, open task, last confirmation.
+    pub provisioning: Value,
 }
 
-const SELECT: &str = r#"
-    select u.user_id, u.doc, u.version, u.created_at, u.updated_at,
+/// SQL of the provisioning state of user `u` (the `state` of the provisioning extension).
+pub const STATE: &str = "case when u.needs_attention then 'failed' \
+    when exists (select 1 from task t where t.user_id = u.user_id and t.state in ('open', 'in_progress')) then 'pending' \
+    else 'synced' end";
+
+const SELECT_TEMPLATE: &str = r#"
+    select u.user_id, u.seq, u.doc, u.version, u.created_at, u.updated_at,
            coalesce((select jsonb_agg(jsonb_build_object('value', g.group_id, 'display', g.display_name)
                                       order by g.display_name)
                        from group_member m join scim_group g using (group_id)
-                      where m.user_id = u.user_id and g.deleted_at is null), '[]') as groups
+                      where m.user_id = u.user_id and g.deleted_at is null), '[]') as groups,
+           jsonb_strip_nulls(jsonb_build_object(
+               'state', {STATE},
+               'openTaskId', (select t.task_id::text from task t
+                               where t.user_id = u.user_id and t.state in ('open', 'in_progress')
+                               order by t.task_id limit 1),
+               'lastConfirmed', to_char(u.confirmed_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+               'needsAttention', u.needs_attention)) as provisioning
       from scim_user u
 "#;
+
+fn select() -> String {
+    SELECT_TEMPLATE.replace("{STATE}", STATE)
+}
 
 fn record(r: &PgRow) -> UserRecord {
     let groups: Value = r.get("groups");
@@ -53,6 +69,7 @@ fn record(r: &PgRow) -> UserRecord {
             Value::Array(a) => a,
             _ => Vec::new(),
         },
+        provisioning: r.get("provisioning"),
     }
 }
 
@@ -113,7 +130,8 @@ fn user_entry(
 
 async fn fetch(conn: &mut PgConnection, app_id: &str, id: Uuid) -> Result<UserRecord> {
     let row = sqlx::query(&format!(
-        "{SELECT} where u.app_id = $1 and u.user_id = $2 and u.deleted_at is null"
+        "{} where u.app_id = $1 and u.user_id = $2 and u.deleted_at is null",
+        select()
     ))
     .bind(app_id)
     .bind(id)
@@ -124,16 +142,19 @@ async fn fetch(conn: &mut PgConnection, app_id: &str, id: Uuid) -> Result<UserRe
         .ok_or_else(|| Error::NotFound(format!("User {id}")))
 }
 
-/// Locks a live user row of the app and returns its document.
-async fn lock(conn: &mut PgConnection, app_id: &str, id: Uuid) -> Result<Value> {
-    sqlx::query_scalar(
-        "select doc from scim_user where app_id = $1 and user_id = $2 and deleted_at is null for update",
+/// Locks a live user row of the app, checks an `If-Match` precondition (RFC 7644
+/// §3.14) and returns its document.
+async fn lock(conn: &mut PgConnection, app_id: &str, id: Uuid, if_match: Option<&[i64]>) -> Result<Value> {
+    let (doc, version): (Value, i64) = sqlx::query_as(
+        "select doc, version from scim_user where app_id = $1 and user_id = $2 and deleted_at is null for update",
     )
     .bind(app_id)
     .bind(id)
     .fetch_optional(conn)
     .await?
-    .ok_or_else(|| Error::NotFound(format!("User {id}")))
+    .ok_or_else(|| Error::NotFound(format!("User {id}")))?;
+    super::check_version(if_match, version)?;
+    Ok(doc)
 }
 
 impl Store {
@@ -179,12 +200,6 @@ impl Store {
         fetch(&mut conn, app_id, id).await
     }
 
-    /// Replaces a user's document (RFC 7644 §3.5.1).
-    pub async fn replace_user(&self, actor: &Actor, id: Uuid, doc: Value) -> Result<UserRecord> {
-        self.update_user(actor, id, "user.replace", |_| Ok(doc))
-            .await
-    }
-
     /// Applies a change to a user's document under its row lock (used for PATCH, whose
     /// result depends on the current document: RFC 7644 §3.5.2).
     pub async fn update_user(
@@ -192,10 +207,11 @@ impl Store {
         actor: &Actor,
         id: Uuid,
         action: &'static str,
+        if_match: Option<&[i64]>,
         change: impl FnOnce(Value) -> Result<Value, ScimError>,
     ) -> Result<UserRecord> {
         let mut tx = self.pool.begin().await?;
-        let old = lock(&mut tx, &actor.app_id, id).await?;
+        let old = lock(&mut tx, &actor.app_id, id, if_match).await?;
         let doc = change(old.clone())?;
         if doc == old {
             // Okta re-sends unchanged profiles: no new version, no task; still audited.
@@ -235,9 +251,9 @@ impl Store {
 
     /// Deletes a user (RFC 7644 §3.6): hidden from SCIM at once, kept for the audit trail,
     /// and its app account is scheduled for removal.
-    pub async fn delete_user(&self, actor: &Actor, id: Uuid) -> Result<()> {
+    pub async fn delete_user(&self, actor: &Actor, id: Uuid, if_match: Option<&[i64]>) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        lock(&mut tx, &actor.app_id, id).await?;
+        lock(&mut tx, &actor.app_id, id, if_match).await?;
         sqlx::query("update scim_user set deleted_at = now(), version = version + 1, updated_at = now() where user_id = $1")
             .bind(id)
             .execute(&mut *tx)
@@ -253,28 +269,10 @@ impl Store {
         Ok(())
     }
 
-    /// One page of the app's live users matching `filter`, in creation order, and the
-    /// total number of matches (RFC 7644 §3.4.2).
-    pub async fn list_users(
-        &self,
-        app_id: &str,
-        filter: Option<&Filter>,
-        page: Page,
-    ) -> Result<(i64, Vec<UserRecord>)> {
-        let mut count: QueryBuilder<'_, Postgres> =
-            QueryBuilder::new("select count(*) from scim_user u ");
-        push_where(&mut count, app_id, filter, Resource::User)?;
-        let total: i64 = count.build_query_scalar().fetch_one(&self.pool).await?;
-        if page.count == 0 || total < page.start_index {
-            return Ok((total, Vec::new()));
-        }
-        let mut q: QueryBuilder<'_, Postgres> = QueryBuilder::new(SELECT);
-        push_where(&mut q, app_id, filter, Resource::User)?;
-        q.push(" order by u.seq limit ")
-            .push_bind(page.count)
-            .push(" offset ")
-            .push_bind(page.offset());
-        let rows = q.build().fetch_all(&self.pool).await?;
-        Ok((total, rows.iter().map(record).collect()))
+    /// One page of the app's live users matching the query, and the total number of
+    /// matches (RFC 7644 §3.4.2; cursor paging per RFC 9865).
+    pub async fn list_users(&self, app_id: &str, q: ListQuery<'_>) -> Result<(i64, Vec<UserRecord>, Option<i64>)> {
+        let page = list_page(&self.pool, Resource::User, &select(), app_id, q).await?;
+        Ok((page.total, page.rows.iter().map(record).collect(), page.next))
     }
 }

@@ -4,7 +4,7 @@
 use serde_json::{json, Value};
 
 use super::schema::{self, ENTERPRISE_USER_SCHEMA, GROUP_SCHEMA, USER_SCHEMA};
-use super::MAX_PAGE_SIZE;
+use super::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 
 /// RFC 7643 §5.
 pub fn service_provider_config(base: &str) -> Value {
@@ -15,8 +15,17 @@ pub fn service_provider_config(base: &str) -> Value {
         "bulk": {"supported": false, "maxOperations": 0, "maxPayloadSize": 0},
         "filter": {"supported": true, "maxResults": MAX_PAGE_SIZE},
         "changePassword": {"supported": false},
-        "sort": {"supported": false},
-        "etag": {"supported": false},
+        "sort": {"supported": true},
+        "etag": {"supported": true},
+        // RFC 9865 §4: both paging methods; cursors walk creation order.
+        "pagination": {
+            "cursor": true,
+            "index": true,
+            "defaultPaginationMethod": "index",
+            "defaultPageSize": DEFAULT_PAGE_SIZE,
+            "maxPageSize": MAX_PAGE_SIZE,
+            "cursorTimeout": 0
+        },
         "authenticationSchemes": [{
             "type": "oauthbearertoken",
             "name": "Bearer token",
@@ -41,6 +50,8 @@ pub fn resource_types(base: &str) -> Vec<Value> {
             "endpoint": "/Users",
             "description": "User Account",
             "schema": USER_SCHEMA,
+            // The provisioning status extension (schema::PROVISIONING) is listed in
+            // /Schemas but not here: it is computed and read-only, returned on request.
             "schemaExtensions": [{"schema": ENTERPRISE_USER_SCHEMA, "required": false}],
             "meta": {"resourceType": "ResourceType", "location": format!("{base}/ResourceTypes/User")}
         }),
@@ -59,8 +70,8 @@ pub fn resource_types(base: &str) -> Vec<Value> {
 
 /// RFC 7643 §7: the schemas served.
 pub fn schemas(base: &str) -> Vec<Value> {
-    [&schema::USER, &schema::ENTERPRISE_USER, &schema::GROUP]
-        .into_iter()
+    schema::ALL_SCHEMAS
+        .iter()
         .map(|s| schema::to_json(s, base))
         .collect()
 }

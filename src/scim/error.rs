@@ -24,6 +24,8 @@ pub enum ScimType {
     InvalidValue,
     /// The requested SCIM version is not supported.
     InvalidVers,
+    /// A `cursor` this server did not issue (RFC 9865 §2.3).
+    InvalidCursor,
 }
 
 impl ScimType {
@@ -39,6 +41,7 @@ impl ScimType {
             ScimType::NoTarget => "noTarget",
             ScimType::InvalidValue => "invalidValue",
             ScimType::InvalidVers => "invalidVers",
+            ScimType::InvalidCursor => "invalidCursor",
         }
     }
 }

@@ -259,6 +259,14 @@ pub fn render(
         }
         m.insert("id".into(), Value::String(id.into()));
         for (k, v) in computed {
+            // A computed extension is listed in `schemas` like any other (RFC 7643 §3).
+            if k.starts_with("urn:") {
+                if let Some(Value::Array(schemas)) = m.get_mut("schemas") {
+                    if !schemas.iter().any(|s| s == k) {
+                        schemas.push(Value::String(k.into()));
+                    }
+                }
+            }
             m.insert(k.into(), v);
         }
         m.insert(
@@ -332,6 +340,18 @@ pub fn project(mut doc: Value, attributes: &[String], excluded: &[String]) -> Va
     let Value::Object(map) = &mut doc else {
         return doc;
     };
+    // Microsoft's test collection sends `attributes=emails[type eq "work"]`, which RFC 7644
+    // §3.4.2.5 does not define; read it as the attribute it names.
+    let strip = |names: &[String]| -> Vec<String> {
+        names
+            .iter()
+            .map(|a| match (a.find('['), a.rfind(']')) {
+                (Some(open), Some(close)) if open < close => format!("{}{}", &a[..open], &a[close + 1..]),
+                _ => a.clone(),
+            })
+            .collect()
+    };
+    let (attributes, excluded) = (strip(attributes), strip(excluded));
     let always = |k: &str| k == "id" || k == "schemas";
     if !attributes.is_empty() {
         let mut kept = Map::new();
@@ -356,7 +376,7 @@ pub fn project(mut doc: Value, attributes: &[String], excluded: &[String]) -> Va
         }
         *map = kept;
     }
-    for a in excluded {
+    for a in &excluded {
         let keys: Vec<(String, Option<String>)> = map
             .keys()
             .filter(|k| !always(k))

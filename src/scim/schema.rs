@@ -485,9 +485,9 @@ pub static GROUP: Schema = Schema {
                     "The URI corresponding to a SCIM resource that is a member of this Group.",
                 )
                 .immutable(),
-                // Not in §8.7.1 but sent by every IdP; we keep it as a cache
-                // of the member's name.
-                string("display", "A human-readable name for the member.").read_only(),
+                // Not in §8.7.1 but sent by every IdP; kept as sent and echoed
+                // back (scim2-tester and Microsoft's collection expect that).
+                string("display", "A human-readable name for the member."),
                 string(
                     "type",
                     "A label indicating the type of resource, e.g., 'User' or 'Group'.",
@@ -501,8 +501,38 @@ pub static GROUP: Schema = Schema {
     ],
 };
 
+/// Schema URN of scimbridge's read-only provisioning status extension on Users.
+pub const PROVISIONING_SCHEMA: &str = "urn:scimbridge:params:scim:schemas:extension:provisioning:1.0:User";
+
+/// Whether the app has caught up with the IdP for this user: computed by the server,
+/// read-only, filterable (`urn:…:provisioning:1.0:User:state eq "pending"`).
+pub static PROVISIONING: Schema = Schema {
+    id: PROVISIONING_SCHEMA,
+    name: "Provisioning",
+    description: "Whether the app behind scimbridge has caught up with this user",
+    attributes: &[
+        string(
+            "state",
+            "pending: a task is open or in progress; synced: the app has what the IdP wants; \
+             failed: the last task failed and the user needs attention.",
+        )
+        .canonical(&["pending", "synced", "failed"])
+        .read_only()
+        .returned(Returned::Request),
+        string("openTaskId", "The id of the user's open or in-progress task, if any.")
+            .read_only()
+            .returned(Returned::Request),
+        date_time("lastConfirmed", "When the app last confirmed this user's account.")
+            .read_only()
+            .returned(Returned::Request),
+        boolean("needsAttention", "A task for this user failed and no later task succeeded.")
+            .read_only()
+            .returned(Returned::Request),
+    ],
+};
+
 /// All schemas this server knows, in `/Schemas` listing order.
-pub static ALL_SCHEMAS: &[&Schema] = &[&USER, &GROUP, &ENTERPRISE_USER];
+pub static ALL_SCHEMAS: &[&Schema] = &[&USER, &GROUP, &ENTERPRISE_USER, &PROVISIONING];
 
 /// Finds an attribute in a list by name, case-insensitively (RFC 7643 §2.1).
 pub fn find_attr(attrs: &'static [Attribute], name: &str) -> Option<&'static Attribute> {
@@ -588,7 +618,7 @@ pub struct ResourceSchema {
 /// Users: core User plus the Enterprise User extension.
 pub static USER_RESOURCE: ResourceSchema = ResourceSchema {
     core: &USER,
-    extensions: &[&ENTERPRISE_USER],
+    extensions: &[&ENTERPRISE_USER, &PROVISIONING],
 };
 
 /// Groups: core Group, no extensions.

@@ -56,7 +56,7 @@ async fn resource_types_and_schemas_are_listed_and_addressable(pool: PgPool) {
         .json()
         .await
         .unwrap();
-    assert_eq!(schemas["totalResults"], 3);
+    assert_eq!(schemas["totalResults"], 4);
     let s: Value = app
         .scim(
             Method::GET,

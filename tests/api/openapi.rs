@@ -1,7 +1,7 @@
 //! openapi.yaml describes exactly the routes the router serves, and every documented
 //! route really answers: no 405 and no 404 from the router's fallback.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -12,8 +12,9 @@ use crate::helpers::TestApp;
 /// Fields of an OpenAPI Path Item that are not operations (besides `x-` extensions).
 const PATH_ITEM_FIELDS: [&str; 5] = ["$ref", "summary", "description", "servers", "parameters"];
 
-/// `(METHOD, path)` of every operation under `paths` in openapi.yaml.
-fn documented_routes() -> BTreeSet<(String, String)> {
+/// Every operation under `paths` in openapi.yaml: `(METHOD, path)` and the keys of its
+/// `responses` (status codes, or `default`).
+fn documented_operations() -> BTreeMap<(String, String), Vec<String>> {
     let file = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.yaml");
     let text = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("reading {file}: {e}"));
     let doc: serde_yaml::Value =
@@ -22,24 +23,43 @@ fn documented_routes() -> BTreeSet<(String, String)> {
         .get("paths")
         .and_then(serde_yaml::Value::as_mapping)
         .expect("openapi.yaml has a `paths` mapping");
-    let mut routes = BTreeSet::new();
+    let mut operations = BTreeMap::new();
     for (path, item) in paths {
         let path = path.as_str().expect("path keys are strings");
         let item = item
             .as_mapping()
             .unwrap_or_else(|| panic!("path item {path} is a mapping"));
-        for key in item.keys() {
+        for (key, operation) in item {
             let key = key.as_str().expect("path item keys are strings");
             // Anything else counts as an operation, so a misspelt method shows up as a
             // route the router lacks instead of being skipped.
             if PATH_ITEM_FIELDS.contains(&key) || key.starts_with("x-") {
                 continue;
             }
-            let fresh = routes.insert((key.to_ascii_uppercase(), path.to_owned()));
+            let statuses: Vec<String> = operation
+                .get("responses")
+                .and_then(serde_yaml::Value::as_mapping)
+                .map(|r| {
+                    r.keys()
+                        .filter_map(|k| match k {
+                            serde_yaml::Value::String(s) => Some(s.clone()),
+                            serde_yaml::Value::Number(n) => Some(n.to_string()),
+                            _ => None,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let route = (key.to_ascii_uppercase(), path.to_owned());
+            let fresh = operations.insert(route, statuses).is_none();
             assert!(fresh, "{key} {path} is documented twice");
         }
     }
-    routes
+    operations
+}
+
+/// `(METHOD, path)` of every documented operation.
+fn documented_routes() -> BTreeSet<(String, String)> {
+    documented_operations().into_keys().collect()
 }
 
 fn show(routes: &[&(String, String)]) -> String {
@@ -75,10 +95,10 @@ fn openapi_describes_exactly_the_routes_of_the_router() {
 #[sqlx::test]
 async fn every_documented_route_answers_and_is_not_a_router_404(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
-    let routes = documented_routes();
-    assert!(!routes.is_empty(), "openapi.yaml documents no route");
+    let operations = documented_operations();
+    assert!(!operations.is_empty(), "openapi.yaml documents no route");
     let mut wrong = Vec::new();
-    for (method, path) in &routes {
+    for ((method, path), statuses) in &operations {
         let id = if path.starts_with("/api/v1/tasks") {
             "1".to_owned()
         } else {
@@ -116,6 +136,11 @@ async fn every_documented_route_answers_and_is_not_a_router_404(pool: PgPool) {
             Some("the token for this surface was refused")
         } else if !has_request_id {
             Some("no X-Request-Id header")
+        } else if !statuses
+            .iter()
+            .any(|s| s == &status.to_string() || s == "default")
+        {
+            Some("a status openapi.yaml does not document for this operation")
         } else {
             None
         };
@@ -127,7 +152,7 @@ async fn every_documented_route_answers_and_is_not_a_router_404(pool: PgPool) {
     }
     assert!(
         wrong.is_empty(),
-        "documented routes that do not answer as routes:\n  {}",
+        "documented routes that do not answer as documented:\n  {}",
         wrong.join("\n  ")
     );
 }

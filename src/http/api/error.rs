@@ -33,6 +33,7 @@ impl From<Error> for ApiError {
             Error::NotFound(what) => ApiError::new(404, "not_found", format!("{what} not found")),
             Error::Uniqueness(m) => ApiError::new(409, "conflict", m),
             Error::Scim(e) => ApiError::new(e.status, "invalid_request", e.detail),
+            Error::PreconditionFailed(m) => ApiError::new(412, "precondition_failed", m),
             Error::TaskConflict { code, message } => ApiError::new(409, code, message),
             Error::Invalid { code, message } => ApiError::new(400, code, message),
             Error::Unavailable(err) => {

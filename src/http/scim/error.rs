@@ -12,6 +12,13 @@ use crate::scim::{ScimError, ScimType};
 #[derive(Debug)]
 pub struct ScimReply(ScimError);
 
+impl ScimReply {
+    /// The `scimType` of the error, if any.
+    pub fn scim_type(&self) -> Option<ScimType> {
+        self.0.scim_type
+    }
+}
+
 impl From<ScimError> for ScimReply {
     fn from(e: ScimError) -> Self {
         ScimReply(e)
@@ -29,6 +36,7 @@ impl From<Error> for ScimReply {
             Error::NotFound(what) => ScimError::not_found(format!("{what} not found")),
             Error::Uniqueness(detail) => ScimError::uniqueness(detail),
             Error::Scim(e) => e,
+            Error::PreconditionFailed(detail) => status(412, None, detail),
             Error::TaskConflict { message, .. } => status(409, None, message),
             Error::Invalid { message, .. } => status(400, Some(ScimType::InvalidValue), message),
             Error::Unavailable(err) => {

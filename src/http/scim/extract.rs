@@ -10,8 +10,7 @@ use super::ScimReply;
 use crate::auth::{Actor, Role};
 use crate::http::auth::authenticate;
 use crate::http::AppState;
-use crate::scim::filter::{parse_filter, Filter};
-use crate::scim::list::Page;
+use crate::scim::list::ListRequest;
 use crate::scim::{ScimError, ScimType};
 
 /// The caller of a SCIM route: a `scim` token.
@@ -102,71 +101,22 @@ impl FromRequest<AppState> for ScimJson {
 
 /// Query parameters of a SCIM read (RFC 7644 §3.4.2), names matched case-insensitively.
 #[derive(Debug, Default)]
-pub struct ListParams {
-    /// Parsed `filter`.
-    pub filter: Option<Filter>,
-    /// `startIndex`/`count`.
-    pub page: Page,
-    /// `attributes`, split on commas.
-    pub attributes: Vec<String>,
-    /// `excludedAttributes`, split on commas.
-    pub excluded: Vec<String>,
-}
-
-impl ListParams {
-    /// Whether the caller excluded an attribute (e.g. `members`) entirely.
-    pub fn excludes(&self, name: &str) -> bool {
-        self.excluded
-            .iter()
-            .any(|a| a.trim().eq_ignore_ascii_case(name))
-            || (!self.attributes.is_empty()
-                && !self.attributes.iter().any(|a| {
-                    let a = a.trim();
-                    a.eq_ignore_ascii_case(name)
-                        || a.to_ascii_lowercase()
-                            .starts_with(&format!("{}.", name.to_ascii_lowercase()))
-                }))
-    }
-}
+pub struct ListParams(pub ListRequest);
 
 impl FromRequestParts<AppState> for ListParams {
     type Rejection = ScimReply;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let Query(pairs) = Query::<Vec<(String, String)>>::from_request_parts(parts, state)
             .await
-            .map_err(|e| {
-                ScimError::bad_request(ScimType::InvalidValue, format!("bad query string: {e}"))
-            })?;
-        let get = |name: &str| {
+            .map_err(|e| ScimError::bad_request(ScimType::InvalidValue, format!("bad query string: {e}")))?;
+        let req = ListRequest::parse(|name| {
             pairs
                 .iter()
                 .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.as_str())
-        };
-        let list = |name: &str| {
-            get(name)
-                .map(|v| {
-                    v.split(',')
-                        .map(|s| s.trim().to_owned())
-                        .filter(|s| !s.is_empty())
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
-        let filter = match get("filter").map(str::trim) {
-            None | Some("") => None,
-            Some(f) => Some(parse_filter(f).map_err(ScimError::from)?),
-        };
-        Ok(ListParams {
-            filter,
-            page: Page::parse(get("startIndex"), get("count"))?,
-            attributes: list("attributes"),
-            excluded: list("excludedAttributes"),
-        })
+                .map(|(_, v)| v.clone())
+        })?;
+        Ok(ListParams(req))
     }
 }
 
@@ -174,4 +124,84 @@ impl FromRequestParts<AppState> for ListParams {
 pub fn parse_id(kind: &str, id: &str) -> Result<uuid::Uuid, ScimReply> {
     uuid::Uuid::parse_str(id)
         .map_err(|_| ScimError::not_found(format!("{kind} {id} not found")).into())
+}
+
+/// `If-Match` (RFC 7644 §3.14, RFC 7232 §3.1): the versions the client expects; None
+/// when absent or `*`. A tag that is not one of ours matches no version.
+#[derive(Debug, Default)]
+pub struct IfMatch(pub Option<Vec<i64>>);
+
+/// The versions named by an `If-Match`/`If-None-Match` value; None for `*`.
+pub fn etag_versions(value: &str) -> Option<Vec<i64>> {
+    if value.trim() == "*" {
+        return None;
+    }
+    Some(
+        value
+            .split(',')
+            .filter_map(|t| {
+                let t = t.trim();
+                let t = t.strip_prefix("W/").unwrap_or(t);
+                t.trim_matches('"').parse::<i64>().ok()
+            })
+            .collect(),
+    )
+}
+
+impl FromRequestParts<AppState> for IfMatch {
+    type Rejection = ScimReply;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, Self::Rejection> {
+        Ok(IfMatch(
+            parts
+                .headers
+                .get(header::IF_MATCH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(etag_versions),
+        ))
+    }
+}
+
+/// `attributes` / `excludedAttributes` of a single-resource read; other list
+/// parameters are ignored there (RFC 7644 §3.4.2.5 applies them to any read).
+#[derive(Debug, Default)]
+pub struct Projection {
+    /// `attributes`.
+    pub attributes: Vec<String>,
+    /// `excludedAttributes`.
+    pub excluded: Vec<String>,
+}
+
+impl Projection {
+    /// Whether the caller left an attribute out entirely.
+    pub fn excludes(&self, name: &str) -> bool {
+        ListRequest {
+            attributes: self.attributes.clone(),
+            excluded: self.excluded.clone(),
+            ..ListRequest::default()
+        }
+        .excludes(name)
+    }
+}
+
+impl FromRequestParts<AppState> for Projection {
+    type Rejection = ScimReply;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let Query(pairs) = Query::<Vec<(String, String)>>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ScimError::bad_request(ScimType::InvalidValue, format!("bad query string: {e}")))?;
+        let list = |name: &str| -> Vec<String> {
+            pairs
+                .iter()
+                .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+                .flat_map(|(_, v)| v.split(',').map(|s| s.trim().to_owned()))
+                .filter(|s| !s.is_empty())
+                .collect()
+        };
+        Ok(Projection {
+            attributes: list("attributes"),
+            excluded: list("excludedAttributes"),
+        })
+    }
 }

@@ -1,18 +1,20 @@
 //! /Groups (RFC 7644 §3.3–§3.6). Members are Users of the same app.
 
 use axum::extract::{Path, State};
-use axum::http::{Method, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Response;
 use axum::routing::{delete, get, patch, post, put};
 use serde_json::{json, Value};
 
 use super::extract::parse_id;
 use super::users::patch_request;
-use super::{reply, BaseUrl, ListParams, ScimActor, ScimJson, ScimReply};
+use super::{list_reply, not_modified, reply, BaseUrl, IfMatch, ListParams, Projection, ScimActor, ScimJson, ScimReply};
+use crate::auth::Actor;
+use crate::db::filter::ListQuery;
+use crate::scim::list::ListRequest;
 use crate::db::groups::GroupRecord;
 use crate::db::rfc3339;
 use crate::http::{AppState, Route};
-use crate::scim::list::list_response;
 use crate::scim::patch;
 use crate::scim::resource::{self, etag, Meta};
 use crate::scim::schema::GROUP_RESOURCE;
@@ -23,6 +25,7 @@ pub(super) fn routes() -> Vec<Route> {
     vec![
         (GROUPS, Method::GET, get(list_groups)),
         (GROUPS, Method::POST, post(create_group)),
+        ("/scim/v2/Groups/.search", Method::POST, post(search_groups)),
         (GROUP, Method::GET, get(get_group)),
         (GROUP, Method::PUT, put(replace_group)),
         (GROUP, Method::PATCH, patch(patch_group)),
@@ -89,43 +92,53 @@ async fn get_group(
     ScimActor(actor): ScimActor,
     BaseUrl(base): BaseUrl,
     Path(id): Path<String>,
-    params: ListParams,
+    headers: HeaderMap,
+    params: Projection,
 ) -> Result<Response, ScimReply> {
     let id = parse_id("Group", &id)?;
-    let rec = s
-        .store
-        .group(&actor.app_id, id, !params.excludes("members"))
-        .await?;
+    let rec = s.store.group(&actor.app_id, id, !params.excludes("members")).await?;
     let tag = etag(rec.version);
+    if let Some(res) = not_modified(&headers, &tag) {
+        return Ok(res);
+    }
     let body = resource::project(render(&base, rec), &params.attributes, &params.excluded);
     Ok(reply(StatusCode::OK, &body, None, Some(&tag)))
+}
+
+/// The list behind GET /Groups, POST /Groups/.search and the root search.
+pub(super) async fn list(s: &AppState, actor: &Actor, base: &str, req: &ListRequest) -> Result<(i64, Vec<Value>, Option<i64>), ScimReply> {
+    let q = ListQuery {
+        filter: req.filter.as_ref(),
+        sort: req.sort.as_ref(),
+        paging: &req.paging,
+    };
+    let (total, recs, next) = s.store.list_groups(&actor.app_id, q, !req.excludes("members")).await?;
+    let resources = recs
+        .into_iter()
+        .map(|r| resource::project(render(base, r), &req.attributes, &req.excluded))
+        .collect();
+    Ok((total, resources, next))
 }
 
 async fn list_groups(
     State(s): State<AppState>,
     ScimActor(actor): ScimActor,
     BaseUrl(base): BaseUrl,
-    params: ListParams,
+    ListParams(req): ListParams,
 ) -> Result<Response, ScimReply> {
-    let (total, recs) = s
-        .store
-        .list_groups(
-            &actor.app_id,
-            params.filter.as_ref(),
-            params.page,
-            !params.excludes("members"),
-        )
-        .await?;
-    let resources = recs
-        .into_iter()
-        .map(|r| resource::project(render(&base, r), &params.attributes, &params.excluded))
-        .collect();
-    Ok(reply(
-        StatusCode::OK,
-        &list_response(total, params.page, resources),
-        None,
-        None,
-    ))
+    let (total, resources, next) = list(&s, &actor, &base, &req).await?;
+    Ok(list_reply(&req.paging, total, next, resources))
+}
+
+async fn search_groups(
+    State(s): State<AppState>,
+    ScimActor(actor): ScimActor,
+    BaseUrl(base): BaseUrl,
+    ScimJson(body): ScimJson,
+) -> Result<Response, ScimReply> {
+    let req = ListRequest::from_search_body(&body)?;
+    let (total, resources, next) = list(&s, &actor, &base, &req).await?;
+    Ok(list_reply(&req.paging, total, next, resources))
 }
 
 async fn replace_group(
@@ -133,13 +146,14 @@ async fn replace_group(
     ScimActor(actor): ScimActor,
     BaseUrl(base): BaseUrl,
     Path(id): Path<String>,
+    if_match: IfMatch,
     ScimJson(body): ScimJson,
 ) -> Result<Response, ScimReply> {
     let id = parse_id("Group", &id)?;
     let doc = resource::normalize(body, &GROUP_RESOURCE)?;
     let rec = s
         .store
-        .update_group(&actor, id, "group.replace", |_| Ok(doc))
+        .update_group(&actor, id, "group.replace", if_match.0.as_deref(), |_| Ok(doc))
         .await?;
     Ok(one(StatusCode::OK, &base, rec, false))
 }
@@ -149,13 +163,14 @@ async fn patch_group(
     ScimActor(actor): ScimActor,
     BaseUrl(base): BaseUrl,
     Path(id): Path<String>,
+    if_match: IfMatch,
     ScimJson(body): ScimJson,
 ) -> Result<Response, ScimReply> {
     let id = parse_id("Group", &id)?;
     let req = patch_request(body)?;
     let rec = s
         .store
-        .update_group(&actor, id, "group.patch", |mut doc| {
+        .update_group(&actor, id, "group.patch", if_match.0.as_deref(), |mut doc| {
             patch::apply(&mut doc, &req.operations, &GROUP_RESOURCE)?;
             resource::normalize(doc, &GROUP_RESOURCE)
         })
@@ -167,9 +182,10 @@ async fn delete_group(
     State(s): State<AppState>,
     ScimActor(actor): ScimActor,
     Path(id): Path<String>,
+    if_match: IfMatch,
 ) -> Result<StatusCode, ScimReply> {
     s.store
-        .delete_group(&actor, parse_id("Group", &id)?)
+        .delete_group(&actor, parse_id("Group", &id)?, if_match.0.as_deref())
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

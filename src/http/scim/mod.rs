@@ -14,6 +14,7 @@ mod discovery;
 mod error;
 mod extract;
 mod groups;
+mod search;
 mod users;
 
 use axum::http::{header, HeaderValue, StatusCode, Uri};
@@ -21,16 +22,43 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 pub use error::ScimReply;
-pub use extract::{BaseUrl, ListParams, ScimActor, ScimJson};
+pub use extract::{BaseUrl, IfMatch, ListParams, Projection, ScimActor, ScimJson};
 
 use super::Route;
+use crate::scim::list::{cursor_response, list_response, Paging};
 use crate::scim::{ScimError, SCIM_CONTENT_TYPE};
 
 /// Where the SCIM surface is mounted.
 pub const BASE: &str = "/scim/v2";
 
 pub(super) fn routes() -> Vec<Route> {
-    [users::routes(), groups::routes(), discovery::routes()].concat()
+    [users::routes(), groups::routes(), search::routes(), discovery::routes()].concat()
+}
+
+/// The ListResponse of an index or cursor page.
+pub fn list_reply(paging: &Paging, total: i64, next: Option<i64>, resources: Vec<Value>) -> Response {
+    let body = match paging {
+        Paging::Index(page) => list_response(total, *page, resources),
+        Paging::Cursor { .. } => cursor_response(total, next, resources),
+    };
+    reply(StatusCode::OK, &body, None, None)
+}
+
+/// `If-None-Match` on a read (RFC 7644 §3.14): 304 when the client has this version.
+pub fn not_modified(headers: &axum::http::HeaderMap, etag: &str) -> Option<Response> {
+    let value = headers.get(header::IF_NONE_MATCH)?.to_str().ok()?;
+    let current = etag.trim_start_matches("W/").trim_matches('"').parse::<i64>().ok()?;
+    let hit = match extract::etag_versions(value) {
+        None => true,
+        Some(versions) => versions.contains(&current),
+    };
+    hit.then(|| {
+        let mut res = StatusCode::NOT_MODIFIED.into_response();
+        if let Ok(v) = HeaderValue::from_str(etag) {
+            res.headers_mut().insert(header::ETAG, v);
+        }
+        res
+    })
 }
 
 /// A SCIM JSON response with optional `Location` and `ETag` headers.

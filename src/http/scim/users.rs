@@ -1,29 +1,31 @@
-//! /Users (RFC 7644 §3.3–§3.6).
+//! /Users (RFC 7644 §3.3–§3.6) and /Users/.search (§3.4.3).
 
 use axum::extract::{Path, State};
-use axum::http::{Method, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Response;
 use axum::routing::{delete, get, patch, post, put};
 use serde_json::{json, Value};
 
-use super::extract::parse_id;
-use super::{reply, BaseUrl, ListParams, ScimActor, ScimJson, ScimReply, BASE};
+use super::extract::{parse_id, IfMatch};
+use super::{list_reply, not_modified, reply, BaseUrl, ListParams, Projection, ScimActor, ScimJson, ScimReply};
+use crate::auth::Actor;
+use crate::db::filter::ListQuery;
 use crate::db::rfc3339;
 use crate::db::users::UserRecord;
 use crate::http::{AppState, Route};
-use crate::scim::list::list_response;
+use crate::scim::list::ListRequest;
 use crate::scim::patch::{self, PatchRequest};
 use crate::scim::resource::{self, etag, Meta};
-use crate::scim::schema::USER_RESOURCE;
+use crate::scim::schema::{PROVISIONING_SCHEMA, USER_RESOURCE};
 use crate::scim::{ScimError, ScimType};
 
 pub(super) fn routes() -> Vec<Route> {
     const USERS: &str = "/scim/v2/Users";
     const USER: &str = "/scim/v2/Users/{id}";
-    debug_assert!(USERS.starts_with(BASE));
     vec![
         (USERS, Method::GET, get(list_users)),
         (USERS, Method::POST, post(create_user)),
+        ("/scim/v2/Users/.search", Method::POST, post(search_users)),
         (USER, Method::GET, get(get_user)),
         (USER, Method::PUT, put(replace_user)),
         (USER, Method::PATCH, patch(patch_user)),
@@ -32,7 +34,7 @@ pub(super) fn routes() -> Vec<Route> {
 }
 
 /// The resource a client reads.
-fn render(base: &str, rec: UserRecord) -> Value {
+pub(super) fn render(base: &str, rec: UserRecord) -> Value {
     let location = format!("{base}/Users/{}", rec.id);
     let groups: Vec<Value> = rec
         .groups
@@ -42,7 +44,10 @@ fn render(base: &str, rec: UserRecord) -> Value {
             json!({"value": id, "display": g["display"], "$ref": format!("{base}/Groups/{id}"), "type": "direct"})
         })
         .collect();
-    let computed = (!groups.is_empty()).then_some(("groups", Value::Array(groups)));
+    let mut computed = vec![(PROVISIONING_SCHEMA, rec.provisioning)];
+    if !groups.is_empty() {
+        computed.push(("groups", Value::Array(groups)));
+    }
     let meta = Meta {
         resource_type: "User",
         created: rfc3339(rec.created_at),
@@ -50,24 +55,31 @@ fn render(base: &str, rec: UserRecord) -> Value {
         location,
         version: rec.version,
     };
-    resource::render(
-        rec.doc,
-        &rec.id.to_string(),
-        &meta,
-        computed,
-        &USER_RESOURCE,
-    )
+    resource::render(rec.doc, &rec.id.to_string(), &meta, computed, &USER_RESOURCE)
+}
+
+/// Applies `attributes`/`excludedAttributes`; the provisioning extension is
+/// `returned: request`, so it stays only when the caller names it.
+fn project(body: Value, attributes: &[String], excluded: &[String]) -> Value {
+    let mut body = resource::project(body, attributes, excluded);
+    let asked = attributes.iter().any(|a| {
+        a.len() >= PROVISIONING_SCHEMA.len() && a[..PROVISIONING_SCHEMA.len()].eq_ignore_ascii_case(PROVISIONING_SCHEMA)
+    });
+    if !asked {
+        if let Value::Object(m) = &mut body {
+            m.remove(PROVISIONING_SCHEMA);
+            if let Some(Value::Array(schemas)) = m.get_mut("schemas") {
+                schemas.retain(|s| s != PROVISIONING_SCHEMA);
+            }
+        }
+    }
+    body
 }
 
 fn one(status: StatusCode, base: &str, rec: UserRecord, with_location: bool) -> Response {
     let tag = etag(rec.version);
-    let body = render(base, rec);
-    let location = with_location.then(|| {
-        body["meta"]["location"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
-    });
+    let body = project(render(base, rec), &[], &[]);
+    let location = with_location.then(|| body["meta"]["location"].as_str().unwrap_or_default().to_owned());
     reply(status, &body, location.as_deref(), Some(&tag))
 }
 
@@ -87,34 +99,52 @@ async fn get_user(
     ScimActor(actor): ScimActor,
     BaseUrl(base): BaseUrl,
     Path(id): Path<String>,
-    params: ListParams,
+    headers: HeaderMap,
+    params: Projection,
 ) -> Result<Response, ScimReply> {
     let rec = s.store.user(&actor.app_id, parse_id("User", &id)?).await?;
     let tag = etag(rec.version);
-    let body = resource::project(render(&base, rec), &params.attributes, &params.excluded);
+    if let Some(res) = not_modified(&headers, &tag) {
+        return Ok(res);
+    }
+    let body = project(render(&base, rec), &params.attributes, &params.excluded);
     Ok(reply(StatusCode::OK, &body, None, Some(&tag)))
+}
+
+/// The list behind GET /Users, POST /Users/.search and the root search.
+pub(super) async fn list(s: &AppState, actor: &Actor, base: &str, req: &ListRequest) -> Result<(i64, Vec<Value>, Option<i64>), ScimReply> {
+    let q = ListQuery {
+        filter: req.filter.as_ref(),
+        sort: req.sort.as_ref(),
+        paging: &req.paging,
+    };
+    let (total, recs, next) = s.store.list_users(&actor.app_id, q).await?;
+    let resources = recs
+        .into_iter()
+        .map(|r| project(render(base, r), &req.attributes, &req.excluded))
+        .collect();
+    Ok((total, resources, next))
 }
 
 async fn list_users(
     State(s): State<AppState>,
     ScimActor(actor): ScimActor,
     BaseUrl(base): BaseUrl,
-    params: ListParams,
+    ListParams(req): ListParams,
 ) -> Result<Response, ScimReply> {
-    let (total, recs) = s
-        .store
-        .list_users(&actor.app_id, params.filter.as_ref(), params.page)
-        .await?;
-    let resources = recs
-        .into_iter()
-        .map(|r| resource::project(render(&base, r), &params.attributes, &params.excluded))
-        .collect();
-    Ok(reply(
-        StatusCode::OK,
-        &list_response(total, params.page, resources),
-        None,
-        None,
-    ))
+    let (total, resources, next) = list(&s, &actor, &base, &req).await?;
+    Ok(list_reply(&req.paging, total, next, resources))
+}
+
+async fn search_users(
+    State(s): State<AppState>,
+    ScimActor(actor): ScimActor,
+    BaseUrl(base): BaseUrl,
+    ScimJson(body): ScimJson,
+) -> Result<Response, ScimReply> {
+    let req = ListRequest::from_search_body(&body)?;
+    let (total, resources, next) = list(&s, &actor, &base, &req).await?;
+    Ok(list_reply(&req.paging, total, next, resources))
 }
 
 async fn replace_user(
@@ -122,22 +152,19 @@ async fn replace_user(
     ScimActor(actor): ScimActor,
     BaseUrl(base): BaseUrl,
     Path(id): Path<String>,
+    if_match: IfMatch,
     ScimJson(body): ScimJson,
 ) -> Result<Response, ScimReply> {
     let id = parse_id("User", &id)?;
     let doc = resource::normalize(body, &USER_RESOURCE)?;
-    let rec = s.store.replace_user(&actor, id, doc).await?;
+    let rec = s.store.update_user(&actor, id, "user.replace", if_match.0.as_deref(), |_| Ok(doc)).await?;
     Ok(one(StatusCode::OK, &base, rec, false))
 }
 
 /// Parses and checks a PATCH body (RFC 7644 §3.5.2).
 pub(super) fn patch_request(body: Value) -> Result<PatchRequest, ScimError> {
-    let req: PatchRequest = serde_json::from_value(body).map_err(|e| {
-        ScimError::bad_request(
-            ScimType::InvalidSyntax,
-            format!("not a PatchOp message: {e}"),
-        )
-    })?;
+    let req: PatchRequest = serde_json::from_value(body)
+        .map_err(|e| ScimError::bad_request(ScimType::InvalidSyntax, format!("not a PatchOp message: {e}")))?;
     patch::validate_request(&req)?;
     Ok(req)
 }
@@ -147,13 +174,14 @@ async fn patch_user(
     ScimActor(actor): ScimActor,
     BaseUrl(base): BaseUrl,
     Path(id): Path<String>,
+    if_match: IfMatch,
     ScimJson(body): ScimJson,
 ) -> Result<Response, ScimReply> {
     let id = parse_id("User", &id)?;
     let req = patch_request(body)?;
     let rec = s
         .store
-        .update_user(&actor, id, "user.patch", |mut doc| {
+        .update_user(&actor, id, "user.patch", if_match.0.as_deref(), |mut doc| {
             patch::apply(&mut doc, &req.operations, &USER_RESOURCE)?;
             resource::normalize(doc, &USER_RESOURCE)
         })
@@ -167,7 +195,8 @@ async fn delete_user(
     State(s): State<AppState>,
     ScimActor(actor): ScimActor,
     Path(id): Path<String>,
+    if_match: IfMatch,
 ) -> Result<StatusCode, ScimReply> {
-    s.store.delete_user(&actor, parse_id("User", &id)?).await?;
+    s.store.delete_user(&actor, parse_id("User", &id)?, if_match.0.as_deref()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
