@@ -45,9 +45,12 @@ impl Application {
 
     /// Serves until SIGINT/SIGTERM, then finishes in-flight requests.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        axum::serve(self.listener, ServiceExt::<Request>::into_make_service(self.app))
-            .with_graceful_shutdown(shutdown_signal())
-            .await
+        axum::serve(
+            self.listener,
+            ServiceExt::<Request>::into_make_service(self.app),
+        )
+        .with_graceful_shutdown(shutdown_signal())
+        .await
     }
 
     /// Serves until the future resolves (tests).
@@ -55,9 +58,12 @@ impl Application {
         self,
         stop: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(self.listener, ServiceExt::<Request>::into_make_service(self.app))
-            .with_graceful_shutdown(stop)
-            .await
+        axum::serve(
+            self.listener,
+            ServiceExt::<Request>::into_make_service(self.app),
+        )
+        .with_graceful_shutdown(stop)
+        .await
     }
 }
 

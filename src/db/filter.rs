@@ -15,7 +15,9 @@ use uuid::Uuid;
 
 use crate::scim::filter::{AttrPath, CompareOp, Filter};
 use crate::scim::list::{Paging, Sort};
-use crate::scim::schema::{AttrType, Attribute, ResourceSchema, GROUP_RESOURCE, PROVISIONING_SCHEMA, USER_RESOURCE};
+use crate::scim::schema::{
+    AttrType, Attribute, ResourceSchema, GROUP_RESOURCE, PROVISIONING_SCHEMA, USER_RESOURCE,
+};
 use crate::scim::{ScimError, ScimType};
 
 /// Which table a filter runs on.
@@ -159,7 +161,12 @@ fn push_attr(
     let name = t.attr.name;
     let sub = t.sub.map(|s| s.name);
     // The provisioning extension is computed from tasks, not stored in the document.
-    if res == Resource::User && path.schema.as_deref().is_some_and(|s| s.eq_ignore_ascii_case(PROVISIONING_SCHEMA)) {
+    if res == Resource::User
+        && path
+            .schema
+            .as_deref()
+            .is_some_and(|s| s.eq_ignore_ascii_case(PROVISIONING_SCHEMA))
+    {
         return match name {
             "state" => push_text(qb, &format!("({})", super::users::STATE), true, cmp),
             "needsAttention" => push_bool(qb, "u.needs_attention", cmp),
@@ -632,7 +639,13 @@ pub struct PageOf {
 
 /// Runs a list query: `select` must select from the resource table with its alias and
 /// include `<alias>.seq`. Two round trips: the total, then the page (never one per row).
-pub async fn list_page(pool: &sqlx::PgPool, res: Resource, select: &str, app_id: &str, q: ListQuery<'_>) -> crate::error::Result<PageOf> {
+pub async fn list_page(
+    pool: &sqlx::PgPool,
+    res: Resource,
+    select: &str,
+    app_id: &str,
+    q: ListQuery<'_>,
+) -> crate::error::Result<PageOf> {
     let a = res.alias();
     let table = match res {
         Resource::User => "scim_user u",
@@ -642,7 +655,11 @@ pub async fn list_page(pool: &sqlx::PgPool, res: Resource, select: &str, app_id:
     push_where(&mut count, app_id, q.filter, res)?;
     let total: i64 = count.build_query_scalar().fetch_one(pool).await?;
     let order = match q.sort {
-        Some(s) => format!("{} {}, ", sort_expr(&s.path, res)?, if s.descending { "desc" } else { "asc" }),
+        Some(s) => format!(
+            "{} {}, ",
+            sort_expr(&s.path, res)?,
+            if s.descending { "desc" } else { "asc" }
+        ),
         None => String::new(),
     };
     let mut page: Qb<'_> = QueryBuilder::new(select);
@@ -650,7 +667,11 @@ pub async fn list_page(pool: &sqlx::PgPool, res: Resource, select: &str, app_id:
     let (rows, next) = match *q.paging {
         Paging::Index(p) => {
             if p.count == 0 || total < p.start_index {
-                return Ok(PageOf { total, rows: Vec::new(), next: None });
+                return Ok(PageOf {
+                    total,
+                    rows: Vec::new(),
+                    next: None,
+                });
             }
             page.push(format!(" order by {order}{a}.seq limit "))
                 .push_bind(p.count)
@@ -660,16 +681,24 @@ pub async fn list_page(pool: &sqlx::PgPool, res: Resource, select: &str, app_id:
         }
         Paging::Cursor { after, count } => {
             if q.sort.is_some() {
-                return Err(invalid_value("cursor paging walks creation order; sortBy cannot be combined with cursor").into());
+                return Err(invalid_value(
+                    "cursor paging walks creation order; sortBy cannot be combined with cursor",
+                )
+                .into());
             }
             if count == 0 {
-                return Ok(PageOf { total, rows: Vec::new(), next: after });
+                return Ok(PageOf {
+                    total,
+                    rows: Vec::new(),
+                    next: after,
+                });
             }
             if let Some(after) = after {
                 page.push(format!(" and {a}.seq > ")).push_bind(after);
             }
             // One row more than asked tells whether another page follows.
-            page.push(format!(" order by {a}.seq limit ")).push_bind(count + 1);
+            page.push(format!(" order by {a}.seq limit "))
+                .push_bind(count + 1);
             let mut rows = page.build().fetch_all(pool).await?;
             let more = rows.len() as i64 > count;
             rows.truncate(count as usize);
@@ -691,7 +720,12 @@ fn invalid_value(detail: &str) -> ScimError {
 /// The SQL to order by for `sortBy` (RFC 7644 §3.4.2.3). Multi-valued attributes sort
 /// by their primary (else first) value; string comparisons follow caseExact.
 fn sort_expr(path: &AttrPath, res: Resource) -> Result<String, ScimError> {
-    let t = resolve(path, res).map_err(|_| invalid_value(&format!("cannot sort by unknown attribute {:?}", display_path(path))))?;
+    let t = resolve(path, res).map_err(|_| {
+        invalid_value(&format!(
+            "cannot sort by unknown attribute {:?}",
+            display_path(path)
+        ))
+    })?;
     let a = res.alias();
     let sub = t.sub.map(|s| s.name);
     Ok(match (res, t.attr.name, sub) {
@@ -703,11 +737,20 @@ fn sort_expr(path: &AttrPath, res: Resource) -> Result<String, ScimError> {
         (_, "meta", Some("created")) => format!("{a}.created_at"),
         (_, "meta", Some("lastModified")) => format!("{a}.updated_at"),
         (_, "meta", _) | (Resource::Group, "members", _) => {
-            return Err(invalid_value(&format!("cannot sort by {}", display_path(path))))
+            return Err(invalid_value(&format!(
+                "cannot sort by {}",
+                display_path(path)
+            )))
         }
         _ => {
             let leaf = t.sub.unwrap_or(t.attr);
-            let lower = |e: String| if leaf.case_exact { e } else { format!("lower({e})") };
+            let lower = |e: String| {
+                if leaf.case_exact {
+                    e
+                } else {
+                    format!("lower({e})")
+                }
+            };
             if t.attr.multi_valued {
                 let field = match (t.attr.kind, t.sub) {
                     (AttrType::Complex, Some(s)) => format!("e.v->>'{}'", s.name),
@@ -722,8 +765,15 @@ fn sort_expr(path: &AttrPath, res: Resource) -> Result<String, ScimError> {
                 )
             } else {
                 match (t.attr.kind, t.sub) {
-                    (AttrType::Complex, Some(s)) => lower(format!("{}->'{}'->>'{}'", t.container, t.attr.name, s.name)),
-                    (AttrType::Complex, None) => return Err(invalid_value(&format!("{} is complex: sort by a sub-attribute", t.attr.name))),
+                    (AttrType::Complex, Some(s)) => {
+                        lower(format!("{}->'{}'->>'{}'", t.container, t.attr.name, s.name))
+                    }
+                    (AttrType::Complex, None) => {
+                        return Err(invalid_value(&format!(
+                            "{} is complex: sort by a sub-attribute",
+                            t.attr.name
+                        )))
+                    }
                     _ => lower(format!("{}->>'{}'", t.container, t.attr.name)),
                 }
             }

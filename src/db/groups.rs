@@ -250,7 +250,12 @@ async fn fetch(
         .ok_or_else(|| Error::NotFound(format!("Group {id}")))
 }
 
-async fn lock(conn: &mut PgConnection, app_id: &str, id: Uuid, if_match: Option<&[i64]>) -> Result<Value> {
+async fn lock(
+    conn: &mut PgConnection,
+    app_id: &str,
+    id: Uuid,
+    if_match: Option<&[i64]>,
+) -> Result<Value> {
     let (doc, version): (Value, i64) = sqlx::query_as(
         "select doc, version from scim_group where app_id = $1 and group_id = $2 and deleted_at is null for update",
     )
@@ -280,7 +285,16 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(|e| taken(e, &name))?;
-        sync_members(&mut tx, actor, id, (&name, &name), &BTreeSet::new(), &new, &members).await?;
+        sync_members(
+            &mut tx,
+            actor,
+            id,
+            (&name, &name),
+            &BTreeSet::new(),
+            &new,
+            &members,
+        )
+        .await?;
         audit::write(
             &mut tx,
             actor,
@@ -367,7 +381,12 @@ impl Store {
     }
 
     /// Deletes a group (RFC 7644 §3.6); its members lose the roles it granted.
-    pub async fn delete_group(&self, actor: &Actor, id: Uuid, if_match: Option<&[i64]>) -> Result<()> {
+    pub async fn delete_group(
+        &self,
+        actor: &Actor,
+        id: Uuid,
+        if_match: Option<&[i64]>,
+    ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         let doc = lock(&mut tx, &actor.app_id, id, if_match).await?;
         let old = current_members(&mut tx, id).await?;
@@ -376,7 +395,16 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         let name = name_of(&doc);
-        sync_members(&mut tx, actor, id, (&name, &name), &old, &BTreeSet::new(), &[]).await?;
+        sync_members(
+            &mut tx,
+            actor,
+            id,
+            (&name, &name),
+            &old,
+            &BTreeSet::new(),
+            &[],
+        )
+        .await?;
         audit::write(
             &mut tx,
             actor,
@@ -394,7 +422,18 @@ impl Store {
         q: ListQuery<'_>,
         with_members: bool,
     ) -> Result<(i64, Vec<GroupRecord>, Option<i64>)> {
-        let page = list_page(&self.pool, Resource::Group, &select(with_members), app_id, q).await?;
-        Ok((page.total, page.rows.iter().map(record).collect(), page.next))
+        let page = list_page(
+            &self.pool,
+            Resource::Group,
+            &select(with_members),
+            app_id,
+            q,
+        )
+        .await?;
+        Ok((
+            page.total,
+            page.rows.iter().map(record).collect(),
+            page.next,
+        ))
     }
 }

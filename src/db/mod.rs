@@ -65,9 +65,11 @@ impl Store {
 /// Checks an `If-Match` precondition (RFC 7644 §3.14): `None` means no header or `*`.
 fn check_version(if_match: Option<&[i64]>, version: i64) -> crate::error::Result<()> {
     match if_match {
-        Some(versions) if !versions.contains(&version) => Err(crate::error::Error::PreconditionFailed(format!(
-            "the resource is at version W/\"{version}\"; re-read it and retry"
-        ))),
+        Some(versions) if !versions.contains(&version) => {
+            Err(crate::error::Error::PreconditionFailed(format!(
+                "the resource is at version W/\"{version}\"; re-read it and retry"
+            )))
+        }
         _ => Ok(()),
     }
 }

@@ -144,7 +144,12 @@ async fn fetch(conn: &mut PgConnection, app_id: &str, id: Uuid) -> Result<UserRe
 
 /// Locks a live user row of the app, checks an `If-Match` precondition (RFC 7644
 /// §3.14) and returns its document.
-async fn lock(conn: &mut PgConnection, app_id: &str, id: Uuid, if_match: Option<&[i64]>) -> Result<Value> {
+async fn lock(
+    conn: &mut PgConnection,
+    app_id: &str,
+    id: Uuid,
+    if_match: Option<&[i64]>,
+) -> Result<Value> {
     let (doc, version): (Value, i64) = sqlx::query_as(
         "select doc, version from scim_user where app_id = $1 and user_id = $2 and deleted_at is null for update",
     )
@@ -251,7 +256,12 @@ impl Store {
 
     /// Deletes a user (RFC 7644 §3.6): hidden from SCIM at once, kept for the audit trail,
     /// and its app account is scheduled for removal.
-    pub async fn delete_user(&self, actor: &Actor, id: Uuid, if_match: Option<&[i64]>) -> Result<()> {
+    pub async fn delete_user(
+        &self,
+        actor: &Actor,
+        id: Uuid,
+        if_match: Option<&[i64]>,
+    ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         lock(&mut tx, &actor.app_id, id, if_match).await?;
         sqlx::query("update scim_user set deleted_at = now(), version = version + 1, updated_at = now() where user_id = $1")
@@ -271,8 +281,16 @@ impl Store {
 
     /// One page of the app's live users matching the query, and the total number of
     /// matches (RFC 7644 §3.4.2; cursor paging per RFC 9865).
-    pub async fn list_users(&self, app_id: &str, q: ListQuery<'_>) -> Result<(i64, Vec<UserRecord>, Option<i64>)> {
+    pub async fn list_users(
+        &self,
+        app_id: &str,
+        q: ListQuery<'_>,
+    ) -> Result<(i64, Vec<UserRecord>, Option<i64>)> {
         let page = list_page(&self.pool, Resource::User, &select(), app_id, q).await?;
-        Ok((page.total, page.rows.iter().map(record).collect(), page.next))
+        Ok((
+            page.total,
+            page.rows.iter().map(record).collect(),
+            page.next,
+        ))
     }
 }

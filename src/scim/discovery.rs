@@ -4,15 +4,16 @@
 use serde_json::{json, Value};
 
 use super::schema::{self, ENTERPRISE_USER_SCHEMA, GROUP_SCHEMA, USER_SCHEMA};
-use super::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+use super::{DEFAULT_PAGE_SIZE, MAX_BULK_OPERATIONS, MAX_PAGE_SIZE};
 
 /// RFC 7643 §5.
-pub fn service_provider_config(base: &str) -> Value {
+/// `max_payload` is the request body limit, which bounds bulk requests too.
+pub fn service_provider_config(base: &str, max_payload: usize) -> Value {
     json!({
         "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
         "documentationUri": "https://github.com/scimbridge/scimbridge#readme",
         "patch": {"supported": true},
-        "bulk": {"supported": false, "maxOperations": 0, "maxPayloadSize": 0},
+        "bulk": {"supported": true, "maxOperations": MAX_BULK_OPERATIONS, "maxPayloadSize": max_payload},
         "filter": {"supported": true, "maxResults": MAX_PAGE_SIZE},
         "changePassword": {"supported": false},
         "sort": {"supported": true},

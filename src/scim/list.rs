@@ -160,7 +160,10 @@ fn decode_cursor(cursor: &str) -> Result<i64, ScimError> {
         .and_then(|n| n.parse::<i64>().ok())
         .filter(|n| *n >= 0)
         .ok_or_else(|| {
-            ScimError::bad_request(ScimType::InvalidCursor, format!("{cursor:?} is not a cursor this server issued"))
+            ScimError::bad_request(
+                ScimType::InvalidCursor,
+                format!("{cursor:?} is not a cursor this server issued"),
+            )
         })
 }
 
@@ -169,7 +172,12 @@ impl ListRequest {
     pub fn parse(get: impl Fn(&str) -> Option<String>) -> Result<ListRequest, ScimError> {
         let list = |name: &str| -> Vec<String> {
             get(name)
-                .map(|v| v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect())
+                .map(|v| {
+                    v.split(',')
+                        .map(|s| s.trim().to_owned())
+                        .filter(|s| !s.is_empty())
+                        .collect()
+                })
                 .unwrap_or_default()
         };
         let filter = match get("filter").as_deref().map(str::trim) {
@@ -179,9 +187,14 @@ impl ListRequest {
         let sort = match get("sortBy").as_deref().map(str::trim) {
             None | Some("") => None,
             Some(by) => {
-                let p = parse_path(by).map_err(|e| ScimError::bad_request(ScimType::InvalidValue, format!("sortBy: {e}")))?;
+                let p = parse_path(by).map_err(|e| {
+                    ScimError::bad_request(ScimType::InvalidValue, format!("sortBy: {e}"))
+                })?;
                 if p.value_filter.is_some() || p.sub_attr.is_some() {
-                    return Err(ScimError::bad_request(ScimType::InvalidValue, "sortBy must name an attribute, not a value filter"));
+                    return Err(ScimError::bad_request(
+                        ScimType::InvalidValue,
+                        "sortBy must name an attribute, not a value filter",
+                    ));
                 }
                 let descending = match get("sortOrder").as_deref().map(str::trim) {
                     None | Some("") => false,
@@ -194,13 +207,19 @@ impl ListRequest {
                         ))
                     }
                 };
-                Some(Sort { path: p.attr, descending })
+                Some(Sort {
+                    path: p.attr,
+                    descending,
+                })
             }
         };
         let paging = match get("cursor") {
             Some(c) => {
                 if get("startIndex").is_some() {
-                    return Err(ScimError::bad_request(ScimType::InvalidValue, "use either cursor or startIndex, not both (RFC 9865)"));
+                    return Err(ScimError::bad_request(
+                        ScimType::InvalidValue,
+                        "use either cursor or startIndex, not both (RFC 9865)",
+                    ));
                 }
                 let count = Page::parse(None, get("count").as_deref())?.count;
                 let after = match c.trim() {
@@ -209,7 +228,10 @@ impl ListRequest {
                 };
                 Paging::Cursor { after, count }
             }
-            None => Paging::Index(Page::parse(get("startIndex").as_deref(), get("count").as_deref())?),
+            None => Paging::Index(Page::parse(
+                get("startIndex").as_deref(),
+                get("count").as_deref(),
+            )?),
         };
         Ok(ListRequest {
             filter,
@@ -223,18 +245,30 @@ impl ListRequest {
     /// Parses a SearchRequest body (RFC 7644 §3.4.3): the same parameters as JSON members.
     pub fn from_search_body(body: &Value) -> Result<ListRequest, ScimError> {
         let Value::Object(map) = body else {
-            return Err(ScimError::bad_request(ScimType::InvalidSyntax, "a SearchRequest must be a JSON object"));
+            return Err(ScimError::bad_request(
+                ScimType::InvalidSyntax,
+                "a SearchRequest must be a JSON object",
+            ));
         };
         if let Some(schemas) = map.get("schemas") {
-            let ok = schemas
-                .as_array()
-                .is_some_and(|s| s.iter().any(|u| u.as_str().is_some_and(|u| u.eq_ignore_ascii_case(SEARCH_REQUEST))));
+            let ok = schemas.as_array().is_some_and(|s| {
+                s.iter().any(|u| {
+                    u.as_str()
+                        .is_some_and(|u| u.eq_ignore_ascii_case(SEARCH_REQUEST))
+                })
+            });
             if !ok {
-                return Err(ScimError::bad_request(ScimType::InvalidSyntax, format!("schemas must contain {SEARCH_REQUEST}")));
+                return Err(ScimError::bad_request(
+                    ScimType::InvalidSyntax,
+                    format!("schemas must contain {SEARCH_REQUEST}"),
+                ));
             }
         }
         ListRequest::parse(|name| {
-            let v = map.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v)?;
+            let v = map
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v)?;
             match v {
                 Value::Null => None,
                 Value::String(s) => Some(s.clone()),
@@ -256,9 +290,13 @@ impl ListRequest {
         let named = |a: &String| {
             let a = a.trim();
             a.eq_ignore_ascii_case(name)
-                || a.len() > name.len() && a[..name.len()].eq_ignore_ascii_case(name) && a.as_bytes()[name.len()] == b'.'
+                || a.len() > name.len()
+                    && a[..name.len()].eq_ignore_ascii_case(name)
+                    && a.as_bytes()[name.len()] == b'.'
         };
-        self.excluded.iter().any(|a| a.trim().eq_ignore_ascii_case(name))
+        self.excluded
+            .iter()
+            .any(|a| a.trim().eq_ignore_ascii_case(name))
             || (!self.attributes.is_empty() && !self.attributes.iter().any(named))
     }
 }
@@ -283,17 +321,43 @@ mod request_tests {
     use super::*;
 
     fn q<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-        move |name| pairs.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.to_string())
+        move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.to_string())
+        }
     }
 
     #[test]
     fn sort_and_cursor_parse() {
-        let r = ListRequest::parse(q(&[("sortBy", "name.familyName"), ("sortOrder", "Descending"), ("cursor", ""), ("count", "5")])).unwrap();
-        assert_eq!(r.sort.as_ref().unwrap().path.sub_attr.as_deref(), Some("familyName"));
+        let r = ListRequest::parse(q(&[
+            ("sortBy", "name.familyName"),
+            ("sortOrder", "Descending"),
+            ("cursor", ""),
+            ("count", "5"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            r.sort.as_ref().unwrap().path.sub_attr.as_deref(),
+            Some("familyName")
+        );
         assert!(r.sort.unwrap().descending);
-        assert_eq!(r.paging, Paging::Cursor { after: None, count: 5 });
+        assert_eq!(
+            r.paging,
+            Paging::Cursor {
+                after: None,
+                count: 5
+            }
+        );
         let r = ListRequest::parse(q(&[("cursor", &encode_cursor(42))])).unwrap();
-        assert_eq!(r.paging, Paging::Cursor { after: Some(42), count: DEFAULT_PAGE_SIZE });
+        assert_eq!(
+            r.paging,
+            Paging::Cursor {
+                after: Some(42),
+                count: DEFAULT_PAGE_SIZE
+            }
+        );
         let e = ListRequest::parse(q(&[("cursor", "zzz")])).unwrap_err();
         assert_eq!(e.scim_type, Some(ScimType::InvalidCursor));
         assert!(ListRequest::parse(q(&[("sortOrder", "x"), ("sortBy", "userName")])).is_err());
@@ -304,7 +368,13 @@ mod request_tests {
         let body = json!({"schemas": [SEARCH_REQUEST], "attributes": ["userName", "name"], "startIndex": 2, "count": 10, "filter": "userName sw \"a\""});
         let r = ListRequest::from_search_body(&body).unwrap();
         assert_eq!(r.attributes, ["userName", "name"]);
-        assert_eq!(r.paging, Paging::Index(Page { start_index: 2, count: 10 }));
+        assert_eq!(
+            r.paging,
+            Paging::Index(Page {
+                start_index: 2,
+                count: 10
+            })
+        );
         assert!(r.filter.is_some());
         assert!(ListRequest::from_search_body(&json!({"schemas": ["urn:x"]})).is_err());
     }

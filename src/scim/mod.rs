@@ -24,6 +24,8 @@ pub const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 
 /// Page size when the client sends no `count` (RFC 7644 §3.4.2.4 leaves it to us).
 pub const DEFAULT_PAGE_SIZE: i64 = 100;
+/// Most operations one bulk request may carry (declared as `bulk.maxOperations`).
+pub const MAX_BULK_OPERATIONS: usize = 1000;
 /// Largest page served; larger `count` values are capped (and declared as
 /// `filter.maxResults` in /ServiceProviderConfig).
 pub const MAX_PAGE_SIZE: i64 = 500;

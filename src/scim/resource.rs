@@ -346,7 +346,9 @@ pub fn project(mut doc: Value, attributes: &[String], excluded: &[String]) -> Va
         names
             .iter()
             .map(|a| match (a.find('['), a.rfind(']')) {
-                (Some(open), Some(close)) if open < close => format!("{}{}", &a[..open], &a[close + 1..]),
+                (Some(open), Some(close)) if open < close => {
+                    format!("{}{}", &a[..open], &a[close + 1..])
+                }
                 _ => a.clone(),
             })
             .collect()

@@ -502,7 +502,8 @@ pub static GROUP: Schema = Schema {
 };
 
 /// Schema URN of scimbridge's read-only provisioning status extension on Users.
-pub const PROVISIONING_SCHEMA: &str = "urn:scimbridge:params:scim:schemas:extension:provisioning:1.0:User";
+pub const PROVISIONING_SCHEMA: &str =
+    "urn:scimbridge:params:scim:schemas:extension:provisioning:1.0:User";
 
 /// Whether the app has caught up with the IdP for this user: computed by the server,
 /// read-only, filterable (`urn:…:provisioning:1.0:User:state eq "pending"`).
@@ -519,15 +520,24 @@ pub static PROVISIONING: Schema = Schema {
         .canonical(&["pending", "synced", "failed"])
         .read_only()
         .returned(Returned::Request),
-        string("openTaskId", "The id of the user's open or in-progress task, if any.")
-            .read_only()
-            .returned(Returned::Request),
-        date_time("lastConfirmed", "When the app last confirmed this user's account.")
-            .read_only()
-            .returned(Returned::Request),
-        boolean("needsAttention", "A task for this user failed and no later task succeeded.")
-            .read_only()
-            .returned(Returned::Request),
+        string(
+            "openTaskId",
+            "The id of the user's open or in-progress task, if any.",
+        )
+        .read_only()
+        .returned(Returned::Request),
+        date_time(
+            "lastConfirmed",
+            "When the app last confirmed this user's account.",
+        )
+        .read_only()
+        .returned(Returned::Request),
+        boolean(
+            "needsAttention",
+            "A task for this user failed and no later task succeeded.",
+        )
+        .read_only()
+        .returned(Returned::Request),
     ],
 };
 

@@ -18,7 +18,12 @@ async fn service_provider_config_says_what_the_server_does(pool: PgPool) {
     assert_eq!(spc["patch"]["supported"], true);
     assert_eq!(spc["filter"]["supported"], true);
     assert_eq!(spc["filter"]["maxResults"], 500);
-    assert_eq!(spc["bulk"]["supported"], false);
+    assert_eq!(spc["bulk"]["supported"], true);
+    assert_eq!(spc["bulk"]["maxOperations"], 1000);
+    assert_eq!(spc["bulk"]["maxPayloadSize"], 1024 * 1024);
+    assert_eq!(spc["sort"]["supported"], true);
+    assert_eq!(spc["etag"]["supported"], true);
+    assert_eq!(spc["pagination"]["cursor"], true);
     assert_eq!(spc["authenticationSchemes"][0]["type"], "oauthbearertoken");
 }
 

@@ -62,8 +62,14 @@ async fn create_group_with_members_and_read_it_back(pool: PgPool) {
     assert_eq!(g["displayName"], "Sales");
     assert_eq!(g["meta"]["resourceType"], "Group");
     assert_eq!(member_ids(&g), sorted(ids.clone()));
-    assert_eq!(g["members"][1]["display"], "ignored", "display is echoed as sent");
-    assert!(g["members"][0].get("display").is_none(), "and absent when not sent");
+    assert_eq!(
+        g["members"][1]["display"], "ignored",
+        "display is echoed as sent"
+    );
+    assert!(
+        g["members"][0].get("display").is_none(),
+        "and absent when not sent"
+    );
     assert!(g["members"][0]["$ref"]
         .as_str()
         .unwrap()

@@ -8,5 +8,6 @@ mod groups;
 mod health;
 mod helpers;
 mod openapi;
+mod protocol;
 mod tasks;
 mod users;

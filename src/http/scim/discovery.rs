@@ -8,7 +8,9 @@ use axum::routing::get;
 use serde_json::Value;
 
 use super::{reply, BaseUrl, ScimActor, ScimReply};
-use crate::http::Route;
+use axum::extract::State;
+
+use crate::http::{AppState, Route};
 use crate::scim::discovery;
 use crate::scim::list::{list_response, Page};
 use crate::scim::ScimError;
@@ -31,10 +33,14 @@ pub(super) fn routes() -> Vec<Route> {
     ]
 }
 
-async fn service_provider_config(_: ScimActor, BaseUrl(base): BaseUrl) -> Response {
+async fn service_provider_config(
+    State(s): State<AppState>,
+    _: ScimActor,
+    BaseUrl(base): BaseUrl,
+) -> Response {
     reply(
         StatusCode::OK,
-        &discovery::service_provider_config(&base),
+        &discovery::service_provider_config(&base, s.config.body_limit),
         None,
         None,
     )

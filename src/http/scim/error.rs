@@ -13,6 +13,11 @@ use crate::scim::{ScimError, ScimType};
 pub struct ScimReply(ScimError);
 
 impl ScimReply {
+    /// The SCIM error inside (bulk responses embed it per operation).
+    pub fn into_error(self) -> ScimError {
+        self.0
+    }
+
     /// The `scimType` of the error, if any.
     pub fn scim_type(&self) -> Option<ScimType> {
         self.0.scim_type

@@ -106,10 +106,15 @@ pub struct ListParams(pub ListRequest);
 impl FromRequestParts<AppState> for ListParams {
     type Rejection = ScimReply;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let Query(pairs) = Query::<Vec<(String, String)>>::from_request_parts(parts, state)
             .await
-            .map_err(|e| ScimError::bad_request(ScimType::InvalidValue, format!("bad query string: {e}")))?;
+            .map_err(|e| {
+                ScimError::bad_request(ScimType::InvalidValue, format!("bad query string: {e}"))
+            })?;
         let req = ListRequest::parse(|name| {
             pairs
                 .iter()
@@ -187,10 +192,15 @@ impl Projection {
 impl FromRequestParts<AppState> for Projection {
     type Rejection = ScimReply;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let Query(pairs) = Query::<Vec<(String, String)>>::from_request_parts(parts, state)
             .await
-            .map_err(|e| ScimError::bad_request(ScimType::InvalidValue, format!("bad query string: {e}")))?;
+            .map_err(|e| {
+                ScimError::bad_request(ScimType::InvalidValue, format!("bad query string: {e}"))
+            })?;
         let list = |name: &str| -> Vec<String> {
             pairs
                 .iter()

@@ -2,19 +2,22 @@
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, patch, post, put};
 use serde_json::{json, Value};
 
 use super::extract::parse_id;
-use super::users::patch_request;
-use super::{list_reply, not_modified, reply, BaseUrl, IfMatch, ListParams, Projection, ScimActor, ScimJson, ScimReply};
+use super::users::{patch_request, Write};
+use super::{
+    list_reply, not_modified, reply, BaseUrl, IfMatch, ListParams, Projection, ScimActor, ScimJson,
+    ScimReply,
+};
 use crate::auth::Actor;
 use crate::db::filter::ListQuery;
-use crate::scim::list::ListRequest;
 use crate::db::groups::GroupRecord;
 use crate::db::rfc3339;
 use crate::http::{AppState, Route};
+use crate::scim::list::ListRequest;
 use crate::scim::patch;
 use crate::scim::resource::{self, etag, Meta};
 use crate::scim::schema::GROUP_RESOURCE;
@@ -33,13 +36,14 @@ pub(super) fn routes() -> Vec<Route> {
     ]
 }
 
-fn render(base: &str, rec: GroupRecord) -> Value {
+pub(super) fn render(base: &str, rec: GroupRecord) -> Value {
     let members = rec.members.map(|ms| {
         Value::Array(
             ms.into_iter()
                 .map(|m| {
                     let id = m["value"].as_str().unwrap_or_default().to_owned();
-                    let mut member = json!({"value": id, "$ref": format!("{base}/Users/{id}"), "type": "User"});
+                    let mut member =
+                        json!({"value": id, "$ref": format!("{base}/Users/{id}"), "type": "User"});
                     if let Some(d) = m.get("display") {
                         member["display"] = d.clone();
                     }
@@ -64,7 +68,11 @@ fn render(base: &str, rec: GroupRecord) -> Value {
     )
 }
 
-fn one(status: StatusCode, base: &str, rec: GroupRecord, with_location: bool) -> Response {
+/// One group as a response; `rec` is None only after a delete, which never calls this.
+fn one(status: StatusCode, base: &str, rec: Option<GroupRecord>, with_location: bool) -> Response {
+    let Some(rec) = rec else {
+        return StatusCode::NO_CONTENT.into_response();
+    };
     let tag = etag(rec.version);
     let body = render(base, rec);
     let location = with_location.then(|| {
@@ -76,14 +84,49 @@ fn one(status: StatusCode, base: &str, rec: GroupRecord, with_location: bool) ->
     reply(status, &body, location.as_deref(), Some(&tag))
 }
 
+/// Performs a group write: one transaction with the derived tasks of the members whose
+/// role it decides, and its audit record.
+pub(super) async fn write_group(
+    s: &AppState,
+    actor: &Actor,
+    w: Write,
+    if_match: Option<&[i64]>,
+) -> Result<Option<GroupRecord>, ScimReply> {
+    Ok(Some(match w {
+        Write::Create(body) => {
+            s.store
+                .create_group(actor, resource::normalize(body, &GROUP_RESOURCE)?)
+                .await?
+        }
+        Write::Replace(id, body) => {
+            let doc = resource::normalize(body, &GROUP_RESOURCE)?;
+            s.store
+                .update_group(actor, id, "group.replace", if_match, |_| Ok(doc))
+                .await?
+        }
+        Write::Patch(id, body) => {
+            let req = patch_request(body)?;
+            s.store
+                .update_group(actor, id, "group.patch", if_match, |mut doc| {
+                    patch::apply(&mut doc, &req.operations, &GROUP_RESOURCE)?;
+                    resource::normalize(doc, &GROUP_RESOURCE)
+                })
+                .await?
+        }
+        Write::Delete(id) => {
+            s.store.delete_group(actor, id, if_match).await?;
+            return Ok(None);
+        }
+    }))
+}
+
 async fn create_group(
     State(s): State<AppState>,
     ScimActor(actor): ScimActor,
     BaseUrl(base): BaseUrl,
     ScimJson(body): ScimJson,
 ) -> Result<Response, ScimReply> {
-    let doc = resource::normalize(body, &GROUP_RESOURCE)?;
-    let rec = s.store.create_group(&actor, doc).await?;
+    let rec = write_group(&s, &actor, Write::Create(body), None).await?;
     Ok(one(StatusCode::CREATED, &base, rec, true))
 }
 
@@ -96,7 +139,10 @@ async fn get_group(
     params: Projection,
 ) -> Result<Response, ScimReply> {
     let id = parse_id("Group", &id)?;
-    let rec = s.store.group(&actor.app_id, id, !params.excludes("members")).await?;
+    let rec = s
+        .store
+        .group(&actor.app_id, id, !params.excludes("members"))
+        .await?;
     let tag = etag(rec.version);
     if let Some(res) = not_modified(&headers, &tag) {
         return Ok(res);
@@ -106,13 +152,21 @@ async fn get_group(
 }
 
 /// The list behind GET /Groups, POST /Groups/.search and the root search.
-pub(super) async fn list(s: &AppState, actor: &Actor, base: &str, req: &ListRequest) -> Result<(i64, Vec<Value>, Option<i64>), ScimReply> {
+pub(super) async fn list(
+    s: &AppState,
+    actor: &Actor,
+    base: &str,
+    req: &ListRequest,
+) -> Result<(i64, Vec<Value>, Option<i64>), ScimReply> {
     let q = ListQuery {
         filter: req.filter.as_ref(),
         sort: req.sort.as_ref(),
         paging: &req.paging,
     };
-    let (total, recs, next) = s.store.list_groups(&actor.app_id, q, !req.excludes("members")).await?;
+    let (total, recs, next) = s
+        .store
+        .list_groups(&actor.app_id, q, !req.excludes("members"))
+        .await?;
     let resources = recs
         .into_iter()
         .map(|r| resource::project(render(base, r), &req.attributes, &req.excluded))
@@ -149,12 +203,8 @@ async fn replace_group(
     if_match: IfMatch,
     ScimJson(body): ScimJson,
 ) -> Result<Response, ScimReply> {
-    let id = parse_id("Group", &id)?;
-    let doc = resource::normalize(body, &GROUP_RESOURCE)?;
-    let rec = s
-        .store
-        .update_group(&actor, id, "group.replace", if_match.0.as_deref(), |_| Ok(doc))
-        .await?;
+    let w = Write::Replace(parse_id("Group", &id)?, body);
+    let rec = write_group(&s, &actor, w, if_match.0.as_deref()).await?;
     Ok(one(StatusCode::OK, &base, rec, false))
 }
 
@@ -166,15 +216,8 @@ async fn patch_group(
     if_match: IfMatch,
     ScimJson(body): ScimJson,
 ) -> Result<Response, ScimReply> {
-    let id = parse_id("Group", &id)?;
-    let req = patch_request(body)?;
-    let rec = s
-        .store
-        .update_group(&actor, id, "group.patch", if_match.0.as_deref(), |mut doc| {
-            patch::apply(&mut doc, &req.operations, &GROUP_RESOURCE)?;
-            resource::normalize(doc, &GROUP_RESOURCE)
-        })
-        .await?;
+    let w = Write::Patch(parse_id("Group", &id)?, body);
+    let rec = write_group(&s, &actor, w, if_match.0.as_deref()).await?;
     Ok(one(StatusCode::OK, &base, rec, false))
 }
 
@@ -184,8 +227,12 @@ async fn delete_group(
     Path(id): Path<String>,
     if_match: IfMatch,
 ) -> Result<StatusCode, ScimReply> {
-    s.store
-        .delete_group(&actor, parse_id("Group", &id)?, if_match.0.as_deref())
-        .await?;
+    write_group(
+        &s,
+        &actor,
+        Write::Delete(parse_id("Group", &id)?),
+        if_match.0.as_deref(),
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }

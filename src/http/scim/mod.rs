@@ -10,6 +10,7 @@
 //!
 //! Only `scim` tokens reach it, and only their own app's resources.
 
+mod bulk;
 mod discovery;
 mod error;
 mod extract;
@@ -32,11 +33,23 @@ use crate::scim::{ScimError, SCIM_CONTENT_TYPE};
 pub const BASE: &str = "/scim/v2";
 
 pub(super) fn routes() -> Vec<Route> {
-    [users::routes(), groups::routes(), search::routes(), discovery::routes()].concat()
+    [
+        users::routes(),
+        groups::routes(),
+        search::routes(),
+        bulk::routes(),
+        discovery::routes(),
+    ]
+    .concat()
 }
 
 /// The ListResponse of an index or cursor page.
-pub fn list_reply(paging: &Paging, total: i64, next: Option<i64>, resources: Vec<Value>) -> Response {
+pub fn list_reply(
+    paging: &Paging,
+    total: i64,
+    next: Option<i64>,
+    resources: Vec<Value>,
+) -> Response {
     let body = match paging {
         Paging::Index(page) => list_response(total, *page, resources),
         Paging::Cursor { .. } => cursor_response(total, next, resources),
@@ -47,7 +60,11 @@ pub fn list_reply(paging: &Paging, total: i64, next: Option<i64>, resources: Vec
 /// `If-None-Match` on a read (RFC 7644 §3.14): 304 when the client has this version.
 pub fn not_modified(headers: &axum::http::HeaderMap, etag: &str) -> Option<Response> {
     let value = headers.get(header::IF_NONE_MATCH)?.to_str().ok()?;
-    let current = etag.trim_start_matches("W/").trim_matches('"').parse::<i64>().ok()?;
+    let current = etag
+        .trim_start_matches("W/")
+        .trim_matches('"')
+        .parse::<i64>()
+        .ok()?;
     let hit = match extract::etag_versions(value) {
         None => true,
         Some(versions) => versions.contains(&current),

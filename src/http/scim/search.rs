@@ -32,14 +32,21 @@ async fn search_all(
     };
     // Totals first (count=0), then the page across both types.
     let counting = ListRequest {
-        paging: Paging::Index(Page { start_index: 1, count: 0 }),
+        paging: Paging::Index(Page {
+            start_index: 1,
+            count: 0,
+        }),
         ..req.clone()
     };
     let user_total = tolerant(users::list(&s, &actor, &base, &counting).await)?;
     let group_total = tolerant(groups::list(&s, &actor, &base, &counting).await)?;
     let (Some((users_n, _, _)), Some((groups_n, _, _))) = (&user_total, &group_total) else {
         return match (&user_total, &group_total) {
-            (None, None) => Err(ScimError::bad_request(ScimType::InvalidFilter, "the filter names attributes no resource type has").into()),
+            (None, None) => Err(ScimError::bad_request(
+                ScimType::InvalidFilter,
+                "the filter names attributes no resource type has",
+            )
+            .into()),
             _ => search_one(&s, &actor, &base, &req, page, user_total.is_some()).await,
         };
     };
@@ -53,7 +60,10 @@ async fn search_all(
     if left > 0 {
         let start = (page.start_index - users_n).max(1);
         let group_req = ListRequest {
-            paging: Paging::Index(Page { start_index: start, count: left }),
+            paging: Paging::Index(Page {
+                start_index: start,
+                count: left,
+            }),
             ..req.clone()
         };
         let (_, g, _) = groups::list(&s, &actor, &base, &group_req).await?;

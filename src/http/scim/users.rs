@@ -2,12 +2,16 @@
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, patch, post, put};
 use serde_json::{json, Value};
+use uuid::Uuid;
 
 use super::extract::{parse_id, IfMatch};
-use super::{list_reply, not_modified, reply, BaseUrl, ListParams, Projection, ScimActor, ScimJson, ScimReply};
+use super::{
+    list_reply, not_modified, reply, BaseUrl, ListParams, Projection, ScimActor, ScimJson,
+    ScimReply,
+};
 use crate::auth::Actor;
 use crate::db::filter::ListQuery;
 use crate::db::rfc3339;
@@ -55,7 +59,13 @@ pub(super) fn render(base: &str, rec: UserRecord) -> Value {
         location,
         version: rec.version,
     };
-    resource::render(rec.doc, &rec.id.to_string(), &meta, computed, &USER_RESOURCE)
+    resource::render(
+        rec.doc,
+        &rec.id.to_string(),
+        &meta,
+        computed,
+        &USER_RESOURCE,
+    )
 }
 
 /// Applies `attributes`/`excludedAttributes`; the provisioning extension is
@@ -63,7 +73,8 @@ pub(super) fn render(base: &str, rec: UserRecord) -> Value {
 fn project(body: Value, attributes: &[String], excluded: &[String]) -> Value {
     let mut body = resource::project(body, attributes, excluded);
     let asked = attributes.iter().any(|a| {
-        a.len() >= PROVISIONING_SCHEMA.len() && a[..PROVISIONING_SCHEMA.len()].eq_ignore_ascii_case(PROVISIONING_SCHEMA)
+        a.len() >= PROVISIONING_SCHEMA.len()
+            && a[..PROVISIONING_SCHEMA.len()].eq_ignore_ascii_case(PROVISIONING_SCHEMA)
     });
     if !asked {
         if let Value::Object(m) = &mut body {
@@ -76,11 +87,68 @@ fn project(body: Value, attributes: &[String], excluded: &[String]) -> Value {
     body
 }
 
-fn one(status: StatusCode, base: &str, rec: UserRecord, with_location: bool) -> Response {
+/// One user as a response; `rec` is None only after a delete, which never calls this.
+fn one(status: StatusCode, base: &str, rec: Option<UserRecord>, with_location: bool) -> Response {
+    let Some(rec) = rec else {
+        return StatusCode::NO_CONTENT.into_response();
+    };
     let tag = etag(rec.version);
     let body = project(render(base, rec), &[], &[]);
-    let location = with_location.then(|| body["meta"]["location"].as_str().unwrap_or_default().to_owned());
+    let location = with_location.then(|| {
+        body["meta"]["location"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    });
     reply(status, &body, location.as_deref(), Some(&tag))
+}
+
+/// A write to one resource, as a single call or one operation of a bulk request.
+#[derive(Debug)]
+pub(super) enum Write {
+    /// POST (RFC 7644 §3.3).
+    Create(Value),
+    /// PUT (§3.5.1).
+    Replace(Uuid, Value),
+    /// PATCH (§3.5.2).
+    Patch(Uuid, Value),
+    /// DELETE (§3.6).
+    Delete(Uuid),
+}
+
+/// Performs a user write: one transaction with its derived task and audit record.
+pub(super) async fn write_user(
+    s: &AppState,
+    actor: &Actor,
+    w: Write,
+    if_match: Option<&[i64]>,
+) -> Result<Option<UserRecord>, ScimReply> {
+    Ok(Some(match w {
+        Write::Create(body) => {
+            s.store
+                .create_user(actor, resource::normalize(body, &USER_RESOURCE)?)
+                .await?
+        }
+        Write::Replace(id, body) => {
+            let doc = resource::normalize(body, &USER_RESOURCE)?;
+            s.store
+                .update_user(actor, id, "user.replace", if_match, |_| Ok(doc))
+                .await?
+        }
+        Write::Patch(id, body) => {
+            let req = patch_request(body)?;
+            s.store
+                .update_user(actor, id, "user.patch", if_match, |mut doc| {
+                    patch::apply(&mut doc, &req.operations, &USER_RESOURCE)?;
+                    resource::normalize(doc, &USER_RESOURCE)
+                })
+                .await?
+        }
+        Write::Delete(id) => {
+            s.store.delete_user(actor, id, if_match).await?;
+            return Ok(None);
+        }
+    }))
 }
 
 async fn create_user(
@@ -89,8 +157,7 @@ async fn create_user(
     BaseUrl(base): BaseUrl,
     ScimJson(body): ScimJson,
 ) -> Result<Response, ScimReply> {
-    let doc = resource::normalize(body, &USER_RESOURCE)?;
-    let rec = s.store.create_user(&actor, doc).await?;
+    let rec = write_user(&s, &actor, Write::Create(body), None).await?;
     Ok(one(StatusCode::CREATED, &base, rec, true))
 }
 
@@ -112,7 +179,12 @@ async fn get_user(
 }
 
 /// The list behind GET /Users, POST /Users/.search and the root search.
-pub(super) async fn list(s: &AppState, actor: &Actor, base: &str, req: &ListRequest) -> Result<(i64, Vec<Value>, Option<i64>), ScimReply> {
+pub(super) async fn list(
+    s: &AppState,
+    actor: &Actor,
+    base: &str,
+    req: &ListRequest,
+) -> Result<(i64, Vec<Value>, Option<i64>), ScimReply> {
     let q = ListQuery {
         filter: req.filter.as_ref(),
         sort: req.sort.as_ref(),
@@ -155,16 +227,19 @@ async fn replace_user(
     if_match: IfMatch,
     ScimJson(body): ScimJson,
 ) -> Result<Response, ScimReply> {
-    let id = parse_id("User", &id)?;
-    let doc = resource::normalize(body, &USER_RESOURCE)?;
-    let rec = s.store.update_user(&actor, id, "user.replace", if_match.0.as_deref(), |_| Ok(doc)).await?;
+    let w = Write::Replace(parse_id("User", &id)?, body);
+    let rec = write_user(&s, &actor, w, if_match.0.as_deref()).await?;
     Ok(one(StatusCode::OK, &base, rec, false))
 }
 
 /// Parses and checks a PATCH body (RFC 7644 §3.5.2).
 pub(super) fn patch_request(body: Value) -> Result<PatchRequest, ScimError> {
-    let req: PatchRequest = serde_json::from_value(body)
-        .map_err(|e| ScimError::bad_request(ScimType::InvalidSyntax, format!("not a PatchOp message: {e}")))?;
+    let req: PatchRequest = serde_json::from_value(body).map_err(|e| {
+        ScimError::bad_request(
+            ScimType::InvalidSyntax,
+            format!("not a PatchOp message: {e}"),
+        )
+    })?;
     patch::validate_request(&req)?;
     Ok(req)
 }
@@ -177,15 +252,8 @@ async fn patch_user(
     if_match: IfMatch,
     ScimJson(body): ScimJson,
 ) -> Result<Response, ScimReply> {
-    let id = parse_id("User", &id)?;
-    let req = patch_request(body)?;
-    let rec = s
-        .store
-        .update_user(&actor, id, "user.patch", if_match.0.as_deref(), |mut doc| {
-            patch::apply(&mut doc, &req.operations, &USER_RESOURCE)?;
-            resource::normalize(doc, &USER_RESOURCE)
-        })
-        .await?;
+    let w = Write::Patch(parse_id("User", &id)?, body);
+    let rec = write_user(&s, &actor, w, if_match.0.as_deref()).await?;
     // RFC 7644 §3.5.2: 200 with the resource (or 204); we return the resource so the
     // IdP sees the result without a second GET.
     Ok(one(StatusCode::OK, &base, rec, false))
@@ -197,6 +265,12 @@ async fn delete_user(
     Path(id): Path<String>,
     if_match: IfMatch,
 ) -> Result<StatusCode, ScimReply> {
-    s.store.delete_user(&actor, parse_id("User", &id)?, if_match.0.as_deref()).await?;
+    write_user(
+        &s,
+        &actor,
+        Write::Delete(parse_id("User", &id)?),
+        if_match.0.as_deref(),
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
