@@ -18,14 +18,15 @@ pub fn service_provider_config(base: &str, max_payload: usize) -> Value {
         "changePassword": {"supported": false},
         "sort": {"supported": true},
         "etag": {"supported": true},
-        // RFC 9865 §4: both paging methods; cursors walk creation order.
+        // RFC 9865 §4: both paging methods. Cursors are positions in creation order and
+        // never expire; cursorTimeout is the minimum validity promised (a day).
         "pagination": {
             "cursor": true,
             "index": true,
             "defaultPaginationMethod": "index",
             "defaultPageSize": DEFAULT_PAGE_SIZE,
             "maxPageSize": MAX_PAGE_SIZE,
-            "cursorTimeout": 0
+            "cursorTimeout": 86_400
         },
         "authenticationSchemes": [{
             "type": "oauthbearertoken",

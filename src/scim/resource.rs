@@ -162,6 +162,18 @@ pub fn coerce(attr: &Attribute, value: Value) -> Result<Option<Value>, ScimError
                 out.push(v);
             }
         }
+        // RFC 7643 §2.4: the primary attribute value "true" MUST appear no more than once.
+        if out
+            .iter()
+            .filter(|v| v.get("primary") == Some(&Value::Bool(true)))
+            .count()
+            > 1
+        {
+            return Err(ScimError::bad_request(
+                ScimType::InvalidValue,
+                format!("at most one of {} may be primary", attr.name),
+            ));
+        }
         return Ok((!out.is_empty()).then_some(Value::Array(out)));
     }
     coerce_one(attr, value)
@@ -234,6 +246,21 @@ fn coerce_simple(attr: &Attribute, value: Value, parent: &str) -> Result<Option<
         }
         (AttrType::Integer | AttrType::Decimal, _) => return Err(wrong("a number")),
         (AttrType::Complex, _) => return Err(wrong("an object")),
+        // Declared canonical values (RFC 7643 §7 canonicalValues) are enforced, compared
+        // case-insensitively and stored in the schema's spelling.
+        (_, Value::String(s)) if !attr.canonical_values.is_empty() => match attr
+            .canonical_values
+            .iter()
+            .find(|c| c.eq_ignore_ascii_case(&s))
+        {
+            Some(c) => Value::String((*c).to_string()),
+            None => {
+                return Err(wrong(&format!(
+                    "one of {}",
+                    attr.canonical_values.join(", ")
+                )))
+            }
+        },
         (_, Value::String(s)) => Value::String(s),
         (_, Value::Number(n)) => Value::String(n.to_string()),
         (_, Value::Bool(b)) => Value::String(b.to_string()),

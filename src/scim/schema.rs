@@ -838,7 +838,8 @@ mod tests {
         );
         assert_eq!(
             members.sub("display").unwrap().mutability,
-            Mutability::ReadOnly
+            Mutability::ReadWrite,
+            "echoed as the IdP sent it"
         );
         assert_eq!(
             members.sub("type").unwrap().canonical_values,
