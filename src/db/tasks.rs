@@ -244,8 +244,8 @@ async fn lock_held(
 }
 
 impl Store {
-    /// Tasks of the app, oldest first, after the cursor.
-    pub async fn tasks(&self, app_id: &str, q: &TaskQuery) -> Result<Vec<Task>> {
+    /// Tasks of the app, oldest first, after the cursor; true when more follow.
+    pub async fn tasks(&self, app_id: &str, q: &TaskQuery) -> Result<(Vec<Task>, bool)> {
         let mut b: QueryBuilder<'_, Postgres> = QueryBuilder::new(SELECT);
         b.push(" where t.app_id = ").push_bind(app_id.to_owned());
         if let Some(s) = &q.state {
@@ -260,9 +260,11 @@ impl Store {
         if let Some(a) = q.after {
             b.push(" and t.task_id > ").push_bind(a);
         }
-        b.push(" order by t.task_id limit ").push_bind(q.limit);
+        // One row more than asked says whether another page follows.
+        b.push(" order by t.task_id limit ").push_bind(q.limit + 1);
         let rows = b.build().fetch_all(&self.pool).await?;
-        Ok(rows.iter().map(task).collect())
+        let more = rows.len() as i64 > q.limit;
+        Ok((rows.iter().take(q.limit as usize).map(task).collect(), more))
     }
 
     /// One task of the app.

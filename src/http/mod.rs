@@ -9,12 +9,11 @@ pub mod scim;
 
 use std::sync::Arc;
 
-use axum::http::{HeaderName, Method, Request, StatusCode};
+use axum::http::{HeaderName, Method, Request};
 use axum::routing::MethodRouter;
 use axum::Router;
 use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::config::Config;
@@ -93,8 +92,37 @@ pub fn router(state: AppState) -> Router {
                     }),
                 )
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-                .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout)),
+                .layer(axum::middleware::from_fn(move |req, next| deadline(timeout, req, next))),
         )
+}
+
+/// Bounds every request: past the deadline the handler is dropped (its transaction rolls
+/// back, so nothing half-done commits) and the client gets a 503 with `Retry-After`, in
+/// the error format of the surface it called.
+async fn deadline(
+    timeout: std::time::Duration,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let scim = req.uri().path().starts_with(scim::BASE);
+    match tokio::time::timeout(timeout, next.run(req)).await {
+        Ok(res) => res,
+        Err(_) => {
+            tracing::warn!(?timeout, "request timed out");
+            let detail = "the request took too long; retry later";
+            if scim {
+                scim::ScimReply::from(crate::scim::ScimError {
+                    status: 503,
+                    scim_type: None,
+                    detail: detail.into(),
+                })
+                .into_response()
+            } else {
+                api::ApiError::new(503, "timeout", detail).into_response()
+            }
+        }
+    }
 }
 
 async fn fallback(uri: axum::http::Uri) -> axum::response::Response {

@@ -90,23 +90,6 @@ async fn create_group_with_members_and_read_it_back(pool: PgPool) {
 }
 
 #[sqlx::test]
-async fn entra_create_group_with_unknown_schema_urn_is_accepted(pool: PgPool) {
-    let app = TestApp::spawn(pool).await;
-    let g = app
-        .create_group(json!({
-            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group", "http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/Group"],
-            "displayName": "Engineering",
-            "externalId": "8aa1a0c0-c4c3-4bc0-b4a5-2ef676900159",
-            "members": []
-        }))
-        .await;
-    assert_eq!(
-        g["schemas"],
-        json!(["urn:ietf:params:scim:schemas:core:2.0:Group"])
-    );
-}
-
-#[sqlx::test]
 async fn unknown_member_ids_are_400_invalid_value_and_change_nothing(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let ids = users(&app, 1).await;
@@ -153,87 +136,6 @@ async fn duplicate_display_name_is_409(pool: PgPool) {
         .await
         .unwrap();
     assert_scim_error(res, 400, Some("invalidValue")).await;
-}
-
-#[sqlx::test]
-async fn entra_member_add_and_remove_with_value_lists_touch_only_the_listed(pool: PgPool) {
-    let app = TestApp::spawn(pool).await;
-    let ids = users(&app, 4).await;
-    let g = app
-        .create_group(
-            json!({"displayName": "Sales", "members": [{"value": ids[0]}, {"value": ids[1]}]}),
-        )
-        .await;
-    let path = format!("/Groups/{}", g["id"].as_str().unwrap());
-    let res = app
-        .patch(&path, json!([{"op": "Add", "path": "members", "value": [{"value": ids[2]}, {"value": ids[3]}]}]))
-        .await;
-    assert_eq!(res.status(), 200);
-    assert_eq!(
-        member_ids(&get(&app, g["id"].as_str().unwrap()).await),
-        sorted(ids.clone())
-    );
-    let res = app
-        .patch(&path, json!([{"op": "Remove", "path": "members", "value": [{"value": ids[0]}, {"$ref": null, "value": ids[2]}]}]))
-        .await;
-    assert_eq!(res.status(), 200);
-    assert_eq!(
-        member_ids(&res.json().await.unwrap()),
-        sorted(vec![ids[1].clone(), ids[3].clone()])
-    );
-}
-
-#[sqlx::test]
-async fn okta_group_push_remove_by_filter_add_rename_and_replace_members(pool: PgPool) {
-    let app = TestApp::spawn(pool).await;
-    let ids = users(&app, 3).await;
-    let g = app
-        .create_group(
-            json!({"displayName": "Sales", "members": [{"value": ids[0]}, {"value": ids[1]}]}),
-        )
-        .await;
-    let gid = g["id"].as_str().unwrap().to_owned();
-    let path = format!("/Groups/{gid}");
-    // Okta: remove one member by filter and add another in one PATCH.
-    let res = app
-        .patch(
-            &path,
-            json!([
-                {"op": "remove", "path": format!("members[value eq \"{}\"]", ids[0])},
-                {"op": "add", "path": "members", "value": [{"value": ids[2], "display": "u2@corp.com"}]}
-            ]),
-        )
-        .await;
-    assert_eq!(res.status(), 200);
-    assert_eq!(
-        member_ids(&get(&app, &gid).await),
-        sorted(vec![ids[1].clone(), ids[2].clone()])
-    );
-    // Okta: path-less rename whose value carries the read-only id.
-    let res = app
-        .patch(
-            &path,
-            json!([{"op": "replace", "value": {"id": gid, "displayName": "Sales EMEA"}}]),
-        )
-        .await;
-    assert_eq!(res.status(), 200);
-    let renamed: Value = res.json().await.unwrap();
-    assert_eq!(renamed["displayName"], "Sales EMEA");
-    assert_eq!(member_ids(&renamed).len(), 2, "a rename keeps the members");
-    // Okta: replace members wholesale.
-    let res = app
-        .patch(
-            &path,
-            json!([{"op": "replace", "path": "members", "value": [{"value": ids[0]}]}]),
-        )
-        .await;
-    assert_eq!(member_ids(&res.json().await.unwrap()), vec![ids[0].clone()]);
-    // Remove with no filter and no value clears all.
-    let res = app
-        .patch(&path, json!([{"op": "remove", "path": "members"}]))
-        .await;
-    let cleared: Value = res.json().await.unwrap();
-    assert!(cleared.get("members").is_none() || cleared["members"] == json!([]));
 }
 
 #[sqlx::test]

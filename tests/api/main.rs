@@ -9,5 +9,6 @@ mod health;
 mod helpers;
 mod openapi;
 mod protocol;
+mod quirks;
 mod tasks;
 mod users;

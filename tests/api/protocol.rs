@@ -516,3 +516,59 @@ async fn bulk_limits_and_syntax_are_enforced(pool: PgPool) {
     assert_scim_error(res, 400, Some("invalidSyntax")).await;
     assert_eq!(get(&app, "/Users").await["totalResults"], 0);
 }
+
+#[sqlx::test]
+async fn schema_rules_from_the_published_schemas_are_enforced(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    // Canonical values: compared case-insensitively, stored in the schema's spelling.
+    let mut u = okta_user("ann@x.com");
+    u["emails"] = json!([{"value": "ann@x.com", "type": "WORK", "primary": true}]);
+    let created = app.create_user(u.clone()).await;
+    assert_eq!(created["emails"][0]["type"], "work");
+    u["userName"] = json!("bob@x.com");
+    u["emails"] = json!([{"value": "bob@x.com", "type": "pager"}]);
+    let res = app
+        .scim(Method::POST, "/Users")
+        .json(&u)
+        .send()
+        .await
+        .unwrap();
+    let err = assert_scim_error(res, 400, Some("invalidValue")).await;
+    assert!(
+        err["detail"]
+            .as_str()
+            .unwrap()
+            .contains("work, home, other"),
+        "{err}"
+    );
+    // At most one primary value (RFC 7643 §2.4).
+    u["emails"] =
+        json!([{"value": "a@x.com", "primary": true}, {"value": "b@x.com", "primary": "True"}]);
+    let res = app
+        .scim(Method::POST, "/Users")
+        .json(&u)
+        .send()
+        .await
+        .unwrap();
+    assert_scim_error(res, 400, Some("invalidValue")).await;
+    // Immutable sub-attributes cannot change in place.
+    let g = app
+        .create_group(json!({"displayName": "Sales", "members": [{"value": created["id"]}]}))
+        .await;
+    let other = app.create_user(okta_user("cid@x.com")).await;
+    let res = app
+        .patch(
+            &format!("/Groups/{}", g["id"].as_str().unwrap()),
+            json!([{"op": "replace", "path": format!("members[value eq \"{}\"].value", created["id"].as_str().unwrap()), "value": other["id"]}]),
+        )
+        .await;
+    assert_scim_error(res, 400, Some("mutability")).await;
+    // Read-only attributes named by a PATCH path are refused, not silently dropped.
+    let res = app
+        .patch(
+            &format!("/Users/{}", created["id"].as_str().unwrap()),
+            json!([{"op": "add", "path": "groups", "value": [{"value": "x"}]}]),
+        )
+        .await;
+    assert_scim_error(res, 400, Some("mutability")).await;
+}

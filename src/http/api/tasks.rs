@@ -105,10 +105,12 @@ async fn list_tasks(
         after: int("cursor", q.cursor.as_deref())?,
         limit,
     };
-    let tasks = s.store.tasks(&actor.app_id, &tq).await?;
-    let next = (tasks.len() as i64 == limit)
-        .then(|| tasks.last().map(|t| t.id.to_string()))
-        .flatten();
+    let (tasks, more) = s.store.tasks(&actor.app_id, &tq).await?;
+    let next = if more {
+        tasks.last().map(|t| t.id.to_string())
+    } else {
+        None
+    };
     Ok(Json(json!({"tasks": tasks, "next_cursor": next})))
 }
 
