@@ -100,6 +100,8 @@ create table task (
     state            task_state not null default 'open',
     title            text not null,
     instructions     jsonb not null,
+    -- What completing as done must record, from the app profile when the task was planned.
+    completion_fields jsonb not null default '[]',
     changes          jsonb not null,
     base             jsonb,
     target           jsonb,

@@ -129,7 +129,7 @@ pub(super) async fn derive_user(
             let (title, steps) = s.profile.render(&plan);
             sqlx::query(
                 "update task set kind = $2::task_kind, title = $3, instructions = $4, changes = $5, \
-                 base = $6, target = $7, updated_at = now() where task_id = $1",
+                 base = $6, target = $7, completion_fields = $8, updated_at = now() where task_id = $1",
             )
             .bind(task_id)
             .bind(plan.kind.as_str())
@@ -138,6 +138,7 @@ pub(super) async fn derive_user(
             .bind(json!(plan.changes))
             .bind(json!(plan.base))
             .bind(json!(plan.target))
+            .bind(json!(s.profile.completion_fields(plan.kind)))
             .execute(&mut *conn)
             .await?;
             let detail =
@@ -172,8 +173,8 @@ async fn insert(
 ) -> Result<i64> {
     let (title, steps) = profile.render(plan);
     Ok(sqlx::query_scalar(
-        "insert into task (app_id, user_id, kind, title, instructions, changes, base, target) \
-         values ($1, $2, $3::task_kind, $4, $5, $6, $7, $8) returning task_id",
+        "insert into task (app_id, user_id, kind, title, instructions, changes, base, target, \
+         completion_fields) values ($1, $2, $3::task_kind, $4, $5, $6, $7, $8, $9) returning task_id",
     )
     .bind(app_id)
     .bind(user_id)
@@ -183,6 +184,7 @@ async fn insert(
     .bind(json!(plan.changes))
     .bind(json!(plan.base))
     .bind(json!(plan.target))
+    .bind(json!(profile.completion_fields(plan.kind)))
     .fetch_one(conn)
     .await?)
 }

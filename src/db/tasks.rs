@@ -13,7 +13,7 @@ use super::derive::derive_user;
 use super::Store;
 use crate::auth::Actor;
 use crate::error::{Error, Result};
-use crate::reconcile::{CompletionField, Profile, TaskKind};
+use crate::reconcile::{CompletionField, TaskKind};
 
 /// A task as the task API shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -39,7 +39,7 @@ pub struct Task {
     /// The account the app has once the task is done (null: none).
     pub target: Value,
     /// What completing as `done` must record.
-    pub completion_fields: &'static [CompletionField],
+    pub completion_fields: Vec<CompletionField>,
     /// The in-progress task of the same subject this one waits for.
     pub blocked_by: Option<i64>,
     /// When the task was derived.
@@ -120,7 +120,7 @@ pub struct Completion {
 
 const SELECT: &str = r#"
     select t.task_id, t.app_id, t.kind::text as kind, t.state::text as state, t.user_id, u.user_name,
-           t.title, t.instructions, t.changes, t.base, t.target, t.created_at, t.updated_at,
+           t.title, t.instructions, t.completion_fields, t.changes, t.base, t.target, t.created_at, t.updated_at,
            t.claimed_by, t.claimed_at, t.lease_id, t.lease_expires_at, t.attempts, t.finished_at,
            t.finished_by, t.note, t.evidence, t.cancel_reason,
            (select p.task_id from task p
@@ -146,7 +146,7 @@ fn task(r: &PgRow) -> Task {
         changes: r.get("changes"),
         base: r.get::<Option<Value>, _>("base").unwrap_or(Value::Null),
         target: r.get::<Option<Value>, _>("target").unwrap_or(Value::Null),
-        completion_fields: Profile::peopleai().completion_fields(kind),
+        completion_fields: serde_json::from_value(r.get("completion_fields")).unwrap_or_default(),
         blocked_by: r.get("blocked_by"),
         created_at: r.get("created_at"),
         updated_at: r.get("updated_at"),
@@ -370,10 +370,10 @@ impl Store {
                         f.required
                             && !c
                                 .fields
-                                .get(f.name)
+                                .get(&f.name)
                                 .is_some_and(|v| !v.is_null() && v != "")
                     })
-                    .map(|f| f.name)
+                    .map(|f| f.name.as_str())
                     .collect();
                 if !missing.is_empty() {
                     return Err(Error::Invalid {
@@ -386,8 +386,8 @@ impl Store {
                     });
                 }
                 for f in t.completion_fields.iter().filter(|f| !f.choices.is_empty()) {
-                    if let Some(v) = c.fields.get(f.name) {
-                        if !v.as_str().is_some_and(|s| f.choices.contains(&s)) {
+                    if let Some(v) = c.fields.get(&f.name) {
+                        if !v.as_str().is_some_and(|s| f.choices.iter().any(|c| c == s)) {
                             return Err(Error::Invalid {
                                 code: "invalid_field",
                                 message: format!(

@@ -22,16 +22,18 @@ pub struct Profile {
 }
 
 /// A value the worker records when completing a task (the audit evidence).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct CompletionField {
     /// Key in the completion's `fields` object.
-    pub name: &'static str,
+    pub name: String,
     /// Question shown to the person.
-    pub label: &'static str,
+    pub label: String,
     /// Whether completing as `done` needs it.
+    #[serde(default)]
     pub required: bool,
     /// Allowed answers; empty for free text.
-    pub choices: &'static [&'static str],
+    #[serde(default)]
+    pub choices: Vec<String>,
 }
 
 impl Profile {
@@ -81,29 +83,30 @@ impl Profile {
     }
 
     /// What the worker must record when completing a task of this kind.
-    pub fn completion_fields(&self, kind: TaskKind) -> &'static [CompletionField] {
-        const ACCOUNT_ID: CompletionField = CompletionField {
-            name: "app_account_id",
-            label: "The account's id in the app (if it shows one)",
-            required: false,
-            choices: &[],
-        };
-        const SEAT_FREED: CompletionField = CompletionField {
-            name: "seat_freed",
-            label: "Was the seat (licence) freed?",
-            required: true,
-            choices: &["yes", "no", "unknown"],
-        };
-        const OWNERSHIP: CompletionField = CompletionField {
-            name: "ownership_moved_to",
-            label: "Who now owns the user's connectors and CRM-linked records?",
-            required: false,
-            choices: &[],
+    pub fn completion_fields(&self, kind: TaskKind) -> Vec<CompletionField> {
+        let field = |name: &str, label: &str, required: bool, choices: &[&str]| CompletionField {
+            name: name.into(),
+            label: label.into(),
+            required,
+            choices: choices.iter().map(|c| c.to_string()).collect(),
         };
         match kind {
-            TaskKind::CreateAccount => &[ACCOUNT_ID],
-            TaskKind::Deactivate | TaskKind::Remove => &[SEAT_FREED, OWNERSHIP],
-            TaskKind::UpdateAttributes | TaskKind::ChangeRole | TaskKind::Reactivate => &[],
+            TaskKind::CreateAccount => vec![field(
+                "app_account_id",
+                "The account's id in the app (if it shows one)",
+                false,
+                &[],
+            )],
+            TaskKind::Deactivate | TaskKind::Remove => vec![
+                field("seat_freed", "Was the seat (licence) freed?", true, &["yes", "no", "unknown"]),
+                field(
+                    "ownership_moved_to",
+                    "Who now owns the user's connectors and CRM-linked records?",
+                    false,
+                    &[],
+                ),
+            ],
+            TaskKind::UpdateAttributes | TaskKind::ChangeRole | TaskKind::Reactivate => Vec::new(),
         }
     }
 
