@@ -88,7 +88,9 @@ create index group_member_user_idx on group_member (user_id);
 create type task_kind as enum (
     'create_account', 'update_attributes', 'change_role', 'deactivate', 'reactivate', 'remove'
 );
-create type task_state as enum ('open', 'in_progress', 'done', 'failed', 'cancelled');
+-- not_applicable: the worker found the app already in the task's target state (e.g. the
+-- user to remove never had an account); like done, it moves the confirmed state.
+create type task_state as enum ('open', 'in_progress', 'done', 'failed', 'not_applicable', 'cancelled');
 
 -- Tasks are derived: one open (unclaimed) task per subject closes the difference between
 -- the desired state and what the subject will have once its in-progress task is done.
@@ -111,12 +113,15 @@ create table task (
     claimed_token    uuid,
     claimed_at       timestamptz,
     lease_id         uuid,
+    lease_seconds    integer,
     lease_expires_at timestamptz,
     attempts         integer not null default 0,
     finished_at      timestamptz,
     finished_by      text,
     note             text,
     evidence         jsonb,
+    -- The Idempotency-Key of the completion, so a retried completion returns its result.
+    completion_key   text,
     cancel_reason    text
 );
 -- Invariant 2 (DESIGN.md), enforced by the database, not only by the code.
@@ -125,6 +130,18 @@ create unique index task_one_in_progress_per_subject on task (user_id) where sta
 create index task_claimable_idx on task (app_id, task_id) where state in ('open', 'in_progress');
 create index task_list_idx on task (app_id, task_id);
 create index task_subject_idx on task (user_id, task_id);
+
+-- Evidence files attached to a completion (e.g. a screenshot of the app's console).
+create table task_attachment (
+    task_id      bigint not null references task,
+    n            integer not null,
+    filename     text not null,
+    content_type text not null,
+    size         integer not null,
+    data         bytea not null,
+    created_at   timestamptz not null default now(),
+    primary key (task_id, n)
+);
 
 -- The audit trail: every accepted write, in the transaction of the write itself.
 create table audit (

@@ -15,6 +15,9 @@ pub enum Role {
     Agent,
     /// A person administering the app: the task API of its app.
     Admin,
+    /// scimbridge itself (lease expiry, sweepers); never a token.
+    #[value(skip)]
+    System,
 }
 
 impl Role {
@@ -24,6 +27,7 @@ impl Role {
             Role::Scim => "scim",
             Role::Agent => "agent",
             Role::Admin => "admin",
+            Role::System => "system",
         }
     }
 
@@ -51,6 +55,19 @@ pub struct Actor {
     pub role: Role,
     /// The request id (`X-Request-Id`) of the call, for the audit record.
     pub request_id: Option<String>,
+}
+
+impl Actor {
+    /// scimbridge acting on its own (expiring leases), recorded as such in the audit trail.
+    pub fn system(app_id: &str) -> Actor {
+        Actor {
+            app_id: app_id.to_owned(),
+            token_id: Uuid::nil(),
+            name: "scimbridge".into(),
+            role: Role::System,
+            request_id: None,
+        }
+    }
 }
 
 /// Prefix that makes scimbridge tokens recognisable (e.g. by secret scanners).

@@ -31,9 +31,18 @@ pub struct Config {
     #[arg(long, env = "SCIMBRIDGE_LEASE_SECONDS", default_value_t = 900)]
     pub lease_secs: i64,
 
+    /// Claims after which a task whose lease lapsed fails (and its user is flagged for
+    /// attention) instead of returning to the queue.
+    #[arg(long, env = "SCIMBRIDGE_MAX_ATTEMPTS", default_value_t = 3)]
+    pub max_attempts: i32,
+
     /// Maximum database connections of this process.
     #[arg(long, env = "SCIMBRIDGE_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,
+
+    /// App profiles beyond the built-in ones (`--profiles-dir`).
+    #[command(flatten)]
+    pub profiles: crate::profiles::ProfilesArgs,
 }
 
 impl Config {
@@ -46,7 +55,9 @@ impl Config {
             request_timeout_secs: 30,
             token_cache_secs: 0,
             lease_secs: 900,
+            max_attempts: 3,
             db_max_connections: 8,
+            profiles: Default::default(),
         }
     }
 
@@ -74,6 +85,10 @@ impl Config {
         anyhow::ensure!(
             (10..=86_400).contains(&self.lease_secs),
             "--lease-seconds must be between 10 and 86400"
+        );
+        anyhow::ensure!(
+            (1..=100).contains(&self.max_attempts),
+            "--max-attempts must be between 1 and 100"
         );
         Ok(())
     }

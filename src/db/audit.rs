@@ -42,8 +42,24 @@ pub struct Record {
     pub outcome: String,
     /// Request id of the call.
     pub request_id: Option<String>,
+    /// The task concerned, if any.
+    pub task_id: Option<i64>,
     /// Details.
     pub detail: Value,
+}
+
+fn record(r: &sqlx::postgres::PgRow) -> Record {
+    Record {
+        id: r.get("audit_id"),
+        at: r.get("at"),
+        actor: r.get("actor"),
+        actor_role: r.get("actor_role"),
+        action: r.get("action"),
+        outcome: r.get("outcome"),
+        request_id: r.get("request_id"),
+        task_id: r.get("task_id"),
+        detail: r.get("detail"),
+    }
 }
 
 /// Writes one record with the caller's transaction.
@@ -71,24 +87,28 @@ impl Store {
     /// The history of one task, oldest first.
     pub async fn task_history(&self, task_id: i64) -> Result<Vec<Record>> {
         let rows = sqlx::query(
-            "select audit_id, at, actor, actor_role, action, outcome, request_id, detail \
+            "select audit_id, at, actor, actor_role, action, outcome, request_id, detail, task_id \
              from audit where task_id = $1 order by audit_id",
         )
         .bind(task_id)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| Record {
-                id: r.get("audit_id"),
-                at: r.get("at"),
-                actor: r.get("actor"),
-                actor_role: r.get("actor_role"),
-                action: r.get("action"),
-                outcome: r.get("outcome"),
-                request_id: r.get("request_id"),
-                detail: r.get("detail"),
-            })
-            .collect())
+        Ok(rows.iter().map(record).collect())
+    }
+}
+
+impl Store {
+    /// Everything that happened to one subject of the app (its SCIM writes and all its
+    /// tasks' events), oldest first: the auditor's trail.
+    pub async fn subject_history(&self, app_id: &str, subject_id: &str) -> Result<Vec<Record>> {
+        let rows = sqlx::query(
+            "select audit_id, at, actor, actor_role, action, outcome, request_id, detail, task_id \
+             from audit where app_id = $1 and subject_id = $2 order by audit_id",
+        )
+        .bind(app_id)
+        .bind(subject_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(record).collect())
     }
 }

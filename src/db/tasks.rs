@@ -1,17 +1,14 @@
-//! Tasks: listing, claiming with a lease, completing and releasing. Every operation locks
-//! the subject's user row before its task rows (the order SCIM writes use), except the
-//! claim, which takes both with SKIP LOCKED and so never waits (invariant 3).
+//! Tasks as the task API reads them: one task, lists with a cursor, counts, attachments
+//! and histories. The lifecycle (claim, heartbeat, complete, release) is in `queue`.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use sqlx::{postgres::PgRow, PgConnection, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
-use super::audit::{self, Entry, Record};
-use super::derive::derive_user;
+use super::audit::Record;
 use super::Store;
-use crate::auth::Actor;
 use crate::error::{Error, Result};
 use crate::reconcile::{CompletionField, TaskKind};
 
@@ -64,8 +61,13 @@ pub struct Task {
     pub note: Option<String>,
     /// The completion fields recorded.
     pub evidence: Option<Value>,
+    /// Files attached to the completion: `[{"n", "filename", "content_type", "size"}]`.
+    pub attachments: Value,
     /// Why it was cancelled.
     pub cancel_reason: Option<String>,
+    /// The Idempotency-Key of the completion (not shown; used to answer retries).
+    #[serde(skip)]
+    pub completion_key: Option<String>,
 }
 
 /// The subject of a task.
@@ -95,34 +97,15 @@ pub struct TaskQuery {
     pub limit: i64,
 }
 
-/// How a worker finishes a task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    /// Done in the app: the confirmed state becomes the task's target.
-    Done,
-    /// Could not be done: confirmed state stays, the subject needs attention.
-    Failed,
-}
-
-/// A completion request.
-#[derive(Debug, Clone)]
-pub struct Completion {
-    /// Done or failed.
-    pub outcome: Outcome,
-    /// The lease returned by claim; without it the task must be claimed by the same token.
-    pub lease_id: Option<Uuid>,
-    /// Free text.
-    pub note: Option<String>,
-    /// Values of the profile's completion fields.
-    pub fields: serde_json::Map<String, Value>,
-}
-
 const SELECT: &str = r#"
     select t.task_id, t.app_id, t.kind::text as kind, t.state::text as state, t.user_id, u.user_name,
            t.title, t.instructions, t.completion_fields, t.changes, t.base, t.target, t.created_at, t.updated_at,
            t.claimed_by, t.claimed_at, t.lease_id, t.lease_expires_at, t.attempts, t.finished_at,
-           t.finished_by, t.note, t.evidence, t.cancel_reason,
+           t.finished_by, t.note, t.evidence, t.cancel_reason, t.completion_key,
+           (select coalesce(jsonb_agg(jsonb_build_object('n', a.n, 'filename', a.filename,
+                                                         'content_type', a.content_type, 'size', a.size)
+                                      order by a.n), '[]')
+              from task_attachment a where a.task_id = t.task_id) as attachments,
            (select p.task_id from task p
              where p.user_id = t.user_id and p.state = 'in_progress' and p.task_id <> t.task_id) as blocked_by
       from task t join scim_user u on u.user_id = t.user_id
@@ -159,11 +142,13 @@ fn task(r: &PgRow) -> Task {
         finished_by: r.get("finished_by"),
         note: r.get("note"),
         evidence: r.get("evidence"),
+        attachments: r.get("attachments"),
+        completion_key: r.get("completion_key"),
         cancel_reason: r.get("cancel_reason"),
     }
 }
 
-async fn fetch(conn: &mut PgConnection, app_id: &str, id: i64) -> Result<Task> {
+pub(super) async fn fetch(conn: &mut PgConnection, app_id: &str, id: i64) -> Result<Task> {
     let row = sqlx::query(&format!("{SELECT} where t.app_id = $1 and t.task_id = $2"))
         .bind(app_id)
         .bind(id)
@@ -172,75 +157,6 @@ async fn fetch(conn: &mut PgConnection, app_id: &str, id: i64) -> Result<Task> {
     row.as_ref()
         .map(task)
         .ok_or_else(|| Error::NotFound(format!("task {id}")))
-}
-
-fn conflict(code: &'static str, message: impl Into<String>) -> Error {
-    Error::TaskConflict {
-        code,
-        message: message.into(),
-    }
-}
-
-fn task_entry(
-    action: &'static str,
-    t: &Task,
-    outcome: &'static str,
-    detail: Value,
-) -> Entry<'static> {
-    Entry {
-        action,
-        subject_type: "user",
-        subject_id: t.subject.id.to_string(),
-        task_id: Some(t.id),
-        outcome,
-        detail,
-    }
-}
-
-/// Locks the subject's user row, then the task; checks the caller holds the task.
-async fn lock_held(
-    conn: &mut PgConnection,
-    actor: &Actor,
-    id: i64,
-    lease: Option<Uuid>,
-) -> Result<Task> {
-    let user_id: Uuid =
-        sqlx::query_scalar("select user_id from task where app_id = $1 and task_id = $2")
-            .bind(&actor.app_id)
-            .bind(id)
-            .fetch_optional(&mut *conn)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("task {id}")))?;
-    sqlx::query("select 1 from scim_user where user_id = $1 for update")
-        .bind(user_id)
-        .execute(&mut *conn)
-        .await?;
-    let holder: Option<Uuid> =
-        sqlx::query_scalar("select claimed_token from task where task_id = $1 for update")
-            .bind(id)
-            .fetch_one(&mut *conn)
-            .await?;
-    let t = fetch(conn, &actor.app_id, id).await?;
-    if t.state != "in_progress" {
-        return Err(conflict(
-            "task_not_in_progress",
-            format!("task {id} is {}, not in progress: only a claimed task can be completed or released", t.state),
-        ));
-    }
-    match lease {
-        Some(l) if t.lease_id != Some(l) => Err(conflict(
-            "lease_mismatch",
-            format!("lease {l} does not hold task {id}: it lapsed and the task was claimed again"),
-        )),
-        None if holder != Some(actor.token_id) => Err(conflict(
-            "not_your_task",
-            format!(
-                "task {id} is held by {}; send its lease_id to act on it",
-                t.claimed_by.as_deref().unwrap_or("another worker")
-            ),
-        )),
-        _ => Ok(t),
-    }
 }
 
 impl Store {
@@ -280,228 +196,36 @@ impl Store {
         Ok((t, h))
     }
 
-    /// Claims the next claimable task: leavers (removals, deactivations) first, then
-    /// oldest first; a subject's tasks strictly in order; a task whose lease lapsed is
-    /// claimable again. None when nothing is claimable.
-    pub async fn claim(&self, actor: &Actor, lease_seconds: i64) -> Result<Option<Task>> {
-        // A candidate can be taken by another worker between pick and update; a few
-        // retries find the next one.
-        for _ in 0..5 {
-            let mut tx = self.pool.begin().await?;
-            let picked: Option<i64> = sqlx::query_scalar(
-                r#"
-                select t.task_id
-                  from task t join scim_user u on u.user_id = t.user_id
-                 where t.app_id = $1
-                   and ((t.state = 'open'
-                         and not exists (select 1 from task p where p.user_id = t.user_id and p.state = 'in_progress'))
-                        or (t.state = 'in_progress' and t.lease_expires_at < now()))
-                 order by case t.kind when 'remove' then 0 when 'deactivate' then 0 when 'change_role' then 1
-                                      when 'create_account' then 3 else 2 end,
-                          t.task_id
-                 limit 1
-                 for update of t, u skip locked
-                "#,
-            )
-            .bind(&actor.app_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let Some(id) = picked else { return Ok(None) };
-            // Re-checked with a fresh snapshot while holding the subject's lock.
-            let lease = Uuid::new_v4();
-            let updated = sqlx::query(
-                r#"
-                update task t set state = 'in_progress', claimed_by = $2, claimed_token = $3, claimed_at = now(),
-                       lease_id = $4, lease_expires_at = now() + make_interval(secs => $5),
-                       attempts = attempts + 1, updated_at = now()
-                 where t.task_id = $1
-                   and ((t.state = 'open'
-                         and not exists (select 1 from task p where p.user_id = t.user_id and p.state = 'in_progress'))
-                        or (t.state = 'in_progress' and t.lease_expires_at < now()))
-                "#,
-            )
-            .bind(id)
-            .bind(&actor.name)
-            .bind(actor.token_id)
-            .bind(lease)
-            .bind(lease_seconds as f64)
-            .execute(&mut *tx)
-            .await?;
-            if updated.rows_affected() == 0 {
-                tx.rollback().await?;
-                continue;
-            }
-            let t = fetch(&mut tx, &actor.app_id, id).await?;
-            let detail = json!({"lease_id": lease, "lease_expires_at": t.lease_expires_at, "attempt": t.attempts});
-            audit::write(
-                &mut tx,
-                actor,
-                task_entry("task.claim", &t, "claimed", detail),
-            )
-            .await?;
-            tx.commit().await?;
-            return Ok(Some(t));
-        }
-        Ok(None)
+    /// How many tasks of the app are in each state, by kind.
+    pub async fn task_counts(&self, app_id: &str) -> Result<Vec<(String, TaskKind, i64)>> {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "select state::text, kind::text, count(*) from task where app_id = $1 group by 1, 2 order by 1, 2",
+        )
+        .bind(app_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(state, kind, n)| TaskKind::parse(&kind).map(|k| (state, k, n)))
+            .collect())
     }
 
-    /// Completes a held task. `done` moves the subject's confirmed state to the task's
-    /// target in the same transaction; `failed` leaves it and flags the subject.
-    /// Completing again with the same lease and outcome returns the first result.
-    pub async fn complete(&self, actor: &Actor, id: i64, c: Completion) -> Result<Task> {
-        let mut tx = self.pool.begin().await?;
-        if let Some(lease) = c.lease_id {
-            let t = fetch(&mut tx, &actor.app_id, id).await?;
-            let want = match c.outcome {
-                Outcome::Done => "done",
-                Outcome::Failed => "failed",
-            };
-            if t.lease_id == Some(lease) && t.state == want {
-                return Ok(t);
-            }
-        }
-        let t = lock_held(&mut tx, actor, id, c.lease_id).await?;
-        let state = match c.outcome {
-            Outcome::Done => {
-                let missing: Vec<&str> = t
-                    .completion_fields
-                    .iter()
-                    .filter(|f| {
-                        f.required
-                            && !c
-                                .fields
-                                .get(&f.name)
-                                .is_some_and(|v| !v.is_null() && v != "")
-                    })
-                    .map(|f| f.name.as_str())
-                    .collect();
-                if !missing.is_empty() {
-                    return Err(Error::Invalid {
-                        code: "missing_fields",
-                        message: format!(
-                            "completing a {} task as done needs: {}",
-                            t.kind.as_str(),
-                            missing.join(", ")
-                        ),
-                    });
-                }
-                for f in t.completion_fields.iter().filter(|f| !f.choices.is_empty()) {
-                    if let Some(v) = c.fields.get(&f.name) {
-                        if !v.as_str().is_some_and(|s| f.choices.iter().any(|c| c == s)) {
-                            return Err(Error::Invalid {
-                                code: "invalid_field",
-                                message: format!(
-                                    "{} must be one of {}",
-                                    f.name,
-                                    f.choices.join(", ")
-                                ),
-                            });
-                        }
-                    }
-                }
-                sqlx::query(
-                    "update scim_user set confirmed = $2, confirmed_at = now(), needs_attention = false where user_id = $1",
-                )
-                .bind(t.subject.id)
-                .bind(if t.target.is_null() { None } else { Some(&t.target) })
-                .execute(&mut *tx)
-                .await?;
-                "done"
-            }
-            Outcome::Failed => {
-                sqlx::query("update scim_user set needs_attention = true where user_id = $1")
-                    .bind(t.subject.id)
-                    .execute(&mut *tx)
-                    .await?;
-                "failed"
-            }
-        };
-        let evidence = Value::Object(c.fields.clone());
-        sqlx::query(
-            "update task set state = $2::task_state, finished_at = now(), finished_by = $3, note = $4, \
-             evidence = $5, updated_at = now() where task_id = $1",
+    /// One attachment of a task of the app: file name, media type and bytes.
+    pub async fn attachment(
+        &self,
+        app_id: &str,
+        task_id: i64,
+        n: i32,
+    ) -> Result<(String, String, Vec<u8>)> {
+        sqlx::query_as(
+            "select a.filename, a.content_type, a.data from task_attachment a join task t using (task_id) \
+             where t.app_id = $1 and a.task_id = $2 and a.n = $3",
         )
-        .bind(id)
-        .bind(state)
-        .bind(&actor.name)
-        .bind(&c.note)
-        .bind(&evidence)
-        .execute(&mut *tx)
-        .await?;
-        // A waiting task was planned from this one's target; after a failure it must
-        // close the whole difference from the confirmed state instead.
-        derive_user(&mut tx, actor, t.subject.id).await?;
-        let detail = json!({"note": c.note, "fields": evidence});
-        let action = if state == "done" {
-            "task.complete"
-        } else {
-            "task.fail"
-        };
-        audit::write(
-            &mut tx,
-            actor,
-            task_entry(action, &t, state_outcome(state), detail),
-        )
-        .await?;
-        let done = fetch(&mut tx, &actor.app_id, id).await?;
-        tx.commit().await?;
-        Ok(done)
-    }
-
-    /// Gives a held task back to the queue. If a newer task of the subject is waiting,
-    /// this one is cancelled and the waiting one re-planned to cover both.
-    pub async fn release(&self, actor: &Actor, id: i64, lease: Option<Uuid>) -> Result<Task> {
-        let mut tx = self.pool.begin().await?;
-        let t = lock_held(&mut tx, actor, id, lease).await?;
-        let waiting: Option<i64> =
-            sqlx::query_scalar("select task_id from task where user_id = $1 and state = 'open'")
-                .bind(t.subject.id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        match waiting {
-            Some(next) => {
-                sqlx::query(
-                    "update task set state = 'cancelled', cancel_reason = $2, finished_at = now(), \
-                     finished_by = $3, updated_at = now() where task_id = $1",
-                )
-                .bind(id)
-                .bind(format!("Released; task #{next} now covers this change."))
-                .bind(&actor.name)
-                .execute(&mut *tx)
-                .await?;
-            }
-            None => {
-                sqlx::query(
-                    "update task set state = 'open', claimed_by = null, claimed_token = null, claimed_at = null, \
-                     lease_id = null, lease_expires_at = null, updated_at = now() where task_id = $1",
-                )
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-            }
-        }
-        derive_user(&mut tx, actor, t.subject.id).await?;
-        audit::write(
-            &mut tx,
-            actor,
-            task_entry(
-                "task.release",
-                &t,
-                "released",
-                json!({"superseded_by": waiting}),
-            ),
-        )
-        .await?;
-        let released = fetch(&mut tx, &actor.app_id, id).await?;
-        tx.commit().await?;
-        Ok(released)
-    }
-}
-
-fn state_outcome(state: &str) -> &'static str {
-    if state == "done" {
-        "done"
-    } else {
-        "failed"
+        .bind(app_id)
+        .bind(task_id)
+        .bind(n)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("attachment {n} of task {task_id}")))
     }
 }

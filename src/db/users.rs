@@ -182,7 +182,7 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(|e| taken(e, &c.user_name))?;
-        derive_user(&mut tx, actor, id).await?;
+        derive_user(&mut tx, &self.profiles, actor, id).await?;
         audit::write(
             &mut tx,
             actor,
@@ -241,7 +241,7 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(|e| taken(e, &c.user_name))?;
-            derive_user(&mut tx, actor, id).await?;
+            derive_user(&mut tx, &self.profiles, actor, id).await?;
             audit::write(
                 &mut tx,
                 actor,
@@ -268,7 +268,7 @@ impl Store {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        derive_user(&mut tx, actor, id).await?;
+        derive_user(&mut tx, &self.profiles, actor, id).await?;
         audit::write(
             &mut tx,
             actor,
@@ -292,5 +292,111 @@ impl Store {
             page.rows.iter().map(record).collect(),
             page.next,
         ))
+    }
+}
+
+/// A user as the task API shows it: what the IdP wants next to what the app has.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct UserView {
+    /// SCIM id.
+    pub id: Uuid,
+    /// userName.
+    pub user_name: String,
+    /// Desired `active`.
+    pub active: bool,
+    /// When the IdP deleted the user (kept for audit).
+    pub deleted_at: Option<DateTime<Utc>>,
+    /// `pending`, `synced` or `failed` (the provisioning extension's state).
+    pub state: String,
+    /// A task for this user failed and no later one succeeded.
+    pub needs_attention: bool,
+    /// The open or in-progress task, if any.
+    pub open_task_id: Option<i64>,
+    /// The account the IdP wants in the app (None once deleted); only in single reads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub desired: Option<Value>,
+    /// The account the app is known to have (None: none).
+    pub confirmed: Option<Value>,
+    /// When the app last confirmed it.
+    pub confirmed_at: Option<DateTime<Utc>>,
+}
+
+const VIEW: &str = "select u.user_id, u.user_name, u.active, u.deleted_at, u.needs_attention, u.confirmed, \
+    u.confirmed_at, {STATE} as state, \
+    (select t.task_id from task t where t.user_id = u.user_id and t.state in ('open', 'in_progress') \
+      order by t.task_id limit 1) as open_task_id \
+    from scim_user u";
+
+fn view(r: &PgRow) -> UserView {
+    UserView {
+        id: r.get("user_id"),
+        user_name: r.get("user_name"),
+        active: r.get("active"),
+        deleted_at: r.get("deleted_at"),
+        state: r.get("state"),
+        needs_attention: r.get("needs_attention"),
+        open_task_id: r.get("open_task_id"),
+        desired: None,
+        confirmed: r.get("confirmed"),
+        confirmed_at: r.get("confirmed_at"),
+    }
+}
+
+impl Store {
+    /// Users of the app (deleted ones too: their trail matters), in creation order after
+    /// a cursor; `user_name` narrows to names starting with it (case-insensitive), `state`
+    /// to one provisioning state. True when more follow.
+    pub async fn user_views(
+        &self,
+        app_id: &str,
+        user_name: Option<&str>,
+        state: Option<&str>,
+        after: Option<i64>,
+        limit: i64,
+    ) -> Result<(Vec<(i64, UserView)>, bool)> {
+        let sql = format!(
+            "select * from (select v.*, u2.seq from ({}) v join scim_user u2 on u2.user_id = v.user_id \
+             where u2.app_id = $1) x \
+             where ($2::text is null or starts_with(lower(x.user_name), lower($2))) \
+             and ($3::text is null or x.state = $3) and ($4::bigint is null or x.seq > $4) \
+             order by x.seq limit $5",
+            VIEW.replace("{STATE}", STATE)
+        );
+        let rows = sqlx::query(&sql)
+            .bind(app_id)
+            .bind(user_name)
+            .bind(state)
+            .bind(after)
+            .bind(limit + 1)
+            .fetch_all(&self.pool)
+            .await?;
+        let more = rows.len() as i64 > limit;
+        Ok((
+            rows.iter()
+                .take(limit as usize)
+                .map(|r| (r.get::<i64, _>("seq"), view(r)))
+                .collect(),
+            more,
+        ))
+    }
+
+    /// One user of the app with the account the IdP wants, deleted or not.
+    pub async fn user_view(&self, app_id: &str, id: Uuid) -> Result<UserView> {
+        let mut conn = self.pool.acquire().await?;
+        let sql = format!(
+            "{} where u.app_id = $1 and u.user_id = $2",
+            VIEW.replace("{STATE}", STATE)
+        );
+        let row = sqlx::query(&sql)
+            .bind(app_id)
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("user {id}")))?;
+        let mut v = view(&row);
+        v.desired = super::derive::desired_account(&mut conn, &self.profiles, id)
+            .await?
+            .map(|a| json!(a));
+        Ok(v)
     }
 }

@@ -28,6 +28,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Verified bearer tokens.
     pub tokens: Arc<auth::TokenCache>,
+    /// Wakes long-polling claims.
+    pub notifier: Arc<crate::queue::Notifier>,
 }
 
 /// One route: path, method and handler. The router and the route table (checked

@@ -104,10 +104,10 @@ async fn every_documented_route_answers_and_is_not_a_router_404(pool: PgPool) {
         } else {
             uuid::Uuid::new_v4().to_string()
         };
-        let concrete = path.replace("{id}", &id);
+        let concrete = path.replace("{id}", &id).replace("{n}", "1");
         assert!(
             !concrete.contains('{'),
-            "{method} {path}: a path parameter other than {{id}} needs a value here"
+            "{method} {path}: a path parameter other than {{id}} and {{n}} needs a value here"
         );
         let verb = Method::from_bytes(method.as_bytes()).unwrap();
         let mut req = app.client.request(verb.clone(), app.url(&concrete));

@@ -4,6 +4,7 @@
 
 mod error;
 mod tasks;
+mod users;
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
@@ -18,7 +19,7 @@ use super::{AppState, Route};
 use crate::auth::{Actor, Role};
 
 pub(super) fn routes() -> Vec<Route> {
-    tasks::routes()
+    [tasks::routes(), users::routes()].concat()
 }
 
 /// The caller of a task API route: an `agent` or `admin` token.
@@ -35,7 +36,7 @@ impl FromRequestParts<AppState> for ApiActor {
         let actor = authenticate(state, &parts.headers).await?;
         match actor.role {
             Role::Agent | Role::Admin => Ok(ApiActor(actor)),
-            Role::Scim => Err(ApiError::new(
+            Role::Scim | Role::System => Err(ApiError::new(
                 403,
                 "forbidden_role",
                 "a scim token cannot use the task API; use an agent or admin token",

@@ -1,34 +1,69 @@
 //! /api/v1/tasks: the queue as agents and admins see it.
+//!
+//! | route                                   | what                                          |
+//! |-----------------------------------------|-----------------------------------------------|
+//! | GET  /tasks                             | list (state, kind, subject; cursor paging)    |
+//! | GET  /tasks/counts                      | how many per state and kind                   |
+//! | POST /tasks/claim                       | claim the next task (long-poll with `wait`)   |
+//! | GET  /tasks/{id}                        | one task with its history                     |
+//! | POST /tasks/{id}/heartbeat              | extend the lease                              |
+//! | POST /tasks/{id}/complete               | done / failed / not_applicable with evidence  |
+//! | POST /tasks/{id}/release                | give it back to the queue                     |
+//! | POST /tasks/{id}/retry                  | plan a failed task's user afresh              |
+//! | GET  /tasks/{id}/attachments/{n}        | download an evidence file                     |
 
-use axum::extract::{Path, Query, State};
-use axum::http::{Method, StatusCode};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Json;
+use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::{ApiActor, ApiError, ApiJson};
 use crate::auth::Actor;
-use crate::db::tasks::{Completion, Outcome, TaskQuery};
+use crate::db::queue::{Completion, Lease, NewAttachment, Outcome};
+use crate::db::tasks::TaskQuery;
 use crate::http::{AppState, Route};
+use crate::queue::evidence::{check_fields, MAX_ATTACHMENTS, MAX_ATTACHMENT_BYTES};
 use crate::reconcile::TaskKind;
+
+/// Body limit of a completion: room for the largest allowed attachments, base64-encoded.
+const COMPLETE_BODY_LIMIT: usize = MAX_ATTACHMENTS * MAX_ATTACHMENT_BYTES * 4 / 3 + 64 * 1024;
+/// Longest a claim may wait for a task (`wait`, seconds).
+const MAX_WAIT_SECS: u64 = 60;
 
 pub(super) fn routes() -> Vec<Route> {
     vec![
         ("/api/v1/tasks", Method::GET, get(list_tasks)),
+        ("/api/v1/tasks/counts", Method::GET, get(count_tasks)),
         ("/api/v1/tasks/claim", Method::POST, post(claim_task)),
         ("/api/v1/tasks/{id}", Method::GET, get(get_task)),
         (
+            "/api/v1/tasks/{id}/heartbeat",
+            Method::POST,
+            post(heartbeat_task),
+        ),
+        (
             "/api/v1/tasks/{id}/complete",
             Method::POST,
-            post(complete_task),
+            post(complete_task).layer(DefaultBodyLimit::max(COMPLETE_BODY_LIMIT)),
         ),
         (
             "/api/v1/tasks/{id}/release",
             Method::POST,
             post(release_task),
+        ),
+        ("/api/v1/tasks/{id}/retry", Method::POST, post(retry_task)),
+        (
+            "/api/v1/tasks/{id}/attachments/{n}",
+            Method::GET,
+            get(get_attachment),
         ),
     ]
 }
@@ -36,7 +71,14 @@ pub(super) fn routes() -> Vec<Route> {
 /// Largest and default page of the task list.
 const MAX_LIMIT: i64 = 500;
 const DEFAULT_LIMIT: i64 = 50;
-const STATES: [&str; 5] = ["open", "in_progress", "done", "failed", "cancelled"];
+const STATES: [&str; 6] = [
+    "open",
+    "in_progress",
+    "done",
+    "failed",
+    "not_applicable",
+    "cancelled",
+];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -50,7 +92,7 @@ struct ListQuery {
 }
 
 /// A token sees its own app only; naming another is refused rather than ignored.
-fn check_app(actor: &Actor, app: Option<&str>) -> Result<(), ApiError> {
+pub(super) fn check_app(actor: &Actor, app: Option<&str>) -> Result<(), ApiError> {
     match app {
         Some(a) if a != actor.app_id => Err(ApiError::new(
             403,
@@ -59,6 +101,15 @@ fn check_app(actor: &Actor, app: Option<&str>) -> Result<(), ApiError> {
         )),
         _ => Ok(()),
     }
+}
+
+/// Parses an optional integer query parameter.
+pub(super) fn int(name: &str, v: Option<&str>) -> Result<Option<i64>, ApiError> {
+    v.map(|v| {
+        v.parse::<i64>()
+            .map_err(|_| ApiError::new(400, "invalid_query", format!("{name} must be an integer")))
+    })
+    .transpose()
 }
 
 async fn list_tasks(
@@ -87,17 +138,14 @@ async fn list_tasks(
             })
         })
         .transpose()?;
-    let int = |name: &str, v: Option<&str>| -> Result<Option<i64>, ApiError> {
-        v.map(|v| {
-            v.parse::<i64>().map_err(|_| {
-                ApiError::new(400, "invalid_query", format!("{name} must be an integer"))
-            })
-        })
-        .transpose()
-    };
-    let limit = int("limit", q.limit.as_deref())?
-        .unwrap_or(DEFAULT_LIMIT)
-        .clamp(1, MAX_LIMIT);
+    let limit = int("limit", q.limit.as_deref())?.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::new(
+            400,
+            "invalid_query",
+            format!("limit must be between 1 and {MAX_LIMIT}"),
+        ));
+    }
     let tq = TaskQuery {
         state: q.state,
         kind,
@@ -112,6 +160,32 @@ async fn list_tasks(
         None
     };
     Ok(Json(json!({"tasks": tasks, "next_cursor": next})))
+}
+
+async fn count_tasks(
+    State(s): State<AppState>,
+    ApiActor(actor): ApiActor,
+) -> Result<Json<Value>, ApiError> {
+    let rows = s.store.task_counts(&actor.app_id).await?;
+    let mut by_state: BTreeMap<&str, i64> = STATES.iter().map(|st| (*st, 0)).collect();
+    let mut by_kind: BTreeMap<&str, i64> = TaskKind::ALL.iter().map(|k| (k.as_str(), 0)).collect();
+    let mut matrix: BTreeMap<String, BTreeMap<&str, i64>> = BTreeMap::new();
+    for (state, kind, n) in &rows {
+        if let Some(v) = by_state.get_mut(state.as_str()) {
+            *v += n;
+        }
+        if let Some(v) = by_kind.get_mut(kind.as_str()) {
+            *v += n;
+        }
+        matrix
+            .entry(state.clone())
+            .or_default()
+            .insert(kind.as_str(), *n);
+    }
+    let total: i64 = rows.iter().map(|r| r.2).sum();
+    Ok(Json(
+        json!({"total": total, "by_state": by_state, "by_kind": by_kind, "by_state_and_kind": matrix}),
+    ))
 }
 
 fn parse_kind(k: &str) -> Result<TaskKind, ApiError> {
@@ -139,8 +213,7 @@ async fn get_task(
         .store
         .task_with_history(&actor.app_id, task_id(&id)?)
         .await?;
-    let mut body =
-        serde_json::to_value(task).map_err(|e| ApiError::new(500, "internal", e.to_string()))?;
+    let mut body = json!(task);
     if let Value::Object(m) = &mut body {
         m.insert("history".into(), json!(history));
     }
@@ -152,28 +225,107 @@ async fn get_task(
 struct ClaimRequest {
     /// Lease length; default `--lease-seconds`.
     lease_seconds: Option<i64>,
+    /// Seconds to wait for a task when none is claimable now (long poll, ≤ 60).
+    wait: Option<u64>,
+    /// Only these kinds.
+    #[serde(default)]
+    kinds: Vec<String>,
     /// Must be the token's app when given.
     app: Option<String>,
 }
 
+fn check_lease(seconds: i64) -> Result<i64, ApiError> {
+    if (10..=86_400).contains(&seconds) {
+        Ok(seconds)
+    } else {
+        Err(ApiError::new(
+            400,
+            "invalid_lease",
+            "lease_seconds must be between 10 and 86400",
+        ))
+    }
+}
+
+/// Claims the next task; with `wait`, holds the request until one becomes claimable
+/// (woken by LISTEN/NOTIFY, re-checking every few seconds for lapsed leases) or the
+/// wait ends (204).
 async fn claim_task(
     State(s): State<AppState>,
     ApiActor(actor): ApiActor,
     ApiJson(req): ApiJson<ClaimRequest>,
 ) -> Result<Response, ApiError> {
     check_app(&actor, req.app.as_deref())?;
-    let lease = req.lease_seconds.unwrap_or(s.config.lease_secs);
-    if !(10..=86_400).contains(&lease) {
+    let lease = Lease {
+        seconds: check_lease(req.lease_seconds.unwrap_or(s.config.lease_secs))?,
+        max_attempts: s.config.max_attempts,
+    };
+    let wait = req.wait.unwrap_or(0);
+    if wait > MAX_WAIT_SECS {
         return Err(ApiError::new(
             400,
-            "invalid_lease",
-            "lease_seconds must be between 10 and 86400",
+            "invalid_wait",
+            format!("wait must be at most {MAX_WAIT_SECS} seconds"),
         ));
     }
-    Ok(match s.store.claim(&actor, lease).await? {
-        Some(task) => Json(task).into_response(),
-        None => StatusCode::NO_CONTENT.into_response(),
-    })
+    let kinds = req
+        .kinds
+        .iter()
+        .map(|k| parse_kind(k))
+        .collect::<Result<Vec<_>, _>>()?;
+    let deadline = Instant::now() + Duration::from_secs(wait);
+    // Subscribe before the first attempt so a task created in between is not missed.
+    let mut wake = s.notifier.subscribe();
+    loop {
+        if let Some(task) = s.store.claim(&actor, lease, &kinds).await? {
+            return Ok(Json(task).into_response());
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(StatusCode::NO_CONTENT.into_response());
+        }
+        let nap = tokio::time::sleep(left.min(Duration::from_secs(5)));
+        tokio::pin!(nap);
+        loop {
+            tokio::select! {
+                got = wake.recv() => match got {
+                    Ok(app) if app != actor.app_id => continue,
+                    _ => break,
+                },
+                _ = &mut nap => break,
+            }
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HeartbeatRequest {
+    lease_id: Option<Uuid>,
+    /// New lease length from now; default the claim's.
+    lease_seconds: Option<i64>,
+}
+
+async fn heartbeat_task(
+    State(s): State<AppState>,
+    ApiActor(actor): ApiActor,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<HeartbeatRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let seconds = req.lease_seconds.map(check_lease).transpose()?;
+    let task = s
+        .store
+        .heartbeat(&actor, task_id(&id)?, req.lease_id, seconds)
+        .await?;
+    Ok(Json(json!(task)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AttachmentIn {
+    filename: String,
+    content_type: String,
+    /// The file, base64-encoded (standard alphabet, padding optional).
+    data: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -184,21 +336,99 @@ struct CompleteRequest {
     note: Option<String>,
     #[serde(default)]
     fields: serde_json::Map<String, Value>,
+    #[serde(default)]
+    attachments: Vec<AttachmentIn>,
+}
+
+fn decode(attachments: Vec<AttachmentIn>) -> Result<Vec<NewAttachment>, ApiError> {
+    if attachments.len() > MAX_ATTACHMENTS {
+        return Err(ApiError::new(
+            400,
+            "too_many_attachments",
+            format!("at most {MAX_ATTACHMENTS} attachments"),
+        ));
+    }
+    attachments
+        .into_iter()
+        .map(|a| {
+            let engine = base64::engine::general_purpose::STANDARD_NO_PAD;
+            let data = engine
+                .decode(a.data.trim().trim_end_matches('='))
+                .map_err(|e| {
+                    ApiError::new(
+                        400,
+                        "invalid_attachment",
+                        format!("{}: not base64 ({e})", a.filename),
+                    )
+                })?;
+            if data.len() > MAX_ATTACHMENT_BYTES {
+                return Err(ApiError::new(
+                    400,
+                    "attachment_too_large",
+                    format!(
+                        "{} has {} bytes; at most {MAX_ATTACHMENT_BYTES} per file",
+                        a.filename,
+                        data.len()
+                    ),
+                ));
+            }
+            let name_ok = !a.filename.trim().is_empty()
+                && a.filename.len() <= 200
+                && !a.filename.contains(['/', '\\']);
+            let type_ok = a
+                .content_type
+                .split_once('/')
+                .is_some_and(|(t, s)| !t.is_empty() && !s.is_empty())
+                && HeaderValue::from_str(&a.content_type).is_ok();
+            if !name_ok || !type_ok {
+                return Err(ApiError::new(
+                    400,
+                    "invalid_attachment",
+                    "an attachment needs a plain file name and a media type such as image/png",
+                ));
+            }
+            Ok(NewAttachment {
+                filename: a.filename,
+                content_type: a.content_type,
+                data,
+            })
+        })
+        .collect()
 }
 
 async fn complete_task(
     State(s): State<AppState>,
     ApiActor(actor): ApiActor,
     Path(id): Path<String>,
+    headers: HeaderMap,
     ApiJson(req): ApiJson<CompleteRequest>,
 ) -> Result<Json<Value>, ApiError> {
+    let id = task_id(&id)?;
+    let idempotency_key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let task = s.store.task(&actor.app_id, id).await?;
+    // Retries of a finished completion are answered by the store; check fields only
+    // for a task that is still being worked.
+    if task.state == "in_progress" {
+        check_fields(
+            task.kind.as_str(),
+            &task.completion_fields,
+            &req.fields,
+            req.outcome == Outcome::Done,
+        )
+        .map_err(|e| ApiError::new(400, e.code, e.message))?;
+    }
     let c = Completion {
         outcome: req.outcome,
         lease_id: req.lease_id,
+        idempotency_key,
         note: req.note,
         fields: req.fields,
+        attachments: decode(req.attachments)?,
     };
-    let task = s.store.complete(&actor, task_id(&id)?, c).await?;
+    let task = s.store.complete(&actor, id, c).await?;
     Ok(Json(json!(task)))
 }
 
@@ -216,4 +446,43 @@ async fn release_task(
 ) -> Result<Json<Value>, ApiError> {
     let task = s.store.release(&actor, task_id(&id)?, req.lease_id).await?;
     Ok(Json(json!(task)))
+}
+
+/// Plans a failed task's subject afresh: a new task closing the whole difference.
+async fn retry_task(
+    State(s): State<AppState>,
+    ApiActor(actor): ApiActor,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!(s.store.retry(&actor, task_id(&id)?).await?)))
+}
+
+async fn get_attachment(
+    State(s): State<AppState>,
+    ApiActor(actor): ApiActor,
+    Path((id, n)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let n: i32 = n
+        .parse()
+        .map_err(|_| ApiError::new(404, "not_found", "no such attachment"))?;
+    let (filename, content_type, data) =
+        s.store.attachment(&actor.app_id, task_id(&id)?, n).await?;
+    let mut res = data.into_response();
+    let h = res.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&content_type) {
+        h.insert(header::CONTENT_TYPE, v);
+    }
+    // Downloaded, never rendered inline: evidence files are untrusted content.
+    let safe: String = filename
+        .chars()
+        .filter(|c| c.is_ascii_graphic() && *c != '"')
+        .collect();
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{safe}\"")) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    Ok(res)
 }
