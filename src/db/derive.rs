@@ -2,14 +2,17 @@
 //! (DESIGN.md "tasks are derived, not appended"). The caller holds the subject's row
 //! lock, so derivations of one subject never interleave.
 
+use std::sync::Arc;
+
 use serde_json::{json, Value};
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
 use super::audit::{self, Entry};
 use crate::auth::Actor;
-use crate::error::Result;
-use crate::reconcile::{self, Account, Plan, Profile, TaskKind};
+use crate::error::{Error, Result};
+use crate::reconcile::{self, Account, Plan, Profile, Profiles, TaskKind};
+use crate::scim::ScimError;
 
 /// Everything derivation needs about one user, read in one round trip.
 struct Subject {
@@ -17,13 +20,36 @@ struct Subject {
     basis: Option<Account>,
     in_progress: Option<i64>,
     open: Option<(i64, TaskKind, Option<Account>)>,
-    profile: Profile,
+    profile: Arc<Profile>,
 }
 
-async fn load(conn: &mut PgConnection, user_id: Uuid) -> Result<Option<Subject>> {
+/// The profile an app names, from the registry this process started with. `serve`
+/// refuses to start while an app names an unknown profile, so this fails only for an app
+/// created afterwards with a profile the server was not given: a 500 that says so
+/// (rather than quietly using another app's roles and wording).
+pub(super) fn app_profile(profiles: &Profiles, app_id: &str, key: &str) -> Result<Arc<Profile>> {
+    profiles.get(key).cloned().ok_or_else(|| {
+        Error::Scim(ScimError {
+            status: 500,
+            scim_type: None,
+            detail: format!(
+                "app {app_id:?} uses profile {key:?}, which this server was not started with \
+                 (known: {}); restart it with --profiles-dir pointing at the directory that \
+                 defines {key:?}",
+                profiles.keys().join(", ")
+            ),
+        })
+    })
+}
+
+async fn load(
+    conn: &mut PgConnection,
+    profiles: &Profiles,
+    user_id: Uuid,
+) -> Result<Option<Subject>> {
     let row = sqlx::query(
         r#"
-        select u.doc, u.deleted_at is not null as deleted, u.confirmed, a.profile,
+        select u.app_id, u.doc, u.deleted_at is not null as deleted, u.confirmed, a.profile,
                coalesce((select array_agg(g.display_name)
                            from group_member m join scim_group g using (group_id)
                           where m.user_id = u.user_id and g.deleted_at is null),
@@ -41,8 +67,8 @@ async fn load(conn: &mut PgConnection, user_id: Uuid) -> Result<Option<Subject>>
     .fetch_optional(&mut *conn)
     .await?;
     let Some(r) = row else { return Ok(None) };
-    let profile_key: String = r.get("profile");
-    let profile = Profile::by_key(&profile_key).unwrap_or_else(Profile::peopleai);
+    let app_id: String = r.get("app_id");
+    let profile = app_profile(profiles, &app_id, r.get("profile"))?;
     let deleted: bool = r.get("deleted");
     let desired = if deleted {
         None
@@ -89,10 +115,11 @@ async fn load(conn: &mut PgConnection, user_id: Uuid) -> Result<Option<Subject>>
 /// cancels it, or leaves it alone when it already closes exactly the difference.
 pub(super) async fn derive_user(
     conn: &mut PgConnection,
+    profiles: &Profiles,
     actor: &Actor,
     user_id: Uuid,
 ) -> Result<()> {
-    let Some(s) = load(conn, user_id).await? else {
+    let Some(s) = load(conn, profiles, user_id).await? else {
         return Ok(());
     };
     let plan = reconcile::plan(s.desired.as_ref(), s.basis.as_ref());

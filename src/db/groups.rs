@@ -9,12 +9,12 @@ use sqlx::{postgres::PgRow, PgConnection, Row};
 use uuid::Uuid;
 
 use super::audit::{self, Entry};
-use super::derive::derive_user;
+use super::derive::{app_profile, derive_user};
 use super::filter::{list_page, ListQuery, Resource};
 use super::{is_unique_violation, Store};
 use crate::auth::Actor;
 use crate::error::{Error, Result};
-use crate::reconcile::Profile;
+use crate::reconcile::{Profile, Profiles};
 use crate::scim::{ScimError, ScimType};
 
 /// A group as stored, with what a SCIM read needs.
@@ -155,17 +155,23 @@ async fn current_members(conn: &mut PgConnection, group_id: Uuid) -> Result<BTre
     Ok(ids.into_iter().collect())
 }
 
-async fn profile(conn: &mut PgConnection, app_id: &str) -> Result<Profile> {
+async fn profile(
+    conn: &mut PgConnection,
+    profiles: &Profiles,
+    app_id: &str,
+) -> Result<std::sync::Arc<Profile>> {
     let key: String = sqlx::query_scalar("select profile from app where app_id = $1")
         .bind(app_id)
         .fetch_one(conn)
         .await?;
-    Ok(Profile::by_key(&key).unwrap_or_else(Profile::peopleai))
+    app_profile(profiles, app_id, &key)
 }
 
 /// Writes membership and re-derives the users whose role the change may decide.
+#[allow(clippy::too_many_arguments)] // one transaction's worth of context, all needed
 async fn sync_members(
     conn: &mut PgConnection,
+    profiles: &Profiles,
     actor: &Actor,
     group_id: Uuid,
     names: (&str, &str),
@@ -202,7 +208,7 @@ async fn sync_members(
             .execute(&mut *conn)
             .await?;
     }
-    let p = profile(conn, &actor.app_id).await?;
+    let p = profile(conn, profiles, &actor.app_id).await?;
     let (old_name, new_name) = names;
     let affected: BTreeSet<Uuid> =
         if !p.group_decides_role(old_name) && !p.group_decides_role(new_name) {
@@ -222,7 +228,7 @@ async fn sync_members(
         .execute(&mut *conn)
         .await?;
     for id in ids {
-        derive_user(conn, actor, id).await?;
+        derive_user(conn, profiles, actor, id).await?;
     }
     Ok(())
 }
@@ -287,6 +293,7 @@ impl Store {
             .map_err(|e| taken(e, &name))?;
         sync_members(
             &mut tx,
+            &self.profiles,
             actor,
             id,
             (&name, &name),
@@ -360,6 +367,7 @@ impl Store {
             .map_err(|e| taken(e, &new_name))?;
             sync_members(
                 &mut tx,
+                &self.profiles,
                 actor,
                 id,
                 (&old_name, &new_name),
@@ -397,6 +405,7 @@ impl Store {
         let name = name_of(&doc);
         sync_members(
             &mut tx,
+            &self.profiles,
             actor,
             id,
             (&name, &name),

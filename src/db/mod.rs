@@ -15,10 +15,13 @@ pub mod tasks;
 pub mod tokens;
 pub mod users;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
+
+use crate::reconcile::Profiles;
 
 /// Embedded migrations (`migrations/`), run by `scimbridge migrate` and at `serve` start.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -27,12 +30,20 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: PgPool,
+    /// The app profiles task derivation uses, looked up by each app's `profile` key.
+    profiles: Arc<Profiles>,
 }
 
 impl Store {
-    /// Wraps an existing pool (tests pass the per-test pool of `#[sqlx::test]`).
+    /// Wraps an existing pool (tests pass the per-test pool of `#[sqlx::test]`), with the
+    /// built-in profiles only.
     pub fn new(pool: PgPool) -> Store {
-        Store { pool }
+        Store::with_profiles(pool, Arc::new(Profiles::builtin()))
+    }
+
+    /// Wraps an existing pool with the given profiles (built-ins plus `--profiles-dir`).
+    pub fn with_profiles(pool: PgPool, profiles: Arc<Profiles>) -> Store {
+        Store { pool, profiles }
     }
 
     /// Connects lazily: the server starts even while Postgres is still coming up, and
@@ -43,7 +54,7 @@ impl Store {
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(5))
             .connect_lazy_with(options);
-        Ok(Store { pool })
+        Ok(Store::new(pool))
     }
 
     /// Applies pending migrations.
@@ -59,6 +70,11 @@ impl Store {
     /// The underlying pool.
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// The app profiles this store derives tasks with.
+    pub fn profiles(&self) -> &Arc<Profiles> {
+        &self.profiles
     }
 }
 

@@ -11,4 +11,4 @@ pub mod profile;
 
 pub use account::Account;
 pub use plan::{plan, Change, Plan, TaskKind};
-pub use profile::{CompletionField, Profile};
+pub use profile::{CompletionField, Profile, ProfileError, Profiles, Step, TaskText};
