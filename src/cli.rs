@@ -1,4 +1,9 @@
-//! The command line: `serve`, `migrate` and `token create|list|revoke`.
+//! The command line: `serve`, `migrate`, `token create|list|revoke` and
+//! `apps list|show|create`.
+
+mod apps;
+
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use uuid::Uuid;
@@ -41,6 +46,8 @@ pub enum Command {
     /// Manage bearer tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// List, show and create apps (each served with an app profile).
+    Apps(apps::AppsArgs),
 }
 
 /// `token` subcommands.
@@ -82,15 +89,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Token(cmd) => token(&cli.database_url, cmd).await,
+        Command::Apps(args) => apps::run(&cli.database_url, args).await,
     }
 }
 
 async fn serve(database_url: &str, config: Config) -> anyhow::Result<()> {
     config.validate()?;
-    let store = Store::connect(database_url, config.db_max_connections)?;
+    // Profiles first: a bad file is reported before anything touches the database.
+    let profiles = Arc::new(config.profiles.load()?);
+    let pool = Store::connect(database_url, config.db_max_connections)?
+        .pool()
+        .clone();
+    let store = Store::with_profiles(pool, profiles);
     store.migrate().await.map_err(|e| {
         anyhow::anyhow!("cannot migrate the database (is DATABASE_URL right and Postgres up?): {e}")
     })?;
+    crate::profiles::check_apps(&store).await?;
     if store.admin_token_count().await? == 0 {
         tracing::warn!(
             "no admin token exists yet; create one with: \

@@ -7,6 +7,7 @@
 //! # Layout
 //! - [`scim`]: the protocol, pure (schemas, filter, PATCH, resources, errors).
 //! - [`reconcile`]: task planning and app profiles, pure.
+//! - [`profiles`]: reading profile files at start (the IO half of `reconcile::profile`).
 //! - [`db`]: all SQL; each operation is one transaction (write + task + audit).
 //! - [`http`]: axum surfaces: SCIM (`/scim/v2`), task API (`/api/v1`), health.
 //! - [`auth`]: token roles, hashing and the actor of a request.
@@ -20,6 +21,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod http;
+pub mod profiles;
 pub mod reconcile;
 pub mod scim;
 pub mod startup;
