@@ -30,10 +30,15 @@ impl TestApp {
     }
 
     pub async fn spawn_with(pool: PgPool, config: Config) -> TestApp {
+        Self::spawn_with_store(Store::new(pool), config).await
+    }
+
+    /// The app over a store of the test's choosing (e.g. with extra profiles).
+    pub async fn spawn_with_store(store: Store, config: Config) -> TestApp {
         if std::env::var("TEST_LOG").is_ok() {
             scimbridge::telemetry::init(false);
         }
-        let store = Store::new(pool.clone());
+        let pool = store.pool().clone();
         let app = Application::build(config, store.clone())
             .await
             .expect("bind 127.0.0.1:0");

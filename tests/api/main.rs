@@ -8,6 +8,7 @@ mod groups;
 mod health;
 mod helpers;
 mod openapi;
+mod profiles;
 mod protocol;
 mod quirks;
 mod tasks;
