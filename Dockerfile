@@ -17,6 +17,8 @@
 # (default postgres://postgres@127.0.0.1:5432/postgres, which is the container itself,
 # so set it), SCIMBRIDGE_PUBLIC_URL, SCIMBRIDGE_BODY_LIMIT, SCIMBRIDGE_REQUEST_TIMEOUT,
 # SCIMBRIDGE_TOKEN_CACHE_SECONDS, SCIMBRIDGE_LEASE_SECONDS, SCIMBRIDGE_DB_MAX_CONNECTIONS,
+# SCIMBRIDGE_PROFILES_DIR (mount a directory of app profiles; examples are in the image at
+# /usr/share/scimbridge/profiles/examples),
 # SCIMBRIDGE_LOG_JSON=true for JSON log lines.
 #
 # No HEALTHCHECK: the slim image has no curl or wget. Point the orchestrator's HTTP
@@ -44,6 +46,8 @@ RUN mkdir src \
 # The real sources. migrations/ is needed at compile time: sqlx::migrate!("./migrations")
 # embeds it into the binary.
 COPY migrations ./migrations
+# The built-in app profile is compiled in (include_str!).
+COPY profiles ./profiles
 COPY src ./src
 # COPY keeps the files' own modification times, which can be older than the placeholder
 # build above; touching the crate roots makes cargo rebuild the crate for sure.
@@ -62,6 +66,7 @@ RUN apt-get update \
         --home-dir /nonexistent --shell /usr/sbin/nologin scimbridge
 
 COPY --from=builder /usr/local/bin/scimbridge /usr/local/bin/scimbridge
+COPY profiles/examples /usr/share/scimbridge/profiles/examples
 
 # Listen on every interface of the container (the binary's default is 127.0.0.1:8080).
 ENV SCIMBRIDGE_BIND=0.0.0.0:8080
