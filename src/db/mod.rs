@@ -8,9 +8,11 @@
 
 pub mod apps;
 pub mod audit;
+pub mod board;
 mod derive;
 pub mod filter;
 pub mod groups;
+pub mod sessions;
 pub mod tasks;
 pub mod tokens;
 pub mod users;

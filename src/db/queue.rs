@@ -84,7 +84,7 @@ fn conflict(code: &'static str, message: impl Into<String>) -> Error {
     }
 }
 
-fn task_entry(
+pub(super) fn task_entry(
     action: &'static str,
     task_id: i64,
     user_id: Uuid,
@@ -152,7 +152,7 @@ async fn lock_held(
 /// SQL condition: task `t` may be claimed now. Open tasks wait for their subject's task
 /// in progress (tasks of one subject are worked in order); a task whose lease lapsed is
 /// claimable again.
-const CLAIMABLE: &str = "((t.state = 'open' and not exists \
+pub(super) const CLAIMABLE: &str = "((t.state = 'open' and not exists \
      (select 1 from task p where p.user_id = t.user_id and p.state = 'in_progress')) \
      or (t.state = 'in_progress' and t.lease_expires_at < now()))";
 
@@ -160,7 +160,7 @@ impl Store {
     /// Fails the app's tasks whose lease lapsed after the last allowed attempt and flags
     /// their subjects; returns how many. Locks are taken with SKIP LOCKED, so a worker
     /// completing one of them just now wins.
-    async fn fail_exhausted(&self, app_id: &str, max_attempts: i32) -> Result<u64> {
+    pub(super) async fn fail_exhausted(&self, app_id: &str, max_attempts: i32) -> Result<u64> {
         let mut tx = self.pool.begin().await?;
         let dead: Vec<(i64, Uuid, i32, Option<String>)> = sqlx::query_as(
             "select t.task_id, t.user_id, t.attempts, t.claimed_by from task t join scim_user u on u.user_id = t.user_id \

@@ -1,0 +1,113 @@
+//! Sessions of the admin web UI: created at sign-in from an agent or admin token, found by
+//! the hash of the cookie's random id, deleted at sign-out. A session is only as alive as
+//! its token: every lookup joins the token row, so a revoked token ends its sessions at
+//! once (no cache in between, unlike bearer tokens).
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use uuid::Uuid;
+
+use super::tokens::TokenInfo;
+use super::Store;
+use crate::auth::Role;
+use crate::error::Result;
+
+/// A web session as the UI uses it.
+#[derive(Debug, Clone)]
+pub struct WebSession {
+    /// Hex SHA-256 of the cookie value (the stored key; the cookie value itself is never stored).
+    pub session_hash: String,
+    /// The app of the token; every page and action is scoped to it.
+    pub app_id: String,
+    /// The app's display name, shown in the header.
+    pub app_name: String,
+    /// The token the person signed in with.
+    pub token_id: Uuid,
+    /// The token's name, recorded as the actor of the session's writes.
+    pub token_name: String,
+    /// `agent` or `admin`.
+    pub role: Role,
+    /// The secret every form of this session sends back (CSRF protection).
+    pub csrf_token: String,
+    /// When the person signed in.
+    pub created_at: DateTime<Utc>,
+    /// When the session ends regardless of activity.
+    pub expires_at: DateTime<Utc>,
+}
+
+fn session(r: &sqlx::postgres::PgRow) -> WebSession {
+    let role: String = r.get("role");
+    WebSession {
+        session_hash: r.get("session_id"),
+        app_id: r.get("app_id"),
+        app_name: r.get("display_name"),
+        token_id: r.get("token_id"),
+        token_name: r.get("token_name"),
+        // The table's check constraint allows agent and admin only.
+        role: Role::parse(&role).unwrap_or(Role::Agent),
+        csrf_token: r.get("csrf_token"),
+        created_at: r.get("created_at"),
+        expires_at: r.get("expires_at"),
+    }
+}
+
+const SELECT: &str = "select s.session_id, s.app_id, a.display_name, s.token_id, s.token_name, \
+    s.role::text as role, s.csrf_token, s.created_at, s.expires_at \
+    from web_session s join app a using (app_id) join token t using (token_id)";
+
+impl Store {
+    /// Starts a session for a verified token, valid for `ttl`. Sessions that ended more
+    /// than a day ago are purged on the way, so the table stays small without a sweeper.
+    pub async fn create_session(
+        &self,
+        session_hash: &str,
+        token: &TokenInfo,
+        csrf_token: &str,
+        ttl: chrono::Duration,
+    ) -> Result<WebSession> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("delete from web_session where expires_at < now() - interval '1 day'")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "insert into web_session (session_id, app_id, token_id, token_name, role, csrf_token, expires_at) \
+             values ($1, $2, $3, $4, $5::token_role, $6, now() + make_interval(secs => $7))",
+        )
+        .bind(session_hash)
+        .bind(&token.app_id)
+        .bind(token.token_id)
+        .bind(&token.name)
+        .bind(token.role.as_str())
+        .bind(csrf_token)
+        .bind(ttl.num_seconds() as f64)
+        .execute(&mut *tx)
+        .await?;
+        let row = sqlx::query(&format!("{SELECT} where s.session_id = $1"))
+            .bind(session_hash)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(session(&row))
+    }
+
+    /// The session with this hash whose token is still live, expired or not (the caller
+    /// tells an expired session apart to say so). None: unknown, signed out or revoked.
+    pub async fn session(&self, session_hash: &str) -> Result<Option<WebSession>> {
+        let row = sqlx::query(&format!(
+            "{SELECT} where s.session_id = $1 and t.revoked_at is null"
+        ))
+        .bind(session_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(session))
+    }
+
+    /// Ends a session (sign-out, or found expired).
+    pub async fn delete_session(&self, session_hash: &str) -> Result<()> {
+        sqlx::query("delete from web_session where session_id = $1")
+            .bind(session_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
