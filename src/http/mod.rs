@@ -1,11 +1,13 @@
 //! The HTTP surfaces: SCIM (`/scim/v2`, for IdPs), the task API (`/api/v1`, for agents
-//! and admins) and health probes. Handlers are thin: parse, call the store, render.
+//! and admins), the admin web UI (`/ui`, for people) and health probes. Handlers are
+//! thin: parse, call the store, render.
 //! Each surface maps errors to its own wire format exactly once.
 
 pub mod api;
 pub mod auth;
 pub mod health;
 pub mod scim;
+pub mod web;
 
 use std::sync::Arc;
 
@@ -38,7 +40,13 @@ pub type Route = (&'static str, Method, MethodRouter<AppState>);
 
 /// Every route the server answers.
 pub fn routes() -> Vec<Route> {
-    [health::routes(), scim::routes(), api::routes()].concat()
+    [
+        health::routes(),
+        scim::routes(),
+        api::routes(),
+        web::routes(),
+    ]
+    .concat()
 }
 
 /// `(METHOD, path)` of every route, for the OpenAPI check.
@@ -64,6 +72,8 @@ pub fn router(state: AppState) -> Router {
     for (path, handler) in by_path {
         let handler = if path.starts_with(scim::BASE) {
             handler.fallback(scim::method_not_allowed)
+        } else if path.starts_with(web::BASE) {
+            handler.fallback(web::method_not_allowed)
         } else {
             handler.fallback(api::method_not_allowed)
         };
@@ -130,6 +140,8 @@ async fn deadline(
 async fn fallback(uri: axum::http::Uri) -> axum::response::Response {
     if uri.path().starts_with(scim::BASE) {
         scim::not_found_route(uri).await
+    } else if uri.path() == web::BASE || uri.path().starts_with("/ui/") {
+        web::not_found_route(uri).await
     } else {
         api::not_found_route(uri).await
     }

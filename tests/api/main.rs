@@ -13,3 +13,4 @@ mod protocol;
 mod quirks;
 mod tasks;
 mod users;
+mod web;

@@ -1,0 +1,143 @@
+//! The web UI's one error mapping: every failure becomes an HTML page in words a person
+//! understands (or, for a missing session, a redirect to the sign-in page). Internals are
+//! logged, never shown.
+
+use askama::Template;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use super::{html_response, see_other, view::encode};
+use crate::error::Error;
+
+/// A failed UI request.
+#[derive(Debug)]
+pub enum PageError {
+    /// No live session: back to the sign-in page, then on to `next`.
+    SignIn {
+        /// The page to return to after signing in (GET requests only).
+        next: Option<String>,
+        /// The session ended because it expired (the sign-in page says so).
+        expired: bool,
+    },
+    /// The request itself was unusable (a malformed form, an unsupported body): its status.
+    Rejected {
+        /// 4xx status.
+        status: StatusCode,
+        /// What to do instead.
+        message: String,
+    },
+    /// A form without the right CSRF token, or a token that may not sign in.
+    Forbidden(String),
+    /// Nothing by that id in the session's app.
+    NotFound(String),
+    /// The action does not fit the current state (shown on the page it came from when
+    /// possible; this is the fallback).
+    Conflict(String),
+    /// The database is unreachable; retry.
+    Unavailable,
+    /// A bug; logged with the request.
+    Internal,
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage {
+    nav: Option<super::Nav>,
+    status: u16,
+    heading: &'static str,
+    message: String,
+}
+
+impl PageError {
+    fn status(&self) -> StatusCode {
+        match self {
+            PageError::SignIn { .. } => StatusCode::SEE_OTHER,
+            PageError::Rejected { status, .. } => *status,
+            PageError::Forbidden(_) => StatusCode::FORBIDDEN,
+            PageError::NotFound(_) => StatusCode::NOT_FOUND,
+            PageError::Conflict(_) => StatusCode::CONFLICT,
+            PageError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            PageError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl From<Error> for PageError {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::NotFound(what) => PageError::NotFound(format!(
+                "There is no {what} in this app. It may belong to another app, or the link is wrong."
+            )),
+            Error::Uniqueness(m) | Error::PreconditionFailed(m) => PageError::Conflict(m),
+            Error::Scim(e) => PageError::Rejected {
+                status: StatusCode::BAD_REQUEST,
+                message: e.detail,
+            },
+            // Store messages are sentences already; pages that know the task word
+            // these better before they get here (see `task::explain`).
+            Error::TaskConflict { message, .. } => PageError::Conflict(message),
+            Error::Invalid { message, .. } => PageError::Rejected {
+                status: StatusCode::BAD_REQUEST,
+                message,
+            },
+            Error::Unavailable(err) => {
+                tracing::warn!(error = %err, "database unavailable");
+                PageError::Unavailable
+            }
+            Error::Db(err) => {
+                tracing::error!(error = ?err, "internal error");
+                PageError::Internal
+            }
+        }
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let (heading, message) = match self {
+            PageError::SignIn { next, expired } => {
+                let mut to = String::from("/ui/login");
+                let mut sep = '?';
+                if expired {
+                    to.push_str("?expired=1");
+                    sep = '&';
+                }
+                if let Some(next) = next {
+                    to.push(sep);
+                    to.push_str("next=");
+                    to.push_str(&encode(&next));
+                }
+                return see_other(&to);
+            }
+            PageError::Rejected { message, .. } => ("That did not work", message),
+            PageError::Forbidden(m) => ("Not allowed", m),
+            PageError::NotFound(m) => ("Not found", m),
+            PageError::Conflict(m) => ("That cannot be done now", m),
+            PageError::Unavailable => (
+                "Temporarily unavailable",
+                "The database cannot be reached right now. Wait a minute and try again.".into(),
+            ),
+            PageError::Internal => (
+                "Something went wrong",
+                "Something went wrong on our side and it was logged. Try again; if it keeps \
+                 happening, tell whoever runs scimbridge the time it happened."
+                    .into(),
+            ),
+        };
+        let page = ErrorPage {
+            nav: None,
+            status: status.as_u16(),
+            heading,
+            message,
+        };
+        match page.render() {
+            Ok(html) => html_response(status, html),
+            // Never recurse into the error page: plain text is the last resort.
+            Err(e) => {
+                tracing::error!(error = %e, "rendering the error page failed");
+                (status, "error").into_response()
+            }
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! Reports (`/ui/reports`): seats now (accounts the IdP wants active against those the app
+//! is known to have), pending creations and removals, and how long finished tasks took,
+//! drawn as an inline SVG bar chart (no script, no chart library).
+
+use askama::Template;
+use axum::extract::State;
+use axum::http::{Method, StatusCode};
+use axum::response::Response;
+use axum::routing::get;
+
+use super::view::{duration, kind_label};
+use super::{render, Nav, PageError, SignedIn};
+use crate::db::board::{CompletionTimes, COMPLETION_WINDOW_DAYS};
+use crate::http::{AppState, Route};
+use crate::reconcile::TaskKind;
+
+pub(super) fn routes() -> Vec<Route> {
+    vec![("/ui/reports", Method::GET, get(reports_page))]
+}
+
+/// Geometry of the chart, in SVG user units (it scales with the page width).
+const CHART_WIDTH: u32 = 640;
+const LABEL_WIDTH: u32 = 150;
+const BAR_HEIGHT: u32 = 22;
+const BAR_GAP: u32 = 12;
+
+struct Pending {
+    label: &'static str,
+    count: i64,
+}
+
+/// One bar: a kind's median completion time.
+struct Bar {
+    label: &'static str,
+    y: u32,
+    text_y: u32,
+    width: u32,
+    value_x: u32,
+    median: String,
+    max: String,
+    count: i64,
+}
+
+#[derive(Template)]
+#[template(path = "reports.html")]
+struct ReportsPage {
+    nav: Option<Nav>,
+    desired_active: i64,
+    confirmed_active: i64,
+    seat_gap: i64,
+    needs_attention: i64,
+    creations: i64,
+    removals: i64,
+    pending: Vec<Pending>,
+    bars: Vec<Bar>,
+    chart_width: u32,
+    chart_height: u32,
+    window_days: i32,
+}
+
+/// Bars scaled to the slowest kind's median.
+fn bars(times: &[CompletionTimes]) -> Vec<Bar> {
+    let longest = times
+        .iter()
+        .map(|t| t.median_secs)
+        .fold(0.0_f64, f64::max)
+        .max(1.0);
+    let room = f64::from(CHART_WIDTH - LABEL_WIDTH - 90);
+    times
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let y = i as u32 * (BAR_HEIGHT + BAR_GAP);
+            // At least 2 units, so a kind done in seconds still shows a bar.
+            let width = ((t.median_secs / longest) * room).round().max(2.0) as u32;
+            Bar {
+                label: kind_label(t.kind),
+                y,
+                text_y: y + BAR_HEIGHT / 2 + 5,
+                width,
+                value_x: LABEL_WIDTH + width + 6,
+                median: duration(t.median_secs),
+                max: duration(t.max_secs),
+                count: t.count,
+            }
+        })
+        .collect()
+}
+
+async fn reports_page(State(s): State<AppState>, me: SignedIn) -> Result<Response, PageError> {
+    let app = &me.session.app_id;
+    let seats = s.store.seat_report(app).await?;
+    let times = s.store.completion_times(app).await?;
+    let count = |kinds: &[TaskKind]| -> i64 {
+        seats
+            .pending
+            .iter()
+            .filter(|(k, _)| kinds.contains(k))
+            .map(|(_, n)| n)
+            .sum()
+    };
+    let bars = bars(&times);
+    let page = ReportsPage {
+        nav: Some(me.nav("reports")),
+        desired_active: seats.desired_active,
+        confirmed_active: seats.confirmed_active,
+        seat_gap: seats.desired_active - seats.confirmed_active,
+        needs_attention: seats.needs_attention,
+        creations: count(&[TaskKind::CreateAccount, TaskKind::Reactivate]),
+        removals: count(&[TaskKind::Remove, TaskKind::Deactivate]),
+        pending: seats
+            .pending
+            .iter()
+            .map(|(k, n)| Pending {
+                label: kind_label(*k),
+                count: *n,
+            })
+            .collect(),
+        chart_width: CHART_WIDTH,
+        chart_height: (bars.len() as u32 * (BAR_HEIGHT + BAR_GAP)).max(BAR_HEIGHT),
+        bars,
+        window_days: COMPLETION_WINDOW_DAYS,
+    };
+    Ok(render(StatusCode::OK, &page))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bars_scale_to_the_slowest_kind() {
+        let t = |kind, median_secs| CompletionTimes {
+            kind,
+            count: 1,
+            median_secs,
+            max_secs: median_secs,
+        };
+        let b = bars(&[t(TaskKind::CreateAccount, 3600.0), t(TaskKind::Remove, 1.0)]);
+        assert_eq!(b[0].width, CHART_WIDTH - LABEL_WIDTH - 90);
+        assert_eq!(b[1].width, 2);
+        assert_eq!(b[1].y, BAR_HEIGHT + BAR_GAP);
+    }
+}

@@ -1,0 +1,611 @@
+//! The admin web UI over HTTP, as a browser would use it: cookies, forms, redirects.
+//! (tests/browser/ drives the same pages in a real Chromium.)
+
+use reqwest::{header, redirect, Client, Response};
+use serde_json::Value;
+use sqlx::PgPool;
+
+use crate::helpers::{count, okta_user, TestApp};
+use scimbridge::auth::Role;
+
+/// A browser-like client of one person: no automatic redirects (tests check them), the
+/// session cookie kept by hand.
+struct Browser<'a> {
+    app: &'a TestApp,
+    client: Client,
+    session: Option<String>,
+}
+
+/// The `name=value` of a Set-Cookie header for `name`, and the whole header.
+fn set_cookie(res: &Response, name: &str) -> Option<(String, String)> {
+    res.headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .map(|v| {
+            let pair = v.split(';').next().unwrap_or_default();
+            let value = pair.split_once('=').map(|x| x.1).unwrap_or_default();
+            (value.to_owned(), v.to_owned())
+        })
+}
+
+/// The value of the hidden input `name` in a page.
+fn hidden(html: &str, name: &str) -> Option<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker)? + marker.len();
+    let end = html[start..].find('"')?;
+    Some(html[start..start + end].to_owned())
+}
+
+fn location(res: &Response) -> String {
+    res.headers()
+        .get(header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+impl<'a> Browser<'a> {
+    fn new(app: &'a TestApp) -> Browser<'a> {
+        Browser {
+            app,
+            client: Client::builder()
+                .redirect(redirect::Policy::none())
+                .build()
+                .unwrap(),
+            session: None,
+        }
+    }
+
+    fn cookie_header(&self, extra: Option<&str>) -> String {
+        [
+            self.session.as_ref().map(|s| format!("sb_session={s}")),
+            extra.map(str::to_owned),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join("; ")
+    }
+
+    async fn get(&self, path: &str) -> Response {
+        self.client
+            .get(self.app.url(path))
+            .header(header::COOKIE, self.cookie_header(None))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn page(&self, path: &str) -> String {
+        let res = self.get(path).await;
+        assert_eq!(res.status(), 200, "GET {path}");
+        res.text().await.unwrap()
+    }
+
+    async fn post(&self, path: &str, form: &[(&str, &str)]) -> Response {
+        self.client
+            .post(self.app.url(path))
+            .header(header::COOKIE, self.cookie_header(None))
+            .form(form)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Opens the sign-in page and posts the token with the form's secret.
+    async fn try_login(&mut self, token: &str, forwarded_https: bool) -> Response {
+        let res = self.get("/ui/login").await;
+        assert_eq!(res.status(), 200);
+        let (login_cookie, _) = set_cookie(&res, "sb_login").expect("sign-in form cookie");
+        let html = res.text().await.unwrap();
+        let csrf = hidden(&html, "csrf").expect("csrf field");
+        let mut req = self
+            .client
+            .post(self.app.url("/ui/login"))
+            .header(
+                header::COOKIE,
+                self.cookie_header(Some(&format!("sb_login={login_cookie}"))),
+            )
+            .form(&[("token", token), ("csrf", &csrf), ("next", "/ui/tasks")]);
+        if forwarded_https {
+            req = req.header("x-forwarded-proto", "https");
+        }
+        let res = req.send().await.unwrap();
+        if let Some((session, _)) = set_cookie(&res, "sb_session") {
+            self.session = Some(session);
+        }
+        res
+    }
+
+    async fn login(&mut self, token: &str) {
+        let res = self.try_login(token, false).await;
+        assert_eq!(res.status(), 303, "sign-in redirects");
+        assert!(self.session.is_some(), "sign-in sets the session cookie");
+    }
+
+    /// The session's CSRF secret, read from a page's forms.
+    async fn csrf(&self) -> String {
+        hidden(&self.page("/ui/tasks").await, "csrf").expect("csrf field")
+    }
+}
+
+async fn first_task(app: &TestApp) -> Value {
+    app.tasks("").await.into_iter().next().expect("a task")
+}
+
+#[sqlx::test]
+async fn signing_in_with_an_admin_token_sets_a_locked_down_session_cookie(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let mut b = Browser::new(&app);
+    let res = b.try_login(&app.admin_token, false).await;
+    assert_eq!(res.status(), 303);
+    assert_eq!(location(&res), "/ui/tasks");
+    let (value, cookie) = set_cookie(&res, "sb_session").expect("session cookie");
+    assert_eq!(value.len(), 64, "a 256-bit random id, hex");
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/ui", "Max-Age=28800"] {
+        assert!(cookie.contains(attr), "{cookie} lacks {attr}");
+    }
+    assert!(!cookie.contains("Secure"), "plain http: no Secure");
+    // Only the hash is stored.
+    let stored: Vec<String> = sqlx::query_scalar("select session_id from web_session")
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_ne!(stored[0], value, "the session id is stored hashed");
+    // Over TLS (behind a proxy that says so) the cookie is Secure.
+    let mut b2 = Browser::new(&app);
+    let res = b2.try_login(&app.agent_token, true).await;
+    let (_, cookie) = set_cookie(&res, "sb_session").expect("session cookie");
+    assert!(cookie.contains("Secure"), "{cookie}");
+    // The session works and shows who signed in, for which app.
+    let html = b.page("/ui/tasks").await;
+    assert!(
+        html.contains("alice") && html.contains("People.ai"),
+        "{html}"
+    );
+}
+
+#[sqlx::test]
+async fn wrong_and_scim_tokens_cannot_sign_in(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    for (token, expect) in [
+        ("sbt_not_a_token", "not valid"),
+        (app.scim_token.as_str(), "scim token"),
+    ] {
+        let mut b = Browser::new(&app);
+        let res = b.try_login(token, false).await;
+        assert_eq!(res.status(), 403, "{expect}");
+        assert!(set_cookie(&res, "sb_session").is_none(), "no session");
+        let html = res.text().await.unwrap();
+        assert!(html.contains(expect), "{html}");
+        assert!(!html.contains(token), "the token is not echoed back");
+    }
+    // A revoked token cannot sign in either.
+    let id: uuid::Uuid = sqlx::query_scalar("select token_id from token where name = 'robot'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    app.store.revoke_token(id).await.unwrap();
+    let res = Browser::new(&app).try_login(&app.agent_token, false).await;
+    assert_eq!(res.status(), 403);
+    assert_eq!(count(&app.pool, "web_session").await, 0);
+}
+
+#[sqlx::test]
+async fn the_sign_in_form_needs_its_own_csrf_secret(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let b = Browser::new(&app);
+    let res = b
+        .post("/ui/login", &[("token", &app.admin_token), ("csrf", "x")])
+        .await;
+    assert_eq!(res.status(), 403);
+    assert!(set_cookie(&res, "sb_session").is_none());
+}
+
+#[sqlx::test]
+async fn pages_need_a_session_and_return_to_the_page_after_sign_in(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let b = Browser::new(&app);
+    for path in [
+        "/ui",
+        "/ui/tasks",
+        "/ui/tasks/1",
+        "/ui/users",
+        "/ui/reports",
+    ] {
+        let res = b.get(path).await;
+        assert_eq!(res.status(), 303, "{path}");
+        assert!(location(&res).starts_with("/ui/login?next="), "{path}");
+    }
+    let res = b.post("/ui/tasks/1/claim", &[("csrf", "x")]).await;
+    assert_eq!(res.status(), 303);
+    assert_eq!(location(&res), "/ui/login");
+    let html = b.page("/ui/login?next=%2Fui%2Fusers").await;
+    assert_eq!(hidden(&html, "next").as_deref(), Some("/ui/users"));
+}
+
+#[sqlx::test]
+async fn the_queue_and_task_pages_show_a_task_created_over_scim(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    app.create_user(okta_user("ann.lee@example.com")).await;
+    let task = first_task(&app).await;
+    let mut b = Browser::new(&app);
+    b.login(&app.admin_token).await;
+    let html = b.page("/ui").await;
+    assert!(html.contains("ann.lee@example.com"), "{html}");
+    assert!(html.contains(&format!("/ui/tasks/{}", task["id"])));
+    assert!(html.contains("lang=\"en\""));
+    let html = b.page(&format!("/ui/tasks/{}", task["id"])).await;
+    assert!(html.contains(task["title"].as_str().unwrap().split(' ').next().unwrap()));
+    assert!(
+        html.contains("data-copy=\"ann.lee@example.com\""),
+        "copy button"
+    );
+    assert!(html.contains("Claim this task"));
+    assert!(html.contains("Wanted (IdP)"));
+    // Search finds it by email, and not by something else.
+    assert!(b.page("/ui/tasks?q=ANN.LEE").await.contains("#"));
+    let none = b.page("/ui/tasks?q=nobody").await;
+    assert!(none.contains("No tasks here"), "{none}");
+    // The user list and page, and the reports page.
+    let users = b.page("/ui/users?q=ann").await;
+    assert!(users.contains("ann.lee@example.com"));
+    let user_id = sqlx::query_scalar::<_, uuid::Uuid>("select user_id from scim_user")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    let page = b.page(&format!("/ui/users/{user_id}")).await;
+    assert!(page.contains("Created by the IdP"), "{page}");
+    let reports = b.page("/ui/reports").await;
+    assert!(reports.contains("Seats now"));
+}
+
+#[sqlx::test]
+async fn text_from_the_idp_is_escaped(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let mut u = okta_user("x@example.com");
+    u["displayName"] = "<script>alert(1)</script>".into();
+    u["name"]["givenName"] = "<img src=x onerror=alert(1)>".into();
+    app.create_user(u).await;
+    let task = first_task(&app).await;
+    let mut b = Browser::new(&app);
+    b.login(&app.admin_token).await;
+    for path in [
+        "/ui/tasks".to_owned(),
+        format!("/ui/tasks/{}", task["id"]),
+        "/ui/users".to_owned(),
+    ] {
+        let html = b.page(&path).await;
+        assert!(!html.contains("<script>alert"), "{path}");
+        assert!(!html.contains("<img src=x"), "{path}");
+    }
+}
+
+#[sqlx::test]
+async fn claiming_and_completing_through_the_forms_syncs_the_user(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let user = app.create_user(okta_user("bo@example.com")).await;
+    let task = first_task(&app).await;
+    let id = task["id"].as_i64().unwrap();
+    let mut b = Browser::new(&app);
+    b.login(&app.admin_token).await;
+    let csrf = b.csrf().await;
+    let res = b
+        .post(&format!("/ui/tasks/{id}/claim"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(res.status(), 303);
+    assert_eq!(location(&res), format!("/ui/tasks/{id}?notice=claimed"));
+    let html = b.page(&format!("/ui/tasks/{id}?notice=claimed")).await;
+    assert!(html.contains("Mark as done"), "{html}");
+    // Another person sees who holds it, in words.
+    let mut other = Browser::new(&app);
+    other.login(&app.agent_token).await;
+    let csrf2 = other.csrf().await;
+    let res = other
+        .post(&format!("/ui/tasks/{id}/claim"), &[("csrf", &csrf2)])
+        .await;
+    assert_eq!(res.status(), 409);
+    let html = res.text().await.unwrap();
+    assert!(
+        html.contains("being worked by alice") && html.contains("lease ends at"),
+        "{html}"
+    );
+    // Complete with a field, a note and a file.
+    let form = reqwest::multipart::Form::new()
+        .text("csrf", csrf.clone())
+        .text("outcome", "done")
+        .text("idem", "k1")
+        .text("field.app_account_id", "pa-1")
+        .text("note", "added")
+        .part(
+            "files",
+            reqwest::multipart::Part::bytes(b"png".to_vec())
+                .file_name("shot.png")
+                .mime_str("image/png")
+                .unwrap(),
+        )
+        .part(
+            "files",
+            reqwest::multipart::Part::bytes(Vec::new())
+                .file_name("")
+                .mime_str("application/octet-stream")
+                .unwrap(),
+        );
+    let res = b
+        .client
+        .post(app.url(&format!("/ui/tasks/{id}/complete")))
+        .header(header::COOKIE, b.cookie_header(None))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303, "{}", res.text().await.unwrap());
+    assert_eq!(location(&res), format!("/ui/tasks?completed={id}"));
+    let done: (String, Value, i64) = sqlx::query_as(
+        "select state::text, evidence, (select count(*) from task_attachment where task_id = $1) from task where task_id = $1",
+    )
+    .bind(id)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(done.0, "done");
+    assert_eq!(done.1["app_account_id"], "pa-1");
+    assert_eq!(done.2, 1, "the empty file input is skipped");
+    let state = app
+        .scim(
+            reqwest::Method::GET,
+            &format!(
+                "/Users/{}?attributes=urn:scimbridge:params:scim:schemas:extension:provisioning:1.0:User",
+                user["id"].as_str().unwrap()
+            ),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(
+        state["urn:scimbridge:params:scim:schemas:extension:provisioning:1.0:User"]["state"],
+        "synced"
+    );
+    // It left the open queue; its page shows the evidence and a download link.
+    let open = b.page("/ui/tasks").await;
+    assert!(!open.contains(&format!("data-task=\"{id}\"")));
+    let html = b.page(&format!("/ui/tasks/{id}")).await;
+    assert!(html.contains("pa-1") && html.contains("shot.png"));
+    let file = b.get(&format!("/ui/tasks/{id}/attachments/1")).await;
+    assert_eq!(file.status(), 200);
+    assert!(file
+        .headers()
+        .get(header::CONTENT_DISPOSITION)
+        .is_some_and(|v| v.to_str().unwrap().starts_with("attachment")));
+}
+
+#[sqlx::test]
+async fn a_removal_asks_for_its_required_fields_in_words(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let user = app.create_user(okta_user("cy@example.com")).await;
+    let t = app.claim(&app.agent_token).await.unwrap();
+    app.complete(&t, serde_json::json!({"outcome": "done"}))
+        .await;
+    app.scim(
+        reqwest::Method::DELETE,
+        &format!("/Users/{}", user["id"].as_str().unwrap()),
+    )
+    .send()
+    .await
+    .unwrap();
+    let mut b = Browser::new(&app);
+    b.login(&app.admin_token).await;
+    let task = app.tasks("?state=open").await.remove(0);
+    let id = task["id"].as_i64().unwrap();
+    let csrf = b.csrf().await;
+    b.post(&format!("/ui/tasks/{id}/claim"), &[("csrf", &csrf)])
+        .await;
+    let html = b.page(&format!("/ui/tasks/{id}")).await;
+    assert!(html.contains("<select id=\"f-seat_freed\""), "{html}");
+    let form = reqwest::multipart::Form::new()
+        .text("csrf", csrf.clone())
+        .text("outcome", "done")
+        .text("note", "kept text");
+    let res = b
+        .client
+        .post(app.url(&format!("/ui/tasks/{id}/complete")))
+        .header(header::COOKIE, b.cookie_header(None))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let html = res.text().await.unwrap();
+    assert!(html.contains("Fill in:"), "{html}");
+    assert!(html.contains("kept text"), "the note is kept");
+    let state: String = sqlx::query_scalar("select state::text from task where task_id = $1")
+        .bind(id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(state, "in_progress");
+}
+
+#[sqlx::test]
+async fn a_form_post_without_the_csrf_token_is_refused_and_changes_nothing(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    app.create_user(okta_user("dee@example.com")).await;
+    let task = first_task(&app).await;
+    let mut b = Browser::new(&app);
+    b.login(&app.admin_token).await;
+    let audits = count(&app.pool, "audit").await;
+    for form in [vec![], vec![("csrf", "0".repeat(64))]] {
+        let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let res = b
+            .post(&format!("/ui/tasks/{}/claim", task["id"]), &form)
+            .await;
+        assert_eq!(res.status(), 403);
+        assert!(res.text().await.unwrap().contains("nothing was changed"));
+    }
+    let res = b.post("/ui/logout", &[]).await;
+    assert_eq!(res.status(), 403, "sign-out is a form too");
+    assert_eq!(count(&app.pool, "audit").await, audits);
+    assert_eq!(app.tasks("?state=open").await.len(), 1, "still open");
+    assert_eq!(count(&app.pool, "web_session").await, 1, "still signed in");
+}
+
+#[sqlx::test]
+async fn a_token_of_another_app_sees_nothing(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    app.create_user(okta_user("eve@example.com")).await;
+    let task = first_task(&app).await;
+    app.add_app("other").await;
+    let other_token = app.token("other", Role::Admin, "olga").await;
+    let mut b = Browser::new(&app);
+    b.login(&other_token).await;
+    let html = b.page("/ui/tasks").await;
+    assert!(!html.contains("eve@example.com"));
+    assert!(html.contains("No tasks here"));
+    assert!(
+        html.contains(">other<"),
+        "the session's app is named: {html}"
+    );
+    assert_eq!(
+        b.get(&format!("/ui/tasks/{}", task["id"])).await.status(),
+        404
+    );
+    let user_id = task["subject"]["id"].as_str().unwrap();
+    assert_eq!(b.get(&format!("/ui/users/{user_id}")).await.status(), 404);
+    assert!(!b.page("/ui/users").await.contains("eve@example.com"));
+    let csrf = b.csrf().await;
+    let res = b
+        .post(
+            &format!("/ui/tasks/{}/claim", task["id"]),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(res.status(), 404);
+    assert_eq!(app.tasks("?state=open").await.len(), 1);
+}
+
+#[sqlx::test]
+async fn signing_out_ends_the_session(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let mut b = Browser::new(&app);
+    b.login(&app.admin_token).await;
+    let csrf = b.csrf().await;
+    let res = b.post("/ui/logout", &[("csrf", &csrf)]).await;
+    assert_eq!(res.status(), 303);
+    assert_eq!(location(&res), "/ui/login?signed_out=1");
+    let (_, cleared) = set_cookie(&res, "sb_session").expect("cookie cleared");
+    assert!(cleared.contains("Max-Age=0"));
+    assert_eq!(count(&app.pool, "web_session").await, 0);
+    // The old cookie no longer works.
+    let res = b.get("/ui/tasks").await;
+    assert_eq!(res.status(), 303);
+    assert!(location(&res).starts_with("/ui/login"));
+}
+
+#[sqlx::test]
+async fn an_expired_session_goes_back_to_sign_in_with_a_message(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let mut b = Browser::new(&app);
+    b.login(&app.admin_token).await;
+    sqlx::query("update web_session set expires_at = now() - interval '1 second'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let res = b.get("/ui/tasks").await;
+    assert_eq!(res.status(), 303);
+    let to = location(&res);
+    assert!(to.starts_with("/ui/login?expired=1"), "{to}");
+    assert_eq!(count(&app.pool, "web_session").await, 0, "deleted");
+    let html = b.page(&to).await;
+    assert!(html.contains("Your session ended"), "{html}");
+}
+
+#[sqlx::test]
+async fn revoking_the_token_ends_its_sessions(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let mut b = Browser::new(&app);
+    b.login(&app.agent_token).await;
+    assert_eq!(b.get("/ui/tasks").await.status(), 200);
+    let id: uuid::Uuid = sqlx::query_scalar("select token_id from token where name = 'robot'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    app.store.revoke_token(id).await.unwrap();
+    assert_eq!(b.get("/ui/tasks").await.status(), 303);
+}
+
+#[sqlx::test]
+async fn the_queue_lists_tasks_in_claim_order_leavers_first(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let leaver = app.create_user(okta_user("leaver@example.com")).await;
+    let t = app.claim(&app.agent_token).await.unwrap();
+    app.complete(&t, serde_json::json!({"outcome": "done"}))
+        .await;
+    app.create_user(okta_user("joiner@example.com")).await;
+    app.patch(
+        &format!("/Users/{}", leaver["id"].as_str().unwrap()),
+        serde_json::json!([{"op": "replace", "path": "active", "value": false}]),
+    )
+    .await;
+    let mut b = Browser::new(&app);
+    b.login(&app.admin_token).await;
+    let html = b.page("/ui/tasks").await;
+    let l = html.find("leaver@example.com").unwrap();
+    let j = html.find("joiner@example.com").unwrap();
+    assert!(l < j, "the deactivation is listed first");
+    let first = app.claim(&app.agent_token).await.unwrap();
+    assert_eq!(first["kind"], "deactivate", "as claims take them");
+}
+
+#[sqlx::test]
+async fn assets_are_served_with_cache_headers(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let b = Browser::new(&app);
+    let html = b.page("/ui/login").await;
+    let start = html.find("/ui/assets/app.css?v=").unwrap();
+    let end = start + html[start..].find('"').unwrap();
+    let res = b.get(&html[start..end]).await;
+    assert_eq!(res.status(), 200);
+    assert!(res.headers()[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("text/css"));
+    assert!(res.headers()[header::CACHE_CONTROL]
+        .to_str()
+        .unwrap()
+        .contains("immutable"));
+    let etag = res.headers()[header::ETAG].to_str().unwrap().to_owned();
+    let again = b
+        .client
+        .get(app.url("/ui/assets/app.css"))
+        .header(header::IF_NONE_MATCH, etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 304);
+    let js = b.get("/ui/assets/app.js").await;
+    assert_eq!(js.status(), 200);
+    assert!(js.headers()[header::CACHE_CONTROL]
+        .to_str()
+        .unwrap()
+        .contains("max-age"));
+    // Pages carry a strict CSP and are not cached.
+    let login = b.get("/ui/login").await;
+    assert!(login.headers()[header::CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap()
+        .contains("script-src 'self'"));
+    assert_eq!(login.headers()[header::CACHE_CONTROL], "no-store");
+    // Unknown UI paths are HTML pages, not JSON.
+    let res = b.get("/ui/nope").await;
+    assert_eq!(res.status(), 404);
+    assert!(res.headers()[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+}
