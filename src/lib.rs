@@ -12,11 +12,13 @@
 //! - [`http`]: axum surfaces: SCIM (`/scim/v2`), task API (`/api/v1`), health.
 //! - [`auth`]: token roles, hashing and the actor of a request.
 //! - [`config`], [`startup`], [`telemetry`], [`cli`]: running the server.
+//! - [`client`]: the task API's HTTP client (for the agent and the admin CLI; no database).
 //!
 //! Dependencies point inward: `http` → `db` → `reconcile`/`scim`.
 
 pub mod auth;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod db;
 pub mod error;
