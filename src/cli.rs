@@ -1,5 +1,8 @@
 //! The command line: `serve`, `migrate`, `token create|list|revoke` and
 //! `apps list|show|create`.
+//!
+//! `agent` is a client of a running server's task API (`--url`/`SCIMBRIDGE_URL`,
+//! `--token`/`SCIMBRIDGE_TOKEN`) and needs no database; it lives in [`crate::agent`].
 
 mod apps;
 
@@ -43,6 +46,8 @@ pub enum Command {
     Serve(Config),
     /// Apply database migrations and exit.
     Migrate,
+    /// Work the task queue with a handler program (an automation agent).
+    Agent(crate::agent::AgentArgs),
     /// Manage bearer tokens.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -81,6 +86,7 @@ pub enum TokenCommand {
 /// Runs the parsed command.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Agent(args) => crate::agent::run(args).await,
         Command::Serve(config) => serve(&cli.database_url, config).await,
         Command::Migrate => {
             let store = Store::connect(&cli.database_url, 2)?;

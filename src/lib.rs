@@ -13,9 +13,11 @@
 //! - [`auth`]: token roles, hashing and the actor of a request.
 //! - [`config`], [`startup`], [`telemetry`], [`cli`]: running the server.
 //! - [`client`]: the task API's HTTP client (for the agent and the admin CLI; no database).
+//! - [`agent`]: `scimbridge agent`, which works the queue with a handler program.
 //!
 //! Dependencies point inward: `http` → `db` → `reconcile`/`scim`.
 
+pub mod agent;
 pub mod auth;
 pub mod cli;
 pub mod client;

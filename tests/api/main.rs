@@ -2,6 +2,7 @@
 //! driven over HTTP. One test binary, one module per area.
 #![allow(clippy::unwrap_used)]
 
+mod agent;
 mod auth;
 mod discovery;
 mod groups;
