@@ -1,8 +1,9 @@
 //! The command line: `serve`, `migrate`, `token create|list|revoke` and
 //! `apps list|show|create`.
 //!
-//! `agent` is a client of a running server's task API (`--url`/`SCIMBRIDGE_URL`,
-//! `--token`/`SCIMBRIDGE_TOKEN`) and needs no database; it lives in [`crate::agent`].
+//! `agent`, `tasks` and `users` are clients of a running server's task API
+//! (`--url`/`SCIMBRIDGE_URL`, `--token`/`SCIMBRIDGE_TOKEN`) and need no database; their
+//! implementations live in [`crate::agent`] and [`crate::admin`].
 
 mod apps;
 
@@ -48,6 +49,10 @@ pub enum Command {
     Migrate,
     /// Work the task queue with a handler program (an automation agent).
     Agent(crate::agent::AgentArgs),
+    /// Work tasks by hand: list, show, claim, done, fail, na, release, counts.
+    Tasks(crate::admin::TasksArgs),
+    /// Users' provisioning state: list, show (desired vs confirmed), history.
+    Users(crate::admin::UsersArgs),
     /// Manage bearer tokens.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -87,6 +92,8 @@ pub enum TokenCommand {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Agent(args) => crate::agent::run(args).await,
+        Command::Tasks(args) => crate::admin::tasks(args).await,
+        Command::Users(args) => crate::admin::users(args).await,
         Command::Serve(config) => serve(&cli.database_url, config).await,
         Command::Migrate => {
             let store = Store::connect(&cli.database_url, 2)?;

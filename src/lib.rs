@@ -14,9 +14,11 @@
 //! - [`config`], [`startup`], [`telemetry`], [`cli`]: running the server.
 //! - [`client`]: the task API's HTTP client (for the agent and the admin CLI; no database).
 //! - [`agent`]: `scimbridge agent`, which works the queue with a handler program.
+//! - [`admin`]: the admin CLI, `scimbridge tasks …` and `scimbridge users …`.
 //!
 //! Dependencies point inward: `http` → `db` → `reconcile`/`scim`.
 
+pub mod admin;
 pub mod agent;
 pub mod auth;
 pub mod cli;

@@ -4,6 +4,7 @@
 
 mod agent;
 mod auth;
+mod cli;
 mod discovery;
 mod groups;
 mod health;
