@@ -262,7 +262,7 @@ async fn show(
         .map(|a| {
             a.iter()
                 .map(|c| Change {
-                    field: view::show(c.get("field")),
+                    field: view::field_label(&view::show(c.get("field"))),
                     from: view::show(c.get("from")),
                     to: view::show(c.get("to")),
                 })

@@ -154,6 +154,15 @@ pub const ACCOUNT_FIELDS: [(&str, &str); 8] = [
     ("active", "Active"),
 ];
 
+/// The label of an account attribute (`given_name` → `Given name`); unknown keys as given.
+pub fn field_label(key: &str) -> String {
+    ACCOUNT_FIELDS
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, label)| (*label).to_owned())
+        .unwrap_or_else(|| key.to_owned())
+}
+
 /// A JSON value as people read it: strings bare, booleans yes/no, nothing as `—`.
 pub fn show(v: Option<&Value>) -> String {
     match v {
