@@ -48,6 +48,9 @@ create table scim_user (
     confirmed       jsonb,
     confirmed_at    timestamptz,
     needs_attention boolean not null default false,
+    -- When an admin rejected the user's last change (approval or held batch): the app
+    -- stays as it was until the IdP changes the user again.
+    rejected_at     timestamptz,
     created_at      timestamptz not null default now(),
     updated_at      timestamptz not null default now(),
     deleted_at      timestamptz
@@ -85,12 +88,30 @@ create table group_member (
 );
 create index group_member_user_idx on group_member (user_id);
 
+-- A batch of changes the mass-change guard holds for review: a burst of leavers, or one
+-- group change that would plan many tasks. An admin releases or cancels it as a whole.
+create table batch (
+    batch_id    bigint generated always as identity primary key,
+    app_id      text not null references app,
+    kind        text not null check (kind in ('leavers', 'group_push')),
+    state       text not null default 'held' check (state in ('held', 'released', 'cancelled')),
+    reason      text not null,
+    created_at  timestamptz not null default now(),
+    decided_by  text,
+    decided_at  timestamptz
+);
+create index batch_app_idx on batch (app_id, state, batch_id);
+
 create type task_kind as enum (
     'create_account', 'update_attributes', 'change_role', 'deactivate', 'reactivate', 'remove'
 );
 -- not_applicable: the worker found the app already in the task's target state (e.g. the
 -- user to remove never had an account); like done, it moves the confirmed state.
-create type task_state as enum ('open', 'in_progress', 'done', 'failed', 'not_applicable', 'cancelled');
+-- awaiting_approval: planned, waits for an admin (profile approval rules) before anyone
+-- may claim it. held: part of a batch the mass-change guard holds for review.
+create type task_state as enum (
+    'open', 'awaiting_approval', 'held', 'in_progress', 'done', 'failed', 'not_applicable', 'cancelled'
+);
 
 -- Tasks are derived: one open (unclaimed) task per subject closes the difference between
 -- the desired state and what the subject will have once its in-progress task is done.
@@ -122,12 +143,25 @@ create table task (
     evidence         jsonb,
     -- The Idempotency-Key of the completion, so a retried completion returns its result.
     completion_key   text,
-    cancel_reason    text
+    cancel_reason    text,
+    -- SLA (from the app profile): when the task is due, and what the sweeper has seen.
+    due_at           timestamptz,
+    -- Approval (profile rules) and the mass-change guard.
+    needs_approval   boolean not null default false,
+    approved_by      text,
+    approved_at      timestamptz,
+    batch_id         bigint references batch,
+    sla_state        text not null default 'ok' check (sla_state in ('ok', 'due_soon', 'overdue')),
+    last_reminder_at timestamptz,
+    escalated_at     timestamptz
 );
 -- Invariant 2 (DESIGN.md), enforced by the database, not only by the code.
-create unique index task_one_open_per_subject on task (user_id) where state = 'open';
+create unique index task_one_open_per_subject on task (user_id)
+    where state in ('open', 'awaiting_approval', 'held');
 create unique index task_one_in_progress_per_subject on task (user_id) where state = 'in_progress';
 create index task_claimable_idx on task (app_id, task_id) where state in ('open', 'in_progress');
+create index task_leavers_idx on task (app_id, created_at) where kind in ('remove', 'deactivate');
+create index task_batch_idx on task (batch_id) where batch_id is not null;
 create index task_list_idx on task (app_id, task_id);
 create index task_subject_idx on task (user_id, task_id);
 
@@ -156,7 +190,97 @@ create table audit (
     task_id      bigint references task,
     request_id   text,
     outcome      text not null,
-    detail       jsonb not null default '{}'
+    detail       jsonb not null default '{}',
+    -- Tamper evidence: each record carries the hash of its predecessor in the same app
+    -- and its own hash over (predecessor hash, its content). Filled by the trigger below.
+    chain_seq    bigint not null default 0,
+    prev_hash    bytea not null default '\x',
+    hash         bytea not null default '\x'
 );
 create index audit_subject_idx on audit (app_id, subject_id, audit_id);
 create index audit_task_idx on audit (task_id, audit_id) where task_id is not null;
+create unique index audit_chain_idx on audit (app_id, chain_seq);
+
+-- The head of each app's chain. Locked by the insert trigger, so the records of one app
+-- are chained in commit order; a transaction holds it from its first audit record to
+-- its commit (every write takes its row locks before writing audit records, so this
+-- lock is always taken last and cannot deadlock).
+create table audit_head (
+    app_id        text primary key references app,
+    last_hash     bytea not null,
+    last_seq      bigint not null default 0
+);
+
+-- What a record's hash covers: every column but the hashes (its position in the chain
+-- included), in a fixed text form
+-- (jsonb's text form is canonical; the time as microseconds since the epoch).
+create function audit_payload(a audit) returns bytea language sql immutable as $$
+    select convert_to(concat_ws('|', a.chain_seq, a.audit_id, a.app_id,
+        (extract(epoch from a.at) * 1000000)::bigint, a.actor, a.actor_role, a.action,
+        a.subject_type, a.subject_id, coalesce(a.task_id::text, ''), coalesce(a.request_id, ''),
+        a.outcome, a.detail::text), 'UTF8')
+$$;
+
+create function audit_chain() returns trigger language plpgsql as $$
+declare
+    prev bytea;
+    seq bigint;
+begin
+    select last_hash, last_seq into prev, seq from audit_head where app_id = new.app_id for update;
+    if not found then
+        insert into audit_head (app_id, last_hash) values (new.app_id, '\x')
+            on conflict (app_id) do nothing;
+        select last_hash, last_seq into prev, seq from audit_head where app_id = new.app_id for update;
+    end if;
+    new.chain_seq := seq + 1;
+    new.prev_hash := prev;
+    new.hash := sha256(prev || audit_payload(new));
+    update audit_head set last_hash = new.hash, last_seq = new.chain_seq where app_id = new.app_id;
+    return new;
+end
+$$;
+
+create trigger audit_chain before insert on audit for each row execute function audit_chain();
+
+-- Notifications: a transactional outbox. An event is written in the transaction of its
+-- cause, with one delivery row per subscribed webhook; deliverers claim due deliveries
+-- with SKIP LOCKED and hold the row lock while sending, so under normal operation each
+-- event reaches each webhook once.
+create table webhook (
+    webhook_id  uuid primary key,
+    app_id      text not null references app,
+    name        text not null,
+    url         text not null check (url ~ '^https?://'),
+    format      text not null check (format in ('json', 'slack')),
+    -- HMAC-SHA256 key of `json` webhooks (signature header); Slack URLs are their own secret.
+    secret      text,
+    -- Event kinds wanted; null: all of the channel.
+    events      text[],
+    -- `escalation` webhooks get only escalations (overdue leaver tasks); `primary` the rest.
+    channel     text not null default 'primary' check (channel in ('primary', 'escalation')),
+    created_at  timestamptz not null default now(),
+    disabled_at timestamptz
+);
+create index webhook_app_idx on webhook (app_id) where disabled_at is null;
+
+create table event (
+    event_id   bigint generated always as identity primary key,
+    app_id     text not null references app,
+    kind       text not null,
+    task_id    bigint references task,
+    payload    jsonb not null,
+    created_at timestamptz not null default now()
+);
+
+create table delivery (
+    event_id        bigint not null references event,
+    webhook_id      uuid not null references webhook,
+    state           text not null default 'pending' check (state in ('pending', 'delivered', 'failed')),
+    attempts        integer not null default 0,
+    next_attempt_at timestamptz not null default now(),
+    last_error      text,
+    delivered_at    timestamptz,
+    primary key (event_id, webhook_id)
+);
+create index delivery_due_idx on delivery (next_attempt_at) where state = 'pending';
+create index delivery_state_idx on delivery (webhook_id, state, event_id);

@@ -36,6 +36,19 @@ pub struct Config {
     #[arg(long, env = "SCIMBRIDGE_MAX_ATTEMPTS", default_value_t = 3)]
     pub max_attempts: i32,
 
+    /// Seconds between SLA sweeps (due soon, overdue, reminders, escalation); one replica
+    /// sweeps at a time.
+    #[arg(long, env = "SCIMBRIDGE_SWEEP_INTERVAL", default_value_t = 60)]
+    pub sweep_interval_secs: u64,
+
+    /// Attempts before a webhook delivery is marked failed (and listed by the API).
+    #[arg(long, env = "SCIMBRIDGE_WEBHOOK_MAX_ATTEMPTS", default_value_t = 8)]
+    pub webhook_max_attempts: i32,
+
+    /// First webhook retry delay in seconds; doubles each attempt, at most an hour.
+    #[arg(long, env = "SCIMBRIDGE_WEBHOOK_BACKOFF", default_value_t = 5)]
+    pub webhook_backoff_secs: u64,
+
     /// Maximum database connections of this process.
     #[arg(long, env = "SCIMBRIDGE_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,
@@ -56,6 +69,9 @@ impl Config {
             token_cache_secs: 0,
             lease_secs: 900,
             max_attempts: 3,
+            sweep_interval_secs: 60,
+            webhook_max_attempts: 8,
+            webhook_backoff_secs: 5,
             db_max_connections: 8,
             profiles: Default::default(),
         }
@@ -85,6 +101,14 @@ impl Config {
         anyhow::ensure!(
             (10..=86_400).contains(&self.lease_secs),
             "--lease-seconds must be between 10 and 86400"
+        );
+        anyhow::ensure!(
+            self.sweep_interval_secs >= 1,
+            "--sweep-interval-secs must be at least 1"
+        );
+        anyhow::ensure!(
+            (1..=100).contains(&self.webhook_max_attempts),
+            "--webhook-max-attempts must be between 1 and 100"
         );
         anyhow::ensure!(
             (1..=100).contains(&self.max_attempts),

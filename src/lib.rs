@@ -9,6 +9,8 @@
 //! - [`reconcile`]: task planning and app profiles, pure.
 //! - [`profiles`]: reading profile files at start (the IO half of `reconcile::profile`).
 //! - [`db`]: all SQL; each operation is one transaction (write + task + audit).
+//! - [`queue`]: waking long-polling claims, checking completion evidence.
+//! - [`notify`]: webhook delivery of outbox events.
 //! - [`http`]: axum surfaces: SCIM (`/scim/v2`), task API (`/api/v1`), health.
 //! - [`auth`]: token roles, hashing and the actor of a request.
 //! - [`config`], [`startup`], [`telemetry`], [`cli`]: running the server.
@@ -27,7 +29,9 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod http;
+pub mod notify;
 pub mod profiles;
+pub mod queue;
 pub mod reconcile;
 pub mod scim;
 pub mod startup;

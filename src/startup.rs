@@ -17,13 +17,51 @@ use crate::http::{self, auth::TokenCache, AppState};
 pub struct Application {
     listener: TcpListener,
     app: NormalizePath<axum::Router>,
+    stop: Stopper,
+}
+
+/// Stops a server and its background work (notification listener, SLA sweeper, webhook
+/// deliverers), e.g. when a test ends, so no connection outlives it.
+#[derive(Clone, Debug)]
+pub struct Stopper(Arc<tokio::sync::watch::Sender<bool>>);
+
+impl Stopper {
+    /// Asks everything to stop; in-flight requests finish first.
+    pub fn stop(&self) {
+        self.0.send_replace(true);
+    }
+
+    /// A receiver that background loops watch.
+    pub fn watch(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.0.subscribe()
+    }
+
+    async fn stopped(mut rx: tokio::sync::watch::Receiver<bool>) {
+        // An error means the sender is gone: nobody can stop us any more, so stop.
+        let _ = rx.wait_for(|stop| *stop).await;
+    }
 }
 
 impl Application {
     /// Binds `config.bind` (port 0 picks a free port) with the given store.
     pub async fn build(config: Config, store: Store) -> std::io::Result<Application> {
         let listener = TcpListener::bind(config.bind).await?;
+        let stop = Stopper(Arc::new(tokio::sync::watch::channel(false).0));
+        let notifier = crate::queue::Notifier::new();
+        notifier.spawn_listener(store.clone(), stop.watch());
+        crate::queue::spawn_sweeper(
+            store.clone(),
+            Duration::from_secs(config.sweep_interval_secs),
+            stop.watch(),
+        );
+        let policy = crate::notify::Policy {
+            max_attempts: config.webhook_max_attempts,
+            backoff: Duration::from_secs(config.webhook_backoff_secs),
+            timeout: Duration::from_secs(10),
+        };
+        crate::notify::spawn_deliverers(store.clone(), policy, 2, stop.watch());
         let state = AppState {
+            notifier,
             store,
             tokens: Arc::new(TokenCache::new(Duration::from_secs(
                 config.token_cache_secs,
@@ -35,7 +73,13 @@ impl Application {
             // `/Users/` and `/Users` are the same endpoint (Microsoft's test collection
             // sends the former); trimming happens before routing.
             app: NormalizePath::trim_trailing_slash(http::router(state)),
+            stop,
         })
+    }
+
+    /// A handle that stops this server and its background work.
+    pub fn stopper(&self) -> Stopper {
+        self.stop.clone()
     }
 
     /// The bound address.
@@ -43,14 +87,24 @@ impl Application {
         self.listener.local_addr()
     }
 
-    /// Serves until SIGINT/SIGTERM, then finishes in-flight requests.
+    /// Serves until SIGINT/SIGTERM (or the stopper), then finishes in-flight requests
+    /// and stops the background work.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        axum::serve(
+        let stop = self.stop.clone();
+        let stopped = Stopper::stopped(stop.watch());
+        let result = axum::serve(
             self.listener,
             ServiceExt::<Request>::into_make_service(self.app),
         )
-        .with_graceful_shutdown(shutdown_signal())
-        .await
+        .with_graceful_shutdown(async move {
+            tokio::select! {
+                _ = shutdown_signal() => {},
+                _ = stopped => {},
+            }
+        })
+        .await;
+        stop.stop();
+        result
     }
 
     /// Serves until the future resolves (tests).

@@ -112,3 +112,80 @@ impl Store {
         Ok(rows.iter().map(record).collect())
     }
 }
+
+/// The result of recomputing an app's audit chain.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Verification {
+    /// The app verified.
+    pub app: String,
+    /// Records checked.
+    pub records: i64,
+    /// True when every record's hashes match its content and its predecessor.
+    pub ok: bool,
+    /// The first record that does not match, with why.
+    pub first_broken: Option<Broken>,
+}
+
+/// A record whose hash does not match.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Broken {
+    /// Its id.
+    pub audit_id: i64,
+    /// Its position in the app's chain.
+    pub chain_seq: i64,
+    /// What does not match.
+    pub reason: String,
+}
+
+impl Store {
+    /// Recomputes the app's audit chain in chain order (each record's hash over its
+    /// predecessor's hash and its own content) and names the first record that does not
+    /// match: an edited, deleted or inserted row shows up there.
+    pub async fn verify_audit(&self, app_id: &str) -> Result<Verification> {
+        use futures_util::TryStreamExt as _;
+        use sha2::{Digest, Sha256};
+        let mut rows = sqlx::query_as::<_, (i64, i64, Vec<u8>, Vec<u8>, Vec<u8>)>(
+            "select a.audit_id, a.chain_seq, a.prev_hash, a.hash, audit_payload(a) from audit a \
+             where a.app_id = $1 order by a.chain_seq",
+        )
+        .bind(app_id)
+        .fetch(&self.pool);
+        let mut expected_prev: Vec<u8> = Vec::new();
+        let mut records = 0i64;
+        let mut first_broken = None;
+        while let Some((audit_id, chain_seq, prev, hash, payload)) = rows.try_next().await? {
+            records += 1;
+            if first_broken.is_some() {
+                continue;
+            }
+            let reason = if chain_seq != records {
+                Some(format!(
+                    "chain position {chain_seq} where {records} was expected (a record is missing)"
+                ))
+            } else if prev != expected_prev {
+                Some("its predecessor hash does not match the previous record".to_string())
+            } else {
+                let mut h = Sha256::new();
+                h.update(&prev);
+                h.update(&payload);
+                (h.finalize().as_slice() != hash.as_slice()).then(|| {
+                    "its content does not match its hash (edited after it was written)".to_string()
+                })
+            };
+            if let Some(reason) = reason {
+                first_broken = Some(Broken {
+                    audit_id,
+                    chain_seq,
+                    reason,
+                });
+            }
+            expected_prev = hash;
+        }
+        Ok(Verification {
+            app: app_id.to_owned(),
+            records,
+            ok: first_broken.is_none(),
+            first_broken,
+        })
+    }
+}

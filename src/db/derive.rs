@@ -20,6 +20,10 @@ struct Subject {
     basis: Option<Account>,
     in_progress: Option<i64>,
     open: Option<(i64, TaskKind, Option<Account>)>,
+    /// The batch holding the unclaimed task, if the mass-change guard holds it.
+    open_batch: Option<i64>,
+    /// An admin rejected the user's last change.
+    rejected: bool,
     profile: Arc<Profile>,
 }
 
@@ -55,11 +59,13 @@ async fn load(
                           where m.user_id = u.user_id and g.deleted_at is null),
                         '{}') as group_names,
                p.task_id as in_progress_id, p.target as in_progress_target,
-               o.task_id as open_id, o.kind::text as open_kind, o.target as open_target
+               o.task_id as open_id, o.kind::text as open_kind, o.target as open_target,
+               o.batch_id as open_batch, u.rejected_at is not null as rejected
           from scim_user u
           join app a using (app_id)
           left join task p on p.user_id = u.user_id and p.state = 'in_progress'
-          left join task o on o.user_id = u.user_id and o.state = 'open'
+          left join task o on o.user_id = u.user_id
+                          and o.state in ('open', 'awaiting_approval', 'held')
          where u.user_id = $1
         "#,
     )
@@ -107,8 +113,19 @@ async fn load(
         basis,
         in_progress,
         open,
+        open_batch: r.get("open_batch"),
+        rejected: r.get("rejected"),
         profile,
     }))
+}
+
+/// The account the IdP wants for this user (None when deleted or unknown).
+pub(super) async fn desired_account(
+    conn: &mut PgConnection,
+    profiles: &Profiles,
+    user_id: Uuid,
+) -> Result<Option<Account>> {
+    Ok(load(conn, profiles, user_id).await?.and_then(|s| s.desired))
 }
 
 /// Brings the subject's open task in line with its desired state: creates, rewrites or
@@ -119,11 +136,118 @@ pub(super) async fn derive_user(
     actor: &Actor,
     user_id: Uuid,
 ) -> Result<()> {
+    derive(conn, profiles, actor, user_id, true, None).await
+}
+
+/// After a task failed: re-plans a task already waiting for it (it must now close the
+/// whole difference from the confirmed state) but creates none. A failed subject gets
+/// a new task when a person retries it or the IdP changes it again; an automatic new
+/// task would have agents retry a broken change forever.
+pub(super) async fn replan_waiting(
+    conn: &mut PgConnection,
+    profiles: &Profiles,
+    actor: &Actor,
+    user_id: Uuid,
+) -> Result<()> {
+    derive(conn, profiles, actor, user_id, false, None).await
+}
+
+/// Like [`derive_user`], but a task it plans is held in the given batch (a group change
+/// that would plan many tasks, held for review as a whole).
+pub(super) async fn derive_user_held(
+    conn: &mut PgConnection,
+    profiles: &Profiles,
+    actor: &Actor,
+    user_id: Uuid,
+    batch_id: i64,
+) -> Result<()> {
+    derive(conn, profiles, actor, user_id, true, Some(batch_id)).await
+}
+
+/// Where a planned task starts: held in a batch (mass-change guard), waiting for an
+/// approval (profile rules), or open to claim.
+struct Placement {
+    state: &'static str,
+    batch: Option<i64>,
+    needs_approval: bool,
+}
+
+async fn place(
+    conn: &mut PgConnection,
+    actor: &Actor,
+    s: &Subject,
+    plan: &Plan,
+    hold: Option<i64>,
+) -> Result<Placement> {
+    let gov = &s.profile.governance;
+    let needs_approval = gov.requires_approval(plan);
+    let batch = match (hold, s.open_batch) {
+        (Some(b), _) | (None, Some(b)) => Some(b),
+        (None, None) => leaver_batch(conn, actor, plan, gov).await?,
+    };
+    let state = match (batch, needs_approval) {
+        (Some(_), _) => "held",
+        (None, true) => "awaiting_approval",
+        (None, false) => "open",
+    };
+    Ok(Placement {
+        state,
+        batch,
+        needs_approval,
+    })
+}
+
+/// The mass-change guard for leavers: once more than `mass_leavers` removals and
+/// deactivations arrived within `mass_window`, new ones join a held batch instead of the
+/// queue. (Counted without locks: concurrent requests may let a few more through before
+/// the batch exists; the guard bounds a burst, not an exact number.)
+async fn leaver_batch(
+    conn: &mut PgConnection,
+    actor: &Actor,
+    plan: &Plan,
+    gov: &crate::reconcile::Governance,
+) -> Result<Option<i64>> {
+    if gov.mass_leavers == 0 || !matches!(plan.kind, TaskKind::Remove | TaskKind::Deactivate) {
+        return Ok(None);
+    }
+    let (held, recent): (Option<i64>, i64) = sqlx::query_as(
+        "select (select batch_id from batch where app_id = $1 and kind = 'leavers' and state = 'held' \
+                  order by batch_id desc limit 1), \
+                (select count(*) from task where app_id = $1 and kind in ('remove', 'deactivate') \
+                  and created_at > now() - make_interval(secs => $2))",
+    )
+    .bind(&actor.app_id)
+    .bind(gov.mass_window().as_secs_f64())
+    .fetch_one(&mut *conn)
+    .await?;
+    if held.is_some() {
+        return Ok(held);
+    }
+    if recent < i64::from(gov.mass_leavers) {
+        return Ok(None);
+    }
+    let reason = format!(
+        "more than {} removals or deactivations within {}",
+        gov.mass_leavers, gov.mass_window
+    );
+    Ok(Some(
+        super::batches::open_batch(conn, actor, "leavers", &reason).await?,
+    ))
+}
+
+async fn derive(
+    conn: &mut PgConnection,
+    profiles: &Profiles,
+    actor: &Actor,
+    user_id: Uuid,
+    create: bool,
+    hold: Option<i64>,
+) -> Result<()> {
     let Some(s) = load(conn, profiles, user_id).await? else {
         return Ok(());
     };
     let plan = reconcile::plan(s.desired.as_ref(), s.basis.as_ref());
-    match (plan, s.open) {
+    match (plan, s.open.clone()) {
         (None, None) => Ok(()),
         (None, Some((task_id, _, _))) => {
             let reason = cancel_reason(&s.desired, s.in_progress);
@@ -154,9 +278,14 @@ pub(super) async fn derive_user(
         }
         (Some(plan), Some((task_id, old_kind, _))) => {
             let (title, steps) = s.profile.render(&plan);
+            let at = place(conn, actor, &s, &plan, hold).await?;
+            // A changed plan needs a fresh approval; its due time follows its kind.
             sqlx::query(
                 "update task set kind = $2::task_kind, title = $3, instructions = $4, changes = $5, \
-                 base = $6, target = $7, completion_fields = $8, updated_at = now() where task_id = $1",
+                 base = $6, target = $7, completion_fields = $8, state = $9::task_state, \
+                 needs_approval = $10, batch_id = $11, approved_by = null, approved_at = null, \
+                 due_at = created_at + make_interval(secs => $12), sla_state = 'ok', \
+                 updated_at = now() where task_id = $1",
             )
             .bind(task_id)
             .bind(plan.kind.as_str())
@@ -166,8 +295,13 @@ pub(super) async fn derive_user(
             .bind(json!(plan.base))
             .bind(json!(plan.target))
             .bind(json!(s.profile.completion_fields(plan.kind)))
+            .bind(at.state)
+            .bind(at.needs_approval)
+            .bind(at.batch)
+            .bind(s.profile.governance.sla(plan.kind).as_secs_f64())
             .execute(&mut *conn)
             .await?;
+            super::notify_tasks(conn, &actor.app_id).await?;
             let detail =
                 json!({"kind": plan.kind, "previous_kind": old_kind, "changes": plan.changes});
             audit::write(
@@ -177,8 +311,31 @@ pub(super) async fn derive_user(
             )
             .await
         }
+        (Some(_), None) if !create => Ok(()),
         (Some(plan), None) => {
-            let task_id = insert(conn, &actor.app_id, user_id, &plan, &s.profile).await?;
+            let at = place(conn, actor, &s, &plan, hold).await?;
+            let (task_id, title, due_at) =
+                insert(conn, &actor.app_id, user_id, &plan, &s.profile, &at).await?;
+            super::notify_tasks(conn, &actor.app_id).await?;
+            if s.rejected {
+                sqlx::query("update scim_user set rejected_at = null where user_id = $1")
+                    .bind(user_id)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            let payload = json!({
+                "task_id": task_id, "user_id": user_id, "kind": plan.kind, "title": title,
+                "state": at.state, "due_at": super::rfc3339(due_at), "batch_id": at.batch,
+            });
+            super::outbox::emit(
+                conn,
+                &actor.app_id,
+                "task.created",
+                Some(task_id),
+                payload,
+                super::outbox::PRIMARY,
+            )
+            .await?;
             let detail =
                 json!({"kind": plan.kind, "changes": plan.changes, "waits_for": s.in_progress});
             audit::write(
@@ -197,11 +354,14 @@ async fn insert(
     user_id: Uuid,
     plan: &Plan,
     profile: &Profile,
-) -> Result<i64> {
+    at: &Placement,
+) -> Result<(i64, String, chrono::DateTime<chrono::Utc>)> {
     let (title, steps) = profile.render(plan);
-    Ok(sqlx::query_scalar(
+    let (id, due_at): (i64, chrono::DateTime<chrono::Utc>) = sqlx::query_as(
         "insert into task (app_id, user_id, kind, title, instructions, changes, base, target, \
-         completion_fields) values ($1, $2, $3::task_kind, $4, $5, $6, $7, $8, $9) returning task_id",
+         completion_fields, state, needs_approval, batch_id, due_at) \
+         values ($1, $2, $3::task_kind, $4, $5, $6, $7, $8, $9, $10::task_state, $11, $12, \
+                 now() + make_interval(secs => $13)) returning task_id, due_at",
     )
     .bind(app_id)
     .bind(user_id)
@@ -212,8 +372,13 @@ async fn insert(
     .bind(json!(plan.base))
     .bind(json!(plan.target))
     .bind(json!(profile.completion_fields(plan.kind)))
+    .bind(at.state)
+    .bind(at.needs_approval)
+    .bind(at.batch)
+    .bind(profile.governance.sla(plan.kind).as_secs_f64())
     .fetch_one(conn)
-    .await?)
+    .await?;
+    Ok((id, title, due_at))
 }
 
 fn task_entry(

@@ -180,7 +180,7 @@ fn push_attr(
             _ => push_text(
                 qb,
                 "(select t.task_id::text from task t where t.user_id = u.user_id \
-                 and t.state in ('open', 'in_progress') order by t.task_id limit 1)",
+                 and t.state in ('open', 'awaiting_approval', 'held', 'in_progress') order by t.task_id limit 1)",
                 false,
                 cmp,
             ),

@@ -9,7 +9,7 @@ use sqlx::{postgres::PgRow, PgConnection, Row};
 use uuid::Uuid;
 
 use super::audit::{self, Entry};
-use super::derive::{app_profile, derive_user};
+use super::derive::{app_profile, derive_user, derive_user_held};
 use super::filter::{list_page, ListQuery, Resource};
 use super::{is_unique_violation, Store};
 use crate::auth::Actor;
@@ -227,6 +227,23 @@ async fn sync_members(
         .bind(&ids)
         .execute(&mut *conn)
         .await?;
+    // A group change that would plan many tasks is held for review as one batch (the
+    // preview of a large group push). Opened after the row locks: audit records, which
+    // opening a batch writes, always come last (see the audit_head comment).
+    let max = p.governance.group_push_max as usize;
+    if max > 0 && ids.len() > max {
+        let reason = format!(
+            "group {new_name:?}: {} added, {} removed would change {} users' access",
+            added.len(),
+            removed.len(),
+            ids.len()
+        );
+        let batch = super::batches::open_batch(conn, actor, "group_push", &reason).await?;
+        for id in ids {
+            derive_user_held(conn, profiles, actor, id, batch).await?;
+        }
+        return Ok(());
+    }
     for id in ids {
         derive_user(conn, profiles, actor, id).await?;
     }

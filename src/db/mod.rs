@@ -8,11 +8,16 @@
 
 pub mod apps;
 pub mod audit;
+pub mod batches;
 pub mod board;
 mod derive;
 pub mod filter;
 pub mod groups;
+pub mod outbox;
+pub mod queue;
+pub mod reports;
 pub mod sessions;
+pub mod sla;
 pub mod tasks;
 pub mod tokens;
 pub mod users;
@@ -69,15 +74,47 @@ impl Store {
         sqlx::query("select 1").execute(&self.pool).await.is_ok()
     }
 
+    /// Runs `on(app_id)` for every task notification until the connection fails.
+    pub async fn listen_tasks(&self, on: impl Fn(String)) -> Result<(), sqlx::Error> {
+        let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool).await?;
+        listener.listen(TASKS_CHANNEL).await?;
+        loop {
+            let n = listener.recv().await?;
+            on(n.payload().to_owned());
+        }
+    }
+
     /// The underlying pool.
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// The governance rules (SLAs, approvals, mass-change guard) of a profile.
+    pub fn governance(&self, profile_key: &str) -> crate::reconcile::Governance {
+        self.profiles
+            .get(profile_key)
+            .map(|p| p.governance.clone())
+            .unwrap_or_default()
     }
 
     /// The app profiles this store derives tasks with.
     pub fn profiles(&self) -> &Arc<Profiles> {
         &self.profiles
     }
+}
+
+/// LISTEN/NOTIFY channel that says "a task of this app may have become claimable"; the
+/// payload is the app id. Sent in the transaction of the change, so it is delivered only
+/// if the change commits.
+pub const TASKS_CHANNEL: &str = "scimbridge_tasks";
+
+async fn notify_tasks(conn: &mut sqlx::PgConnection, app_id: &str) -> crate::error::Result<()> {
+    sqlx::query("select pg_notify($1, $2)")
+        .bind(TASKS_CHANNEL)
+        .bind(app_id)
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// Checks an `If-Match` precondition (RFC 7644 §3.14): `None` means no header or `*`.

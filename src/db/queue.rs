@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::audit::{self, Entry};
 use super::derive::{derive_user, replan_waiting};
+use super::outbox::{emit, PRIMARY};
 use super::tasks::{fetch, Task};
 use super::{notify_tasks, Store};
 use crate::auth::Actor;
@@ -187,6 +188,16 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             replan_waiting(&mut tx, &self.profiles, &system, *user_id).await?;
+            let event = json!({"task_id": task_id, "user_id": user_id, "outcome": "lease_exhausted", "note": note});
+            emit(
+                &mut tx,
+                app_id,
+                "task.failed",
+                Some(*task_id),
+                event,
+                PRIMARY,
+            )
+            .await?;
             let detail = json!({"attempts": attempts, "last_holder": holder, "note": note});
             audit::write(
                 &mut tx,
@@ -381,6 +392,14 @@ impl Store {
             Outcome::NotApplicable => ("task.complete", "not_applicable"),
             Outcome::Failed => ("task.fail", "failed"),
         };
+        let event = json!({"task_id": id, "user_id": t.subject.id, "kind": t.kind, "title": t.title,
+            "outcome": outcome, "by": actor.name, "note": c.note});
+        let event_kind = if c.outcome == Outcome::Failed {
+            "task.failed"
+        } else {
+            "task.completed"
+        };
+        emit(&mut tx, &actor.app_id, event_kind, Some(id), event, PRIMARY).await?;
         audit::write(
             &mut tx,
             actor,
@@ -390,6 +409,75 @@ impl Store {
         let done = fetch(&mut tx, &actor.app_id, id).await?;
         tx.commit().await?;
         Ok(done)
+    }
+
+    /// Approves (`approve = true`) or rejects a task waiting for approval. Approved, it
+    /// can be claimed; rejected, it is cancelled with the reason and its user marked
+    /// rejected (visible over SCIM) until the IdP changes the user again.
+    pub async fn decide_approval(
+        &self,
+        actor: &Actor,
+        id: i64,
+        approve: bool,
+        reason: Option<&str>,
+    ) -> Result<Task> {
+        let mut tx = self.pool.begin().await?;
+        let t = fetch(&mut tx, &actor.app_id, id).await?;
+        sqlx::query("select 1 from scim_user where user_id = $1 for update")
+            .bind(t.subject.id)
+            .execute(&mut *tx)
+            .await?;
+        let state: String =
+            sqlx::query_scalar("select state::text from task where task_id = $1 for update")
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await?;
+        if state != "awaiting_approval" {
+            return Err(conflict("not_awaiting_approval", format!("task {id} is {state}; only a task awaiting approval can be approved or rejected")));
+        }
+        if approve {
+            sqlx::query(
+                "update task set state = 'open', approved_by = $2, approved_at = now(), updated_at = now() where task_id = $1",
+            )
+            .bind(id)
+            .bind(&actor.name)
+            .execute(&mut *tx)
+            .await?;
+            notify_tasks(&mut tx, &actor.app_id).await?;
+        } else {
+            let why = format!(
+                "Rejected by {}{}",
+                actor.name,
+                reason.map(|r| format!(": {r}")).unwrap_or_default()
+            );
+            sqlx::query(
+                "update task set state = 'cancelled', cancel_reason = $2, finished_at = now(), finished_by = $3, \
+                 updated_at = now() where task_id = $1",
+            )
+            .bind(id)
+            .bind(&why)
+            .bind(&actor.name)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("update scim_user set rejected_at = now() where user_id = $1")
+                .bind(t.subject.id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let (action, outcome) = if approve {
+            ("task.approve", "approved")
+        } else {
+            ("task.reject", "rejected")
+        };
+        audit::write(
+            &mut tx,
+            actor,
+            task_entry(action, id, t.subject.id, outcome, json!({"reason": reason})),
+        )
+        .await?;
+        let t = fetch(&mut tx, &actor.app_id, id).await?;
+        tx.commit().await?;
+        Ok(t)
     }
 
     /// Retries a failed task: plans the subject afresh (a new task that closes the whole
@@ -411,7 +499,8 @@ impl Store {
             ));
         }
         let newer: Option<i64> = sqlx::query_scalar(
-            "select task_id from task where user_id = $1 and task_id > $2 and state in ('open', 'in_progress') limit 1",
+            "select task_id from task where user_id = $1 and task_id > $2 \
+             and state in ('open', 'awaiting_approval', 'held', 'in_progress') limit 1",
         )
         .bind(t.subject.id)
         .bind(id)
@@ -425,7 +514,7 @@ impl Store {
         }
         derive_user(&mut tx, &self.profiles, actor, t.subject.id).await?;
         let next: Option<i64> =
-            sqlx::query_scalar("select task_id from task where user_id = $1 and state = 'open'")
+            sqlx::query_scalar("select task_id from task where user_id = $1 and state in ('open', 'awaiting_approval', 'held')")
                 .bind(t.subject.id)
                 .fetch_optional(&mut *tx)
                 .await?;
@@ -458,7 +547,7 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let t = lock_held(&mut tx, actor, id, lease).await?;
         let waiting: Option<i64> =
-            sqlx::query_scalar("select task_id from task where user_id = $1 and state = 'open'")
+            sqlx::query_scalar("select task_id from task where user_id = $1 and state in ('open', 'awaiting_approval', 'held')")
                 .bind(t.subject.id)
                 .fetch_optional(&mut *tx)
                 .await?;

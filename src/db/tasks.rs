@@ -65,6 +65,18 @@ pub struct Task {
     pub attachments: Value,
     /// Why it was cancelled.
     pub cancel_reason: Option<String>,
+    /// When it is due (the profile's SLA for its kind, from when the IdP asked).
+    pub due_at: Option<DateTime<Utc>>,
+    /// `ok`, `due_soon` or `overdue`.
+    pub sla_state: String,
+    /// Its change grants a role that needs an admin's approval.
+    pub needs_approval: bool,
+    /// Who approved it.
+    pub approved_by: Option<String>,
+    /// When.
+    pub approved_at: Option<DateTime<Utc>>,
+    /// The held batch it belongs to (mass-change guard).
+    pub batch_id: Option<i64>,
     /// The Idempotency-Key of the completion (not shown; used to answer retries).
     #[serde(skip)]
     pub completion_key: Option<String>,
@@ -102,6 +114,7 @@ const SELECT: &str = r#"
            t.title, t.instructions, t.completion_fields, t.changes, t.base, t.target, t.created_at, t.updated_at,
            t.claimed_by, t.claimed_at, t.lease_id, t.lease_expires_at, t.attempts, t.finished_at,
            t.finished_by, t.note, t.evidence, t.cancel_reason, t.completion_key,
+           t.due_at, t.sla_state, t.needs_approval, t.approved_by, t.approved_at, t.batch_id,
            (select coalesce(jsonb_agg(jsonb_build_object('n', a.n, 'filename', a.filename,
                                                          'content_type', a.content_type, 'size', a.size)
                                       order by a.n), '[]')
@@ -143,6 +156,12 @@ fn task(r: &PgRow) -> Task {
         note: r.get("note"),
         evidence: r.get("evidence"),
         attachments: r.get("attachments"),
+        due_at: r.get("due_at"),
+        sla_state: r.get("sla_state"),
+        needs_approval: r.get("needs_approval"),
+        approved_by: r.get("approved_by"),
+        approved_at: r.get("approved_at"),
+        batch_id: r.get("batch_id"),
         completion_key: r.get("completion_key"),
         cancel_reason: r.get("cancel_reason"),
     }

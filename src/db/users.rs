@@ -34,7 +34,9 @@ pub struct UserRecord {
 
 /// SQL of the provisioning state of user `u` (the `state` of the provisioning extension).
 pub const STATE: &str = "case when u.needs_attention then 'failed' \
-    when exists (select 1 from task t where t.user_id = u.user_id and t.state in ('open', 'in_progress')) then 'pending' \
+    when exists (select 1 from task t where t.user_id = u.user_id \
+                  and t.state in ('open', 'awaiting_approval', 'held', 'in_progress')) then 'pending' \
+    when u.rejected_at is not null then 'rejected' \
     else 'synced' end";
 
 const SELECT_TEMPLATE: &str = r#"
@@ -46,7 +48,8 @@ const SELECT_TEMPLATE: &str = r#"
            jsonb_strip_nulls(jsonb_build_object(
                'state', {STATE},
                'openTaskId', (select t.task_id::text from task t
-                               where t.user_id = u.user_id and t.state in ('open', 'in_progress')
+                               where t.user_id = u.user_id
+                                 and t.state in ('open', 'awaiting_approval', 'held', 'in_progress')
                                order by t.task_id limit 1),
                'lastConfirmed', to_char(u.confirmed_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
                'needsAttention', u.needs_attention)) as provisioning
@@ -321,9 +324,11 @@ pub struct UserView {
     pub confirmed_at: Option<DateTime<Utc>>,
 }
 
-const VIEW: &str = "select u.user_id, u.user_name, u.active, u.deleted_at, u.needs_attention, u.confirmed, \
+const VIEW: &str =
+    "select u.user_id, u.user_name, u.active, u.deleted_at, u.needs_attention, u.confirmed, \
     u.confirmed_at, {STATE} as state, \
-    (select t.task_id from task t where t.user_id = u.user_id and t.state in ('open', 'in_progress') \
+    (select t.task_id from task t where t.user_id = u.user_id \
+      and t.state in ('open', 'awaiting_approval', 'held', 'in_progress') \
       order by t.task_id limit 1) as open_task_id \
     from scim_user u";
 

@@ -7,7 +7,7 @@ pub mod evidence;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use crate::db::Store;
 
@@ -32,22 +32,54 @@ impl Notifier {
     /// Listens to the database for as long as the process runs, reconnecting after a
     /// lost connection (a claim still re-checks on its own every few seconds, so a gap
     /// only delays, never loses, work).
-    pub fn spawn_listener(self: &Arc<Self>, store: Store) {
+    pub fn spawn_listener(self: &Arc<Self>, store: Store, mut stop: watch::Receiver<bool>) {
         let me = Arc::clone(self);
         tokio::spawn(async move {
             loop {
                 let tx = me.tx.clone();
-                if let Err(e) = store
-                    .listen_tasks(move |app_id| {
-                        // No receiver is fine: nobody is waiting.
-                        let _ = tx.send(app_id);
-                    })
-                    .await
-                {
-                    tracing::warn!(error = %e, "task notifications interrupted; reconnecting");
+                let listen = store.listen_tasks(move |app_id| {
+                    // No receiver is fine: nobody is waiting.
+                    let _ = tx.send(app_id);
+                });
+                tokio::select! {
+                    _ = stop.changed() => return,
+                    r = listen => if let Err(e) = r {
+                        tracing::warn!(error = %e, "task notifications interrupted; reconnecting");
+                    },
                 }
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                tokio::select! {
+                    _ = stop.changed() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
             }
         });
     }
+}
+
+/// Sweeps SLAs every `interval` for as long as the process runs. Every replica runs the
+/// loop; the store's advisory lock lets one sweep at a time.
+pub fn spawn_sweeper(store: Store, interval: Duration, mut stop: watch::Receiver<bool>) {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = stop.changed() => return,
+                _ = tokio::time::sleep(interval) => {}
+            }
+            match store.sweep().await {
+                Ok(r) if r.skipped => tracing::debug!("another replica is sweeping"),
+                Ok(r) => {
+                    if r.due_soon + r.overdue + r.reminders > 0 {
+                        tracing::info!(
+                            due_soon = r.due_soon,
+                            overdue = r.overdue,
+                            reminders = r.reminders,
+                            escalated = r.escalated,
+                            "SLA sweep"
+                        );
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "SLA sweep failed; retrying next interval"),
+            }
+        }
+    });
 }

@@ -20,6 +20,7 @@ use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+use super::Governance;
 use super::{Account, Change, Plan, TaskKind};
 
 /// The profiles compiled into the binary: (file name used in messages, contents).
@@ -109,6 +110,8 @@ pub struct Profile {
     pub scim_roles: Vec<(String, String)>,
     /// The file the profile came from (for messages and `apps show`).
     pub source: String,
+    /// SLAs, approvals and the mass-change guard (`[governance]`, defaults when absent).
+    pub governance: Governance,
     /// One entry per task kind, in [`TaskKind::ALL`] order.
     tasks: Vec<TaskText>,
     /// The compiled templates, named by [`template_name`].
@@ -462,6 +465,8 @@ struct RawProfile {
     scim_roles: BTreeMap<String, Spanned<String>>,
     #[serde(default)]
     tasks: RawTasks,
+    #[serde(default)]
+    governance: Option<Spanned<Governance>>,
 }
 
 /// Named fields, so an unknown task kind is refused by `deny_unknown_fields` at its line.
@@ -650,6 +655,32 @@ fn build(src: &Source<'_>, raw: RawProfile) -> Result<Profile, ProfileError> {
         tasks.push(build_task(src, &mut env, &mut spans, kind, task)?);
     }
 
+    let governance = match raw.governance {
+        Some(g) => {
+            let span = g.span();
+            let g = g.into_inner();
+            g.validate().map_err(|e| src.at(span.clone(), e))?;
+            for role in &g.approval_roles {
+                if !roles.iter().any(|r| r.eq_ignore_ascii_case(role)) {
+                    return Err(src.at(
+                        span.clone(),
+                        format!("governance.approval_roles names {role:?}, which is not a role"),
+                    ));
+                }
+            }
+            g
+        }
+        None => Governance {
+            // The default approval rule names People.ai's Admin; keep only roles this
+            // app has.
+            approval_roles: Governance::default()
+                .approval_roles
+                .into_iter()
+                .filter(|r| roles.iter().any(|x| x.eq_ignore_ascii_case(r)))
+                .collect(),
+            ..Governance::default()
+        },
+    };
     let profile = Profile {
         key,
         display_name,
@@ -657,6 +688,7 @@ fn build(src: &Source<'_>, raw: RawProfile) -> Result<Profile, ProfileError> {
         default_role,
         group_roles,
         scim_roles,
+        governance,
         source: src.file.to_owned(),
         tasks,
         env,

@@ -514,10 +514,11 @@ pub static PROVISIONING: Schema = Schema {
     attributes: &[
         string(
             "state",
-            "pending: a task is open or in progress; synced: the app has what the IdP wants; \
-             failed: the last task failed and the user needs attention.",
+            "pending: a task is planned or in progress; synced: the app has what the IdP wants; \
+             failed: the last task failed and the user needs attention; rejected: an admin \
+             rejected the change, the app stays as it was.",
         )
-        .canonical(&["pending", "synced", "failed"])
+        .canonical(&["pending", "synced", "failed", "rejected"])
         .read_only()
         .returned(Returned::Request),
         string(

@@ -623,16 +623,28 @@ async fn four_agents_drain_1000_tasks_once_each_and_in_order_per_user(pool: PgPo
         wrong.is_empty(),
         "tasks without exactly one task.complete record: {wrong:?}"
     );
-    // Per user: the later task was claimed only after the earlier one was finished,
-    // so finishing order follows task order.
-    let out_of_order: i64 = sqlx::query_scalar(
+    // Per user, tasks finish in task order ...
+    let finished_out_of_order: i64 = sqlx::query_scalar(
         "select count(*) from task a join task b on a.user_id = b.user_id and a.task_id < b.task_id \
-         where b.claimed_at < a.finished_at or b.finished_at < a.finished_at",
+         where b.finished_at <= a.finished_at",
     )
     .fetch_one(&app.pool)
     .await
     .unwrap();
-    assert_eq!(out_of_order, 0);
+    assert_eq!(finished_out_of_order, 0);
+    // ... and the later task was claimed only after the earlier one's completion was
+    // written. The audit sequence orders events across transactions; `now()` timestamps
+    // cannot, being each transaction's start (a claim may begin before the completion
+    // it waits for commits).
+    let claimed_too_early: i64 = sqlx::query_scalar(
+        "select count(*) from task a join task b on a.user_id = b.user_id and a.task_id < b.task_id \
+         where (select min(audit_id) from audit where task_id = b.task_id and action = 'task.claim') \
+             < (select max(audit_id) from audit where task_id = a.task_id and action = 'task.complete')",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(claimed_too_early, 0);
     let kinds: Vec<(String, i64)> =
         sqlx::query_as("select kind::text, count(*) from task group by 1 order by 1")
             .fetch_all(&app.pool)

@@ -8,7 +8,7 @@ use sqlx::PgPool;
 use scimbridge::auth::{generate_token, hash_token, Role};
 use scimbridge::config::Config;
 use scimbridge::db::Store;
-use scimbridge::startup::Application;
+use scimbridge::startup::{Application, Stopper};
 
 pub struct TestApp {
     /// `http://127.0.0.1:PORT`
@@ -22,6 +22,15 @@ pub struct TestApp {
     pub agent_token: String,
     /// An admin token of app `peopleai`.
     pub admin_token: String,
+    /// Stops the server and its background work when the test ends (so no database
+    /// connection outlives the test's database).
+    stop: Stopper,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.stop.stop();
+    }
 }
 
 impl TestApp {
@@ -43,8 +52,10 @@ impl TestApp {
             .await
             .expect("bind 127.0.0.1:0");
         let root = format!("http://{}", app.addr().expect("bound address"));
+        let stop = app.stopper();
         tokio::spawn(app.run_until_stopped());
         let mut t = TestApp {
+            stop,
             root,
             client: Client::new(),
             pool,

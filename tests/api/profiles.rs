@@ -119,14 +119,15 @@ async fn an_app_with_the_6sense_example_profile_gets_6sense_worded_tasks(pool: P
     );
     assert_eq!(t["completion_fields"][1]["name"], "seats_left");
 
-    // The file's group mapping decides the role: the open create task now says Admin.
+    // The file's group mapping decides the role: the create task now says Admin, and
+    // waits for approval (the default rule: granting the profile's Admin role).
     app.create_group(json!({
         "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
         "displayName": "6sense Admins",
         "members": [{"value": user["id"]}]
     }))
     .await;
-    let tasks = app.tasks("?state=open").await;
+    let tasks = app.tasks("?state=awaiting_approval").await;
     assert_eq!(tasks.len(), 1);
     assert_eq!(
         tasks[0]["title"],

@@ -446,8 +446,9 @@ async fn bulk_resolves_bulk_ids_across_operations_and_derives_tasks(pool: PgPool
     );
     // Tasks derived like single calls: Ann's create as Admin; Bob created then
     // deactivated before anyone acted leaves nothing.
-    let open = app.tasks("?state=open").await;
-    assert_eq!(open.len(), 1);
+    let open = app.tasks("?state=awaiting_approval").await;
+    assert_eq!(open.len(), 1, "creating an Admin waits for approval");
+    assert_eq!(app.tasks("?state=open").await.len(), 0);
     assert_eq!(open[0]["target"]["role"], "Admin");
     assert_eq!(open[0]["subject"]["user_name"], "ann@x.com");
 }

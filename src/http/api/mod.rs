@@ -2,7 +2,9 @@
 //! release tasks of the token's app. Errors are `{"code": …, "message": …}` with stable
 //! codes.
 
+mod audit;
 mod error;
+mod governance;
 mod tasks;
 mod users;
 
@@ -19,7 +21,13 @@ use super::{AppState, Route};
 use crate::auth::{Actor, Role};
 
 pub(super) fn routes() -> Vec<Route> {
-    [tasks::routes(), users::routes()].concat()
+    [
+        tasks::routes(),
+        users::routes(),
+        audit::routes(),
+        governance::routes(),
+    ]
+    .concat()
 }
 
 /// The caller of a task API route: an `agent` or `admin` token.

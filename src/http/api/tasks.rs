@@ -71,8 +71,10 @@ pub(super) fn routes() -> Vec<Route> {
 /// Largest and default page of the task list.
 const MAX_LIMIT: i64 = 500;
 const DEFAULT_LIMIT: i64 = 50;
-const STATES: [&str; 6] = [
+const STATES: [&str; 8] = [
     "open",
+    "awaiting_approval",
+    "held",
     "in_progress",
     "done",
     "failed",

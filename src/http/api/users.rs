@@ -21,7 +21,7 @@ pub(super) fn routes() -> Vec<Route> {
     ]
 }
 
-const STATES: [&str; 3] = ["pending", "synced", "failed"];
+const STATES: [&str; 4] = ["pending", "synced", "failed", "rejected"];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

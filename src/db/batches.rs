@@ -1,0 +1,226 @@
+//! Batches held by the mass-change guard: opening one, showing what it would do, and
+//! releasing or cancelling it as a whole.
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+use sqlx::{PgConnection, Row};
+
+use super::audit::{self, Entry};
+use super::outbox::{emit, PRIMARY};
+use super::{notify_tasks, Store};
+use crate::auth::Actor;
+use crate::error::{Error, Result};
+
+/// Opens a held batch and announces it (in the caller's transaction).
+pub(super) async fn open_batch(
+    conn: &mut PgConnection,
+    actor: &Actor,
+    kind: &str,
+    reason: &str,
+) -> Result<i64> {
+    let id: i64 = sqlx::query_scalar(
+        "insert into batch (app_id, kind, reason) values ($1, $2, $3) returning batch_id",
+    )
+    .bind(&actor.app_id)
+    .bind(kind)
+    .bind(reason)
+    .fetch_one(&mut *conn)
+    .await?;
+    emit(
+        conn,
+        &actor.app_id,
+        "batch.held",
+        None,
+        json!({"batch_id": id, "kind": kind, "reason": reason, "count": 1}),
+        PRIMARY,
+    )
+    .await?;
+    audit::write(
+        conn,
+        actor,
+        batch_entry(
+            "batch.held",
+            id,
+            "held",
+            json!({"kind": kind, "reason": reason}),
+        ),
+    )
+    .await?;
+    Ok(id)
+}
+
+fn batch_entry(
+    action: &'static str,
+    id: i64,
+    outcome: &'static str,
+    detail: Value,
+) -> Entry<'static> {
+    Entry {
+        action,
+        subject_type: "batch",
+        subject_id: id.to_string(),
+        task_id: None,
+        outcome,
+        detail,
+    }
+}
+
+/// A held (or decided) batch with the preview of what it would do.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Batch {
+    /// Id.
+    pub id: i64,
+    /// `leavers` or `group_push`.
+    pub kind: String,
+    /// `held`, `released` or `cancelled`.
+    pub state: String,
+    /// Why it was held.
+    pub reason: String,
+    /// When.
+    pub created_at: DateTime<Utc>,
+    /// Who released or cancelled it.
+    pub decided_by: Option<String>,
+    /// When.
+    pub decided_at: Option<DateTime<Utc>>,
+    /// Tasks in the batch.
+    pub tasks: i64,
+    /// Tasks per kind.
+    pub by_kind: Value,
+    /// Who the changes came from (token names) and how many each.
+    pub causes: Value,
+    /// The users concerned (first 200 userNames).
+    pub users: Vec<String>,
+}
+
+const SELECT: &str = r#"
+    select b.batch_id, b.kind, b.state, b.reason, b.created_at, b.decided_by, b.decided_at,
+           (select count(*) from task t where t.batch_id = b.batch_id) as tasks,
+           coalesce((select jsonb_object_agg(k, n) from (select t.kind::text as k, count(*) as n from task t
+                      where t.batch_id = b.batch_id group by 1) x), '{}') as by_kind,
+           coalesce((select jsonb_object_agg(actor, n) from (select a.actor, count(*) as n from task t
+                      join audit a on a.task_id = t.task_id and a.action = 'task.create'
+                      where t.batch_id = b.batch_id group by 1) y), '{}') as causes,
+           coalesce((select array_agg(user_name) from (select u.user_name from task t join scim_user u using (user_id)
+                      where t.batch_id = b.batch_id order by t.task_id limit 200) z), '{}') as users
+      from batch b
+"#;
+
+fn batch(r: &sqlx::postgres::PgRow) -> Batch {
+    Batch {
+        id: r.get("batch_id"),
+        kind: r.get("kind"),
+        state: r.get("state"),
+        reason: r.get("reason"),
+        created_at: r.get("created_at"),
+        decided_by: r.get("decided_by"),
+        decided_at: r.get("decided_at"),
+        tasks: r.get("tasks"),
+        by_kind: r.get("by_kind"),
+        causes: r.get("causes"),
+        users: r.get("users"),
+    }
+}
+
+impl Store {
+    /// The app's batches, held ones first, newest first.
+    pub async fn batches(&self, app_id: &str) -> Result<Vec<Batch>> {
+        let rows = sqlx::query(&format!(
+            "{SELECT} where b.app_id = $1 order by b.state = 'held' desc, b.batch_id desc limit 100"
+        ))
+        .bind(app_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(batch).collect())
+    }
+
+    /// One batch of the app with its preview.
+    pub async fn batch(&self, app_id: &str, id: i64) -> Result<Batch> {
+        let row = sqlx::query(&format!("{SELECT} where b.app_id = $1 and b.batch_id = $2"))
+            .bind(app_id)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("batch {id}")))?;
+        Ok(batch(&row))
+    }
+
+    /// Releases (`release = true`) or cancels a held batch as a whole. Released tasks go
+    /// to the queue (or wait for approval if their change needs one); cancelled tasks are
+    /// cancelled and their users marked rejected (the app stays as it was).
+    pub async fn decide_batch(&self, actor: &Actor, id: i64, release: bool) -> Result<Batch> {
+        let mut tx = self.pool.begin().await?;
+        let state: Option<String> = sqlx::query_scalar(
+            "select state from batch where app_id = $1 and batch_id = $2 for update",
+        )
+        .bind(&actor.app_id)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        match state.as_deref() {
+            None => return Err(Error::NotFound(format!("batch {id}"))),
+            Some("held") => {}
+            Some(other) => {
+                return Err(Error::TaskConflict {
+                    code: "batch_decided",
+                    message: format!("batch {id} is already {other}"),
+                })
+            }
+        }
+        // Subjects first, in id order, as every other write locks them (no deadlocks).
+        sqlx::query(
+            "select 1 from scim_user where user_id in (select user_id from task where batch_id = $1 and state = 'held') \
+             order by user_id for update",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        let n = if release {
+            sqlx::query(
+                "update task set state = case when needs_approval then 'awaiting_approval'::task_state else 'open' end, \
+                 updated_at = now() where batch_id = $1 and state = 'held'",
+            )
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+        } else {
+            let reason = format!(
+                "Held batch #{id} was cancelled by {}; the app stays as it was.",
+                actor.name
+            );
+            let cancelled = sqlx::query(
+                "with c as (update task set state = 'cancelled', cancel_reason = $2, finished_at = now(), finished_by = $3, \
+                 updated_at = now() where batch_id = $1 and state = 'held' returning user_id) \
+                 update scim_user set rejected_at = now() where user_id in (select user_id from c)",
+            )
+            .bind(id)
+            .bind(&reason)
+            .bind(&actor.name)
+            .execute(&mut *tx)
+            .await?;
+            cancelled.rows_affected()
+        };
+        sqlx::query(
+            "update batch set state = $2, decided_by = $3, decided_at = now() where batch_id = $1",
+        )
+        .bind(id)
+        .bind(if release { "released" } else { "cancelled" })
+        .bind(&actor.name)
+        .execute(&mut *tx)
+        .await?;
+        let (action, outcome) = if release {
+            ("batch.release", "released")
+        } else {
+            ("batch.cancel", "cancelled")
+        };
+        audit::write(
+            &mut tx,
+            actor,
+            batch_entry(action, id, outcome, json!({"tasks": n})),
+        )
+        .await?;
+        notify_tasks(&mut tx, &actor.app_id).await?;
+        tx.commit().await?;
+        self.batch(&actor.app_id, id).await
+    }
+}

@@ -1,0 +1,158 @@
+//! SLA sweeping: marks tasks due soon and overdue, re-announces overdue ones at the
+//! profile's cadence and escalates overdue leaver tasks. Exactly one replica sweeps at a
+//! time: the sweep runs under a transaction-scoped advisory lock that others skip.
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::audit::{self, Entry};
+use super::outbox::{emit, ESCALATION, PRIMARY};
+use super::Store;
+use crate::auth::Actor;
+use crate::error::Result;
+
+/// Advisory lock key of the sweeper (any fixed number unique to this job).
+const SWEEPER_LOCK: i64 = 0x5c1b_0001;
+
+/// What one sweep did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SweepReport {
+    /// Another replica held the sweeper lock; nothing was done here.
+    pub skipped: bool,
+    /// Tasks newly due soon.
+    pub due_soon: usize,
+    /// Tasks newly overdue.
+    pub overdue: usize,
+    /// Reminders sent for tasks still overdue.
+    pub reminders: usize,
+    /// Overdue leaver tasks escalated.
+    pub escalated: usize,
+}
+
+type Marked = (i64, Uuid, String, String, Option<DateTime<Utc>>);
+
+/// States in which a task still waits for someone.
+const ACTIVE: &str = "t.state in ('open', 'in_progress', 'awaiting_approval', 'held')";
+
+fn payload(m: &Marked) -> serde_json::Value {
+    json!({"task_id": m.0, "user_id": m.1, "kind": m.2, "title": m.3, "due_at": m.4.map(super::rfc3339)})
+}
+
+impl Store {
+    /// One sweep over every app.
+    pub async fn sweep(&self) -> Result<SweepReport> {
+        let mut tx = self.pool.begin().await?;
+        let got: bool = sqlx::query_scalar("select pg_try_advisory_xact_lock($1)")
+            .bind(SWEEPER_LOCK)
+            .fetch_one(&mut *tx)
+            .await?;
+        if !got {
+            return Ok(SweepReport {
+                skipped: true,
+                ..SweepReport::default()
+            });
+        }
+        let apps: Vec<(String, String)> =
+            sqlx::query_as("select app_id, profile from app order by app_id")
+                .fetch_all(&mut *tx)
+                .await?;
+        let mut report = SweepReport::default();
+        for (app_id, profile) in apps {
+            let gov = self.governance(&profile);
+            let due_soon: Vec<Marked> = sqlx::query_as(&format!(
+                "update task t set sla_state = 'due_soon', updated_at = now() \
+                 where t.app_id = $1 and {ACTIVE} and t.sla_state = 'ok' and t.due_at is not null \
+                   and now() >= t.due_at - (t.due_at - t.created_at) * $2 and now() < t.due_at \
+                 returning t.task_id, t.user_id, t.kind::text, t.title, t.due_at"
+            ))
+            .bind(&app_id)
+            .bind(gov.due_soon_share)
+            .fetch_all(&mut *tx)
+            .await?;
+            for m in &due_soon {
+                emit(
+                    &mut tx,
+                    &app_id,
+                    "task.due_soon",
+                    Some(m.0),
+                    payload(m),
+                    PRIMARY,
+                )
+                .await?;
+            }
+            let overdue: Vec<Marked> = sqlx::query_as(&format!(
+                "update task t set sla_state = 'overdue', last_reminder_at = now(), updated_at = now() \
+                 where t.app_id = $1 and {ACTIVE} and t.sla_state <> 'overdue' and t.due_at <= now() \
+                 returning t.task_id, t.user_id, t.kind::text, t.title, t.due_at"
+            ))
+            .bind(&app_id)
+            .fetch_all(&mut *tx)
+            .await?;
+            let system = Actor::system(&app_id);
+            for m in &overdue {
+                emit(
+                    &mut tx,
+                    &app_id,
+                    "task.overdue",
+                    Some(m.0),
+                    payload(m),
+                    PRIMARY,
+                )
+                .await?;
+                // Leavers keep access while their task waits: tell a second channel.
+                if m.2 == "remove" || m.2 == "deactivate" {
+                    sqlx::query("update task set escalated_at = now() where task_id = $1")
+                        .bind(m.0)
+                        .execute(&mut *tx)
+                        .await?;
+                    emit(
+                        &mut tx,
+                        &app_id,
+                        "task.escalated",
+                        Some(m.0),
+                        payload(m),
+                        ESCALATION,
+                    )
+                    .await?;
+                    let entry = Entry {
+                        action: "task.escalated",
+                        subject_type: "user",
+                        subject_id: m.1.to_string(),
+                        task_id: Some(m.0),
+                        outcome: "escalated",
+                        detail: json!({"due_at": m.4.map(super::rfc3339)}),
+                    };
+                    audit::write(&mut tx, &system, entry).await?;
+                    report.escalated += 1;
+                }
+            }
+            let reminders: Vec<Marked> = sqlx::query_as(&format!(
+                "update task t set last_reminder_at = now() \
+                 where t.app_id = $1 and {ACTIVE} and t.sla_state = 'overdue' \
+                   and t.last_reminder_at <= now() - make_interval(secs => $2) \
+                 returning t.task_id, t.user_id, t.kind::text, t.title, t.due_at"
+            ))
+            .bind(&app_id)
+            .bind(gov.reminder_every().as_secs_f64())
+            .fetch_all(&mut *tx)
+            .await?;
+            for m in &reminders {
+                emit(
+                    &mut tx,
+                    &app_id,
+                    "task.reminder",
+                    Some(m.0),
+                    payload(m),
+                    PRIMARY,
+                )
+                .await?;
+            }
+            report.due_soon += due_soon.len();
+            report.overdue += overdue.len();
+            report.reminders += reminders.len();
+        }
+        tx.commit().await?;
+        Ok(report)
+    }
+}
