@@ -118,6 +118,7 @@ async fn deadline(
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
     let scim = req.uri().path().starts_with(scim::BASE);
+    let ui = req.uri().path().starts_with(web::BASE);
     match tokio::time::timeout(timeout, next.run(req)).await {
         Ok(res) => res,
         Err(_) => {
@@ -129,6 +130,13 @@ async fn deadline(
                     scim_type: None,
                     detail: detail.into(),
                 })
+                .into_response()
+            } else if ui {
+                web::PageError::Rejected {
+                    status: axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    message: "That took too long, so nothing was changed. Try again in a moment."
+                        .into(),
+                }
                 .into_response()
             } else {
                 api::ApiError::new(503, "timeout", detail).into_response()

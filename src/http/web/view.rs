@@ -123,6 +123,7 @@ pub fn state_label(s: &str) -> &'static str {
         "failed" => "Failed",
         "not_applicable" => "Not applicable",
         "cancelled" => "Cancelled",
+        "awaiting_approval" => "Awaiting approval",
         "pending" => "Pending",
         "synced" => "Synced",
         _ => "Unknown",
