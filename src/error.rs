@@ -44,14 +44,68 @@ pub enum Error {
 
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
-        match e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-                Error::Unavailable(e)
-            }
-            other => Error::Db(other),
+        if is_unavailable(&e) {
+            Error::Unavailable(e)
+        } else {
+            Error::Db(e)
         }
+    }
+}
+
+/// Whether a database error means "the database is unreachable, going away or too busy
+/// right now" (retry later: 503) rather than a bug (500): connection refused, reset or
+/// closed mid-query, pool timeouts, a server shutting down or refusing connections, a
+/// query cancelled by a timeout.
+fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        // The connection died in the middle of a message (reset, EOF).
+        sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            // Class 08: connection exception; 57P01..57P03: admin/crash shutdown, cannot
+            // connect now; 53300: too many connections; 57014: query cancelled (timeout).
+            code.starts_with("08")
+                || matches!(
+                    code.as_ref(),
+                    "57P01" | "57P02" | "57P03" | "53300" | "57014"
+                )
+        }),
+        _ => false,
     }
 }
 
 /// Result alias for store and queue operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lost_connections_are_unavailable_not_internal() {
+        for kind in [
+            std::io::ErrorKind::ConnectionRefused,
+            std::io::ErrorKind::ConnectionReset,
+            std::io::ErrorKind::UnexpectedEof,
+            std::io::ErrorKind::TimedOut,
+        ] {
+            let e = Error::from(sqlx::Error::Io(std::io::Error::from(kind)));
+            assert!(matches!(e, Error::Unavailable(_)), "{kind:?}: {e:?}");
+        }
+        for e in [
+            sqlx::Error::PoolTimedOut,
+            sqlx::Error::PoolClosed,
+            sqlx::Error::WorkerCrashed,
+        ] {
+            assert!(matches!(Error::from(e), Error::Unavailable(_)));
+        }
+        assert!(matches!(
+            Error::from(sqlx::Error::RowNotFound),
+            Error::Db(_)
+        ));
+    }
+}
