@@ -53,13 +53,24 @@ pub struct Config {
     #[arg(long, env = "SCIMBRIDGE_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,
 
+    /// Requests per second allowed per bearer token (token bucket, in memory, per
+    /// replica: N replicas allow N times this); 0 disables. Over the rate: 429 with
+    /// `Retry-After`. The default never throttles a normal Okta or Entra sync.
+    #[arg(long, env = "SCIMBRIDGE_RATE_LIMIT_PER_SECOND", default_value_t = 50.0)]
+    pub rate_limit_per_second: f64,
+
+    /// Largest burst per bearer token after a quiet period (the bucket size).
+    #[arg(long, env = "SCIMBRIDGE_RATE_LIMIT_BURST", default_value_t = 200)]
+    pub rate_limit_burst: u32,
+
     /// App profiles beyond the built-in ones (`--profiles-dir`).
     #[command(flatten)]
     pub profiles: crate::profiles::ProfilesArgs,
 }
 
 impl Config {
-    /// Settings for tests and embedding: listen on 127.0.0.1 on a free port, no caching.
+    /// Settings for tests and embedding: listen on 127.0.0.1 on a free port, no caching,
+    /// no rate limit.
     pub fn for_tests() -> Config {
         Config {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -73,6 +84,9 @@ impl Config {
             webhook_max_attempts: 8,
             webhook_backoff_secs: 5,
             db_max_connections: 8,
+            // Off: tests that create many users would trip it; rate limit tests turn it on.
+            rate_limit_per_second: 0.0,
+            rate_limit_burst: 200,
             profiles: Default::default(),
         }
     }
@@ -96,11 +110,11 @@ impl Config {
         );
         anyhow::ensure!(
             self.request_timeout_secs >= 1,
-            "--request-timeout must be at least 1 second"
+            "--request-timeout-secs must be at least 1 second"
         );
         anyhow::ensure!(
             (10..=86_400).contains(&self.lease_secs),
-            "--lease-seconds must be between 10 and 86400"
+            "--lease-secs must be between 10 and 86400"
         );
         anyhow::ensure!(
             self.sweep_interval_secs >= 1,
@@ -113,6 +127,15 @@ impl Config {
         anyhow::ensure!(
             (1..=100).contains(&self.max_attempts),
             "--max-attempts must be between 1 and 100"
+        );
+        anyhow::ensure!(
+            self.rate_limit_per_second.is_finite() && self.rate_limit_per_second >= 0.0,
+            "--rate-limit-per-second must be 0 (off) or a positive number, got {}",
+            self.rate_limit_per_second
+        );
+        anyhow::ensure!(
+            self.rate_limit_burst >= 1,
+            "--rate-limit-burst must be at least 1"
         );
         Ok(())
     }

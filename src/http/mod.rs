@@ -6,6 +6,7 @@
 pub mod api;
 pub mod auth;
 pub mod health;
+pub mod ratelimit;
 pub mod scim;
 pub mod web;
 
@@ -80,6 +81,10 @@ pub fn router(state: AppState) -> Router {
         router = router.route(path, handler);
     }
     let timeout = state.config.request_timeout();
+    let limiter = Arc::new(ratelimit::RateLimiter::new(
+        state.config.rate_limit_per_second,
+        state.config.rate_limit_burst,
+    ));
     router
         .fallback(fallback)
         .layer(axum::extract::DefaultBodyLimit::max(state.config.body_limit))
@@ -104,6 +109,9 @@ pub fn router(state: AppState) -> Router {
                     }),
                 )
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+                .layer(axum::middleware::from_fn(move |req, next| {
+                    ratelimit::limit(limiter.clone(), req, next)
+                }))
                 .layer(axum::middleware::from_fn(move |req, next| deadline(timeout, req, next))),
         )
 }
