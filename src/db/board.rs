@@ -103,6 +103,10 @@ pub struct BoardRow {
     pub blocked_by: Option<i64>,
     /// Position in claim order.
     pub rank: i32,
+    /// When the task is due (from the profile's SLA), if it has a due date.
+    pub due_at: Option<DateTime<Utc>>,
+    /// `ok`, `due_soon` or `overdue`, as the SLA sweeper last marked it.
+    pub sla_state: String,
 }
 
 fn board_row(r: &PgRow) -> BoardRow {
@@ -121,6 +125,8 @@ fn board_row(r: &PgRow) -> BoardRow {
         finished_at: r.get("finished_at"),
         blocked_by: r.get("blocked_by"),
         rank: r.get("rank"),
+        due_at: r.get("due_at"),
+        sla_state: r.get("sla_state"),
     }
 }
 
@@ -184,7 +190,7 @@ impl Store {
         let mut b: QueryBuilder<'_, Postgres> = QueryBuilder::new(format!(
             "select * from (select t.task_id, t.kind::text as kind, t.state::text as state, t.title, t.user_id, \
              u.user_name, coalesce(t.target->>'email', t.base->>'email') as email, t.created_at, t.claimed_by, \
-             t.lease_expires_at, t.finished_at, \
+             t.lease_expires_at, t.finished_at, t.due_at, t.sla_state, \
              (select p.task_id from task p where p.user_id = t.user_id and p.state = 'in_progress' \
                and p.task_id <> t.task_id) as blocked_by, \
              {rank} as rank \

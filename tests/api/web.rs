@@ -609,3 +609,27 @@ async fn assets_are_served_with_cache_headers(pool: PgPool) {
         .unwrap()
         .starts_with("text/html"));
 }
+
+#[sqlx::test]
+async fn late_tasks_carry_a_due_badge_on_the_queue_and_task_pages(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    app.create_user(okta_user("late@example.com")).await;
+    let task = first_task(&app).await;
+    let mut b = Browser::new(&app);
+    b.login(&app.admin_token).await;
+    sqlx::query("update task set due_at = now() + interval '1 day', sla_state = 'ok'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    assert!(!b
+        .page("/ui/tasks")
+        .await
+        .contains("class=\"badge overdue\""));
+    sqlx::query("update task set due_at = now() - interval '1 hour'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    assert!(b.page("/ui/tasks").await.contains("Overdue since"));
+    let html = b.page(&format!("/ui/tasks/{}", task["id"])).await;
+    assert!(html.contains("class=\"badge overdue\""), "{html}");
+}

@@ -13,7 +13,7 @@ use axum::response::Response;
 use axum::routing::get;
 use serde::Deserialize;
 
-use super::view::{self, kind_label, query, state_label, Time};
+use super::view::{self, due_badge, kind_label, query, state_label, DueBadge, Time};
 use super::{render, Nav, PageError, SignedIn};
 use crate::db::board::{BoardCursor, BoardOrder, BoardQuery, BoardRow};
 use crate::http::{AppState, Route};
@@ -32,8 +32,10 @@ pub const REFRESH_SECS: u32 = 20;
 const PAGE_SIZE: i64 = 25;
 
 /// The tabs, in the order work flows; `all` shows every state.
-const TABS: [&str; 7] = [
+const TABS: [&str; 9] = [
     "open",
+    "awaiting_approval",
+    "held",
     "in_progress",
     "failed",
     "done",
@@ -62,13 +64,6 @@ struct KindOption {
     value: &'static str,
     label: &'static str,
     selected: bool,
-}
-
-/// A due-date badge. Tasks carry no `due_at` yet; once they do, `row` fills this in
-/// (`overdue` when past, `due-soon` within a day) and the template already shows it.
-struct DueBadge {
-    class: &'static str,
-    label: String,
 }
 
 struct Row {
@@ -116,6 +111,7 @@ fn row(r: BoardRow) -> Row {
         }
         _ => None,
     };
+    let due = due_badge(&r.state, &r.sla_state, r.due_at, chrono::Utc::now());
     Row {
         id: r.id,
         href: format!("/ui/tasks/{}", r.id),
@@ -132,7 +128,7 @@ fn row(r: BoardRow) -> Row {
         holder,
         blocked_by: r.blocked_by,
         finished: r.finished_at.map(Time::of),
-        due: None,
+        due,
     }
 }
 

@@ -16,7 +16,10 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::session::random_secret;
-use super::view::{self, kind_label, side_by_side, state_label, trail, SideRow, Time, TrailRow};
+use super::view::{
+    self, due_badge, kind_label, side_by_side, state_label, trail, DueBadge, SideRow, Time,
+    TrailRow,
+};
 use super::{render, see_other, Nav, PageError, SignedIn};
 use crate::db::queue::{Completion, Lease, NewAttachment, Outcome};
 use crate::db::tasks::Task;
@@ -111,6 +114,7 @@ struct TaskPage {
     user_name: String,
     user_href: String,
     created: Time,
+    due: Option<DueBadge>,
     attempts: i32,
     holder: Option<String>,
     finished: Option<String>,
@@ -339,6 +343,7 @@ async fn show(
         user_name: t.subject.user_name.clone(),
         user_href: format!("/ui/users/{}", t.subject.id),
         created: Time::of(t.created_at),
+        due: due_badge(&t.state, &t.sla_state, t.due_at, now),
         attempts: t.attempts,
         holder: holder_text,
         finished: t.finished_at.map(|f| {

@@ -124,9 +124,48 @@ pub fn state_label(s: &str) -> &'static str {
         "not_applicable" => "Not applicable",
         "cancelled" => "Cancelled",
         "awaiting_approval" => "Awaiting approval",
+        "held" => "Held",
         "pending" => "Pending",
         "synced" => "Synced",
         _ => "Unknown",
+    }
+}
+
+/// A due-date badge: `overdue` or `due-soon` (CSS classes), with the due time.
+#[derive(Debug, Clone)]
+pub struct DueBadge {
+    /// CSS class.
+    pub class: &'static str,
+    /// What it says.
+    pub label: String,
+}
+
+/// The badge of a task still waiting for someone, from the SLA sweeper's mark (a past
+/// due date counts as overdue even before the next sweep). None when on time, finished
+/// or without a due date.
+pub fn due_badge(
+    state: &str,
+    sla_state: &str,
+    due_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Option<DueBadge> {
+    let due = due_at?;
+    if !matches!(state, "open" | "in_progress" | "awaiting_approval" | "held") {
+        return None;
+    }
+    let when = due.format("%Y-%m-%d %H:%M UTC");
+    if due <= now || sla_state == "overdue" {
+        Some(DueBadge {
+            class: "overdue",
+            label: format!("Overdue since {when}"),
+        })
+    } else if sla_state == "due_soon" {
+        Some(DueBadge {
+            class: "due-soon",
+            label: format!("Due {when}"),
+        })
+    } else {
+        None
     }
 }
 
@@ -316,6 +355,21 @@ mod tests {
         let rows = side_by_side(Some(&d), Some(&d));
         assert!(rows.iter().all(|r| !r.differs));
         assert_eq!(rows[7].desired, "yes");
+    }
+
+    #[test]
+    fn due_badges_mark_late_and_soon_work_only() {
+        let now = Utc::now();
+        let past = Some(now - chrono::Duration::hours(1));
+        let soon = Some(now + chrono::Duration::hours(1));
+        assert_eq!(due_badge("open", "ok", past, now).unwrap().class, "overdue");
+        assert_eq!(
+            due_badge("open", "due_soon", soon, now).unwrap().class,
+            "due-soon"
+        );
+        assert!(due_badge("open", "ok", soon, now).is_none());
+        assert!(due_badge("done", "overdue", past, now).is_none());
+        assert!(due_badge("open", "ok", None, now).is_none());
     }
 
     #[test]
