@@ -53,6 +53,12 @@ pub struct Config {
     #[arg(long, env = "SCIMBRIDGE_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,
 
+    /// Address of a separate listener serving Prometheus `GET /metrics`, unauthenticated
+    /// (e.g. 127.0.0.1:9090 or an internal interface); off when unset. Never served on
+    /// the public port: the numbers span all apps.
+    #[arg(long, env = "SCIMBRIDGE_METRICS_BIND")]
+    pub metrics_bind: Option<SocketAddr>,
+
     /// Requests per second allowed per bearer token (token bucket, in memory, per
     /// replica: N replicas allow N times this); 0 disables. Over the rate: 429 with
     /// `Retry-After`. The default never throttles a normal Okta or Entra sync.
@@ -84,6 +90,7 @@ impl Config {
             webhook_max_attempts: 8,
             webhook_backoff_secs: 5,
             db_max_connections: 8,
+            metrics_bind: None,
             // Off: tests that create many users would trip it; rate limit tests turn it on.
             rate_limit_per_second: 0.0,
             rate_limit_burst: 200,

@@ -18,6 +18,8 @@ pub struct Application {
     listener: TcpListener,
     app: NormalizePath<axum::Router>,
     stop: Stopper,
+    /// Where `/metrics` is served (`--metrics-bind`), if anywhere.
+    metrics_addr: Option<SocketAddr>,
 }
 
 /// Stops a server and its background work (notification listener, SLA sweeper, webhook
@@ -66,7 +68,27 @@ impl Application {
             tokens: Arc::new(TokenCache::new(Duration::from_secs(
                 config.token_cache_secs,
             ))),
+            metrics: Arc::new(http::metrics::HttpMetrics::default()),
             config: Arc::new(config),
+        };
+        let metrics_addr = match state.config.metrics_bind {
+            Some(addr) => {
+                let listener = TcpListener::bind(addr).await?;
+                let bound = listener.local_addr()?;
+                tracing::info!(addr = %bound, "metrics served at /metrics");
+                let metrics = http::metrics::router(state.clone());
+                let stopped = Stopper::stopped(stop.watch());
+                tokio::spawn(async move {
+                    if let Err(e) = axum::serve(listener, metrics)
+                        .with_graceful_shutdown(stopped)
+                        .await
+                    {
+                        tracing::error!(error = %e, "metrics listener failed");
+                    }
+                });
+                Some(bound)
+            }
+            None => None,
         };
         Ok(Application {
             listener,
@@ -74,7 +96,13 @@ impl Application {
             // sends the former); trimming happens before routing.
             app: NormalizePath::trim_trailing_slash(http::router(state)),
             stop,
+            metrics_addr,
         })
+    }
+
+    /// Where `/metrics` is served, when `--metrics-bind` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// A handle that stops this server and its background work.

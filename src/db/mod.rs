@@ -13,6 +13,7 @@ pub mod board;
 mod derive;
 pub mod filter;
 pub mod groups;
+pub mod metrics;
 pub mod outbox;
 pub mod queue;
 pub mod reports;

@@ -6,6 +6,7 @@
 pub mod api;
 pub mod auth;
 pub mod health;
+pub mod metrics;
 pub mod ratelimit;
 pub mod scim;
 pub mod web;
@@ -33,6 +34,8 @@ pub struct AppState {
     pub tokens: Arc<auth::TokenCache>,
     /// Wakes long-polling claims.
     pub notifier: Arc<crate::queue::Notifier>,
+    /// Request counts and latencies for `/metrics`.
+    pub metrics: Arc<metrics::HttpMetrics>,
 }
 
 /// One route: path, method and handler. The router and the route table (checked
@@ -85,6 +88,7 @@ pub fn router(state: AppState) -> Router {
         state.config.rate_limit_per_second,
         state.config.rate_limit_burst,
     ));
+    let metrics_state = state.clone();
     router
         .fallback(fallback)
         .layer(axum::extract::DefaultBodyLimit::max(state.config.body_limit))
@@ -109,6 +113,10 @@ pub fn router(state: AppState) -> Router {
                     }),
                 )
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+                .layer(axum::middleware::from_fn_with_state(
+                    metrics_state,
+                    metrics::track,
+                ))
                 .layer(axum::middleware::from_fn(move |req, next| {
                     ratelimit::limit(limiter.clone(), req, next)
                 }))

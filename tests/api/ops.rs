@@ -433,3 +433,85 @@ async fn serve_refuses_bad_settings_and_names_the_flag() {
         );
     }
 }
+
+#[sqlx::test]
+async fn a_scrape_shows_requests_tasks_outbox_and_pool(pool: PgPool) {
+    use scimbridge::auth::{generate_token, hash_token, Role};
+    use scimbridge::db::Store;
+    use scimbridge::startup::Application;
+
+    let mut config = Config::for_tests();
+    config.metrics_bind = Some(([127, 0, 0, 1], 0).into());
+    let store = Store::new(pool);
+    let app = Application::build(config, store.clone()).await.unwrap();
+    let root = format!("http://{}", app.addr().unwrap());
+    let metrics = format!("http://{}/metrics", app.metrics_addr().unwrap());
+    let stop = app.stopper();
+    tokio::spawn(app.run_until_stopped());
+    let token = generate_token();
+    store
+        .insert_token("peopleai", Role::Scim, "okta", &hash_token(&token))
+        .await
+        .unwrap();
+    let c = reqwest::Client::new();
+    let res = c
+        .post(format!("{root}/scim/v2/Users"))
+        .bearer_auth(&token)
+        .json(&okta_user("ann@corp.com"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let id = res.json::<Value>().await.unwrap()["id"].clone();
+    let id = id.as_str().unwrap();
+    for _ in 0..2 {
+        c.get(format!("{root}/scim/v2/Users/{id}"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+    }
+    c.get(format!("{root}/no/such/path")).send().await.unwrap();
+    // Not on the public port.
+    let res = c.get(format!("{root}/metrics")).send().await.unwrap();
+    assert_eq!(res.status(), 404);
+
+    let res = c.get(&metrics).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain; version=0.0.4"));
+    let text = res.text().await.unwrap();
+    for line in [
+        r#"scimbridge_http_requests_total{method="POST",route="/scim/v2/Users",status="201"} 1"#,
+        r#"scimbridge_http_requests_total{method="GET",route="/scim/v2/Users/{id}",status="200"} 2"#,
+        // /no/such/path and /metrics on the public port.
+        r#"scimbridge_http_requests_total{method="GET",route="unmatched",status="404"} 2"#,
+        r#"scimbridge_http_request_duration_seconds_count{method="GET",route="/scim/v2/Users/{id}",status="200"} 2"#,
+        r#"scimbridge_http_request_duration_seconds_bucket{method="GET",route="/scim/v2/Users/{id}",status="200",le="+Inf"} 2"#,
+        r#"scimbridge_tasks{app="peopleai",state="open",kind="create_account"} 1"#,
+        "scimbridge_outbox_pending_deliveries 0",
+        "scimbridge_scrape_database_ok 1",
+        "scimbridge_db_pool_connections{state=\"idle\"} ",
+        "scimbridge_db_pool_max_connections ",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in:\n{text}");
+    }
+    for family in [
+        "# TYPE scimbridge_http_requests_total counter",
+        "# TYPE scimbridge_http_request_duration_seconds histogram",
+        "# TYPE scimbridge_tasks gauge",
+        "# TYPE scimbridge_task_oldest_open_age_seconds gauge",
+        "# TYPE scimbridge_outbox_pending_deliveries gauge",
+        "# TYPE scimbridge_db_pool_connections gauge",
+    ] {
+        assert!(text.contains(family), "missing {family:?} in:\n{text}");
+    }
+    assert!(
+        text.contains(r#"scimbridge_task_oldest_open_age_seconds{app="peopleai"} "#),
+        "{text}"
+    );
+    assert!(!text.contains(id), "ids never become labels");
+    stop.stop();
+}

@@ -1,0 +1,69 @@
+//! Numbers for `/metrics`, read at scrape time. Each query is served by a partial index
+//! (unfinished tasks: the indexes behind DESIGN.md invariant 2; pending deliveries:
+//! `delivery_due_idx`), so a scrape costs the same however much history there is.
+
+use super::Store;
+
+/// Unfinished tasks of one app, state and kind.
+#[derive(Debug, sqlx::FromRow)]
+pub struct TaskCount {
+    /// The app.
+    pub app_id: String,
+    /// open, awaiting_approval, held or in_progress.
+    pub state: String,
+    /// create, update, deactivate, ...
+    pub kind: String,
+    /// How many.
+    pub count: i64,
+}
+
+/// What a scrape shows of the database.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Unfinished tasks by app, state and kind.
+    pub tasks: Vec<TaskCount>,
+    /// Seconds since the oldest not-yet-started task was created, by app.
+    pub oldest_open: Vec<(String, f64)>,
+    /// Webhook deliveries waiting to be sent.
+    pub pending_deliveries: i64,
+}
+
+impl Store {
+    /// The scrape-time numbers, in one read-only transaction.
+    pub async fn metrics(&self) -> Result<Snapshot, sqlx::Error> {
+        let mut tx = self.pool().begin().await?;
+        let tasks = sqlx::query_as::<_, TaskCount>(
+            r#"
+            select app_id, state::text as state, kind::text as kind, count(*) as count
+            from task where state in ('open', 'awaiting_approval', 'held')
+            group by 1, 2, 3
+            union all
+            select app_id, state::text, kind::text, count(*)
+            from task where state = 'in_progress'
+            group by 1, 2, 3
+            order by 1, 2, 3
+            "#,
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        let oldest_open = sqlx::query_as::<_, (String, f64)>(
+            r#"
+            select app_id, extract(epoch from now() - min(created_at))::float8
+            from task where state in ('open', 'awaiting_approval', 'held')
+            group by app_id order by app_id
+            "#,
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        let pending_deliveries: i64 =
+            sqlx::query_scalar("select count(*) from delivery where state = 'pending'")
+                .fetch_one(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        Ok(Snapshot {
+            tasks,
+            oldest_open,
+            pending_deliveries,
+        })
+    }
+}
