@@ -6,6 +6,7 @@
 //! implementations live in [`crate::agent`] and [`crate::admin`].
 
 mod apps;
+mod governance;
 
 use std::sync::Arc;
 
@@ -58,6 +59,36 @@ pub enum Command {
     Token(TokenCommand),
     /// List, show and create apps (each served with an app profile).
     Apps(apps::AppsArgs),
+    /// Manage the webhooks that receive notifications.
+    #[command(subcommand)]
+    Webhooks(governance::WebhooksCommand),
+    /// Check the tamper-evident audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Reports from the task API: seats, SLA, leavers, audit CSV.
+    Reports(ReportsArgs),
+}
+
+/// `audit` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Recompute each app's audit chain; exit non-zero naming the first broken record.
+    Verify {
+        /// Only this app.
+        #[arg(long)]
+        app: Option<String>,
+    },
+}
+
+/// `reports` and its connection.
+#[derive(Debug, clap::Args)]
+pub struct ReportsArgs {
+    /// Server URL and token.
+    #[command(flatten)]
+    pub conn: crate::client::Connection,
+    /// Which report.
+    #[command(subcommand)]
+    pub command: governance::ReportsCommand,
 }
 
 /// `token` subcommands.
@@ -103,6 +134,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Token(cmd) => token(&cli.database_url, cmd).await,
         Command::Apps(args) => apps::run(&cli.database_url, args).await,
+        Command::Webhooks(cmd) => {
+            let store = Store::connect(&cli.database_url, 2)?;
+            store.migrate().await?;
+            governance::webhooks(&store, cmd).await
+        }
+        Command::Audit(AuditCommand::Verify { app }) => {
+            let store = Store::connect(&cli.database_url, 2)?;
+            store.migrate().await?;
+            governance::verify(&store, app).await
+        }
+        Command::Reports(args) => governance::reports(&args.conn, args.command).await,
     }
 }
 

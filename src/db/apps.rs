@@ -99,3 +99,12 @@ impl Store {
         Ok(row.as_ref().map(app))
     }
 }
+
+impl Store {
+    /// Every app id, sorted.
+    pub async fn app_ids(&self) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar("select app_id from app order by app_id")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+}

@@ -136,20 +136,26 @@ pub fn spawn_deliverers(
                 if *stop.borrow() {
                     return;
                 }
-                let sent = store
-                    .deliver_next(policy.max_attempts, policy.backoff, |d| {
-                        let client = client.clone();
-                        async move {
-                            let (event, kind) = (d.event_id, d.kind.clone());
-                            let r = send(&client, d).await;
-                            match &r {
-                                Ok(()) => tracing::info!(event, kind, "webhook delivered"),
-                                Err(e) => tracing::warn!(event, kind, error = %e, "webhook delivery failed"),
+                // Stopping abandons a send in progress: its transaction rolls back and the
+                // delivery stays pending for the next process (at-least-once).
+                let deliver = store.deliver_next(policy.max_attempts, policy.backoff, |d| {
+                    let client = client.clone();
+                    async move {
+                        let (event, kind) = (d.event_id, d.kind.clone());
+                        let r = send(&client, d).await;
+                        match &r {
+                            Ok(()) => tracing::info!(event, kind, "webhook delivered"),
+                            Err(e) => {
+                                tracing::warn!(event, kind, error = %e, "webhook delivery failed")
                             }
-                            r
                         }
-                    })
-                    .await;
+                        r
+                    }
+                });
+                let sent = tokio::select! {
+                    _ = stop.changed() => return,
+                    sent = deliver => sent,
+                };
                 let nap = match sent {
                     Ok(true) => continue,
                     Ok(false) => Duration::from_secs(1),

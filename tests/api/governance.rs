@@ -657,3 +657,99 @@ async fn reports_count_seats_and_list_leavers_and_the_audit_exports_as_csv(pool:
     );
     assert!(csv.starts_with("chain_seq,at,actor"));
 }
+
+#[sqlx::test]
+async fn the_cli_manages_webhooks_verifies_the_audit_and_prints_reports(pool: PgPool) {
+    use crate::profiles::{database_url, scimbridge};
+    let app = TestApp::spawn(pool.clone()).await;
+    app.create_user(okta_user("ann@x.com")).await;
+    let db = database_url(&pool);
+    let out = scimbridge(
+        &db,
+        &[
+            "webhooks",
+            "add",
+            "--name",
+            "ops",
+            "--url",
+            "https://hooks.example.com/x",
+            "--secret",
+            "0123456789abcdef0123",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = scimbridge(
+        &db,
+        &[
+            "webhooks",
+            "add",
+            "--name",
+            "bad",
+            "--url",
+            "https://x",
+            "--format",
+            "json",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--secret"));
+    let out = scimbridge(&db, &["webhooks", "list"]);
+    let listed = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        listed.contains("http://127.0.0.1:9/x") && !listed.contains("0123456789abcdef0123"),
+        "{listed}"
+    );
+
+    let out = scimbridge(&db, &["audit", "verify"]);
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("peopleai: 2 audit records, chain intact")
+    );
+    sqlx::query("update audit set outcome = 'forged' where chain_seq = 1")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let out = scimbridge(&db, &["audit", "verify", "--app", "peopleai"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("BROKEN"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_scimbridge"))
+        .args([
+            "reports",
+            "seats",
+            "--url",
+            &app.root,
+            "--token",
+            &app.admin_token,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seats: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(seats["seats"]["desired_active"], 1);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_scimbridge"))
+        .args([
+            "reports",
+            "audit",
+            "--url",
+            &app.root,
+            "--token",
+            &app.agent_token,
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the audit export is for admins");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("forbidden_role"));
+}

@@ -20,7 +20,7 @@ fn examples_dir() -> PathBuf {
 }
 
 /// The URL of the test's own database: `DATABASE_URL` with the database name replaced.
-fn database_url(pool: &PgPool) -> String {
+pub(crate) fn database_url(pool: &PgPool) -> String {
     let name = pool
         .connect_options()
         .get_database()
@@ -37,7 +37,7 @@ fn database_url(pool: &PgPool) -> String {
 }
 
 /// Runs the real binary to completion (at most 60 s) with a clean profiles setting.
-fn scimbridge(database_url: &str, args: &[&str]) -> Output {
+pub(crate) fn scimbridge(database_url: &str, args: &[&str]) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_scimbridge"))
         .args(args)
         .env("DATABASE_URL", database_url)
