@@ -7,6 +7,10 @@
 #   bash tests/reliability/run.sh [crash|outage|replicas ...]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+if ! command -v python3 >/dev/null; then
+  echo "installing python3 (apt)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 >/dev/null
+fi
 cargo build --locked --quiet --bin scimbridge
 tests=("$@")
 [ ${#tests[@]} -eq 0 ] && tests=(crash outage replicas)
