@@ -290,9 +290,10 @@ impl ListRequest {
         let named = |a: &String| {
             let a = a.trim();
             a.eq_ignore_ascii_case(name)
-                || a.len() > name.len()
-                    && a[..name.len()].eq_ignore_ascii_case(name)
-                    && a.as_bytes()[name.len()] == b'.'
+                // `get`, not slicing: `a` is client text and may have a multi-byte
+                // character across `name.len()` (found by schemathesis).
+                || a.get(..name.len()).is_some_and(|p| p.eq_ignore_ascii_case(name))
+                    && a.as_bytes().get(name.len()) == Some(&b'.')
         };
         self.excluded
             .iter()

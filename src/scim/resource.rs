@@ -428,9 +428,11 @@ pub fn project(mut doc: Value, attributes: &[String], excluded: &[String]) -> Va
 fn match_key<'a>(a: &'a str, key: &str) -> Option<Option<&'a str>> {
     let a = a.trim();
     // Extension URN itself, or an attribute under it (`urn:…:User:department`).
-    if a.len() > key.len()
-        && a[..key.len()].eq_ignore_ascii_case(key)
-        && a.as_bytes()[key.len()] == b':'
+    // `get`, not slicing: `a` is client text and may have a multi-byte character across
+    // `key.len()` (found by schemathesis).
+    if a.get(..key.len())
+        .is_some_and(|p| p.eq_ignore_ascii_case(key))
+        && a.as_bytes().get(key.len()) == Some(&b':')
     {
         return Some(Some(&a[key.len() + 1..]));
     }

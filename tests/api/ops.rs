@@ -515,3 +515,63 @@ async fn a_scrape_shows_requests_tasks_outbox_and_pool(pool: PgPool) {
     assert!(!text.contains(id), "ids never become labels");
     stop.stop();
 }
+
+#[test]
+fn compose_yaml_parses_and_sets_only_real_settings() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let text = std::fs::read_to_string(format!("{root}/compose.yaml")).unwrap();
+    let compose: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let env = &compose["services"]["scimbridge"]["environment"];
+    let env = env.as_mapping().expect("scimbridge has an environment map");
+    let sources = ["src/config.rs", "src/cli.rs", "src/profiles.rs"]
+        .map(|f| std::fs::read_to_string(format!("{root}/{f}")).unwrap_or_default())
+        .concat();
+    for key in env.keys() {
+        let key = key.as_str().unwrap();
+        assert!(
+            sources.contains(&format!("\"{key}\"")),
+            "compose.yaml sets {key}, which no flag reads"
+        );
+    }
+    assert!(compose["services"]["postgres"]["image"]
+        .as_str()
+        .unwrap()
+        .starts_with("postgres:15"));
+}
+
+/// Found by schemathesis (.ci/schemathesis): a multi-byte character in `attributes`
+/// panicked the handler (a byte slice inside a character) and dropped the connection.
+#[sqlx::test]
+async fn attributes_with_multibyte_characters_do_not_crash_a_request(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let user = app.create_user(okta_user("ann@corp.com")).await;
+    let id = user["id"].as_str().unwrap();
+    let long = "é".repeat(60);
+    let long_odd = format!("x{long}");
+    for attributes in [
+        "0\u{10000}",
+        "00\u{80}\u{80}\u{80}",
+        "BxV\u{16013}",
+        "mé",
+        &long,
+        &long_odd,
+    ] {
+        for path in [
+            format!("/Users/{id}"),
+            "/Users".to_owned(),
+            "/Groups".to_owned(),
+        ] {
+            let res = app
+                .scim(Method::GET, &path)
+                .query(&[("attributes", attributes)])
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{path}?attributes={attributes:?}: {e}"));
+            assert!(
+                res.status().as_u16() < 500,
+                "{path}?attributes={attributes:?}: {}",
+                res.status()
+            );
+        }
+    }
+}

@@ -73,8 +73,9 @@ pub(super) fn render(base: &str, rec: UserRecord) -> Value {
 fn project(body: Value, attributes: &[String], excluded: &[String]) -> Value {
     let mut body = resource::project(body, attributes, excluded);
     let asked = attributes.iter().any(|a| {
-        a.len() >= PROVISIONING_SCHEMA.len()
-            && a[..PROVISIONING_SCHEMA.len()].eq_ignore_ascii_case(PROVISIONING_SCHEMA)
+        // `get`, not slicing: client text may have a multi-byte character at the cut.
+        a.get(..PROVISIONING_SCHEMA.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(PROVISIONING_SCHEMA))
     });
     if !asked {
         if let Value::Object(m) = &mut body {
