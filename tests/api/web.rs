@@ -633,3 +633,63 @@ async fn late_tasks_carry_a_due_badge_on_the_queue_and_task_pages(pool: PgPool) 
     let html = b.page(&format!("/ui/tasks/{}", task["id"])).await;
     assert!(html.contains("class=\"badge overdue\""), "{html}");
 }
+
+#[sqlx::test]
+async fn admins_approve_or_reject_in_the_browser_and_agents_see_no_buttons(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let mut ann = okta_user("ann@corp.com");
+    ann["roles"] = serde_json::json!([{"value": "Admin"}]);
+    app.create_user(ann).await;
+    let mut bob = okta_user("bob@corp.com");
+    bob["roles"] = serde_json::json!([{"value": "Admin"}]);
+    app.create_user(bob).await;
+    let waiting = app.tasks("?state=awaiting_approval").await;
+    assert_eq!(waiting.len(), 2);
+
+    let mut agent = Browser::new(&app);
+    agent.login(&app.agent_token).await;
+    let page = agent.page(&format!("/ui/tasks/{}", waiting[0]["id"])).await;
+    assert!(
+        !page.contains("/approve\""),
+        "an agent gets no approval buttons"
+    );
+
+    let mut admin = Browser::new(&app);
+    admin.login(&app.admin_token).await;
+    let page = admin.page(&format!("/ui/tasks/{}", waiting[0]["id"])).await;
+    assert!(page.contains("Approve") && page.contains("Reject"));
+    let csrf = admin.csrf().await;
+    let res = admin
+        .post(&format!("/ui/tasks/{}/approve", waiting[0]["id"]), &[])
+        .await;
+    assert_eq!(res.status(), 403, "no CSRF token, no approval");
+    let res = admin
+        .post(
+            &format!("/ui/tasks/{}/approve", waiting[0]["id"]),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(res.status(), 303);
+    let res = admin
+        .post(
+            &format!("/ui/tasks/{}/reject", waiting[1]["id"]),
+            &[("csrf", &csrf), ("reason", "not in sales")],
+        )
+        .await;
+    assert_eq!(res.status(), 303);
+    let states: Vec<String> = app
+        .tasks("")
+        .await
+        .iter()
+        .map(|t| t["state"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(states, ["open", "cancelled"]);
+    let res = admin.get("/ui/reports/audit.csv").await;
+    assert_eq!(res.status(), 200);
+    assert!(res.text().await.unwrap().contains("task.approve"));
+    assert_eq!(
+        agent.get("/ui/reports/audit.csv").await.status(),
+        403,
+        "the export is for admins"
+    );
+}

@@ -3,10 +3,12 @@
 //! drawn as an inline SVG bar chart (no script, no chart library).
 
 use askama::Template;
-use axum::extract::State;
-use axum::http::{Method, StatusCode};
-use axum::response::Response;
-use axum::routing::get;
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Form;
 
 use super::view::{duration, kind_label};
 use super::{render, Nav, PageError, SignedIn};
@@ -15,7 +17,16 @@ use crate::http::{AppState, Route};
 use crate::reconcile::TaskKind;
 
 pub(super) fn routes() -> Vec<Route> {
-    vec![("/ui/reports", Method::GET, get(reports_page))]
+    vec![
+        ("/ui/reports", Method::GET, get(reports_page)),
+        ("/ui/reports/audit.csv", Method::GET, get(audit_csv)),
+        (
+            "/ui/batches/{id}/release",
+            Method::POST,
+            post(release_batch),
+        ),
+        ("/ui/batches/{id}/cancel", Method::POST, post(cancel_batch)),
+    ]
 }
 
 /// Geometry of the chart, in SVG user units (it scales with the page width).
@@ -56,6 +67,11 @@ struct ReportsPage {
     chart_width: u32,
     chart_height: u32,
     window_days: i32,
+    seat_unconfirmed: i64,
+    leavers: Vec<crate::db::reports::Leaver>,
+    batches: Vec<crate::db::batches::Batch>,
+    admin: bool,
+    csrf: String,
 }
 
 /// Bars scaled to the slowest kind's median.
@@ -100,7 +116,15 @@ async fn reports_page(State(s): State<AppState>, me: SignedIn) -> Result<Respons
             .sum()
     };
     let bars = bars(&times);
+    let seat_unconfirmed = s.store.seats(app).await?.removals_seat_unconfirmed;
+    let leavers = s.store.leavers(app, 50).await?;
+    let batches = s.store.batches(app).await?;
     let page = ReportsPage {
+        seat_unconfirmed,
+        leavers,
+        batches,
+        admin: me.session.role == crate::auth::Role::Admin,
+        csrf: me.session.csrf_token.clone(),
         nav: Some(me.nav("reports")),
         desired_active: seats.desired_active,
         confirmed_active: seats.confirmed_active,
@@ -122,6 +146,91 @@ async fn reports_page(State(s): State<AppState>, me: SignedIn) -> Result<Respons
         window_days: COMPLETION_WINDOW_DAYS,
     };
     Ok(render(StatusCode::OK, &page))
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct ExportQuery {
+    subject: Option<String>,
+}
+
+/// The audit trail as CSV (admins): the whole app, or one subject.
+async fn audit_csv(
+    State(s): State<AppState>,
+    me: SignedIn,
+    Query(q): Query<ExportQuery>,
+) -> Result<Response, PageError> {
+    if me.session.role != crate::auth::Role::Admin {
+        return Err(PageError::Forbidden(
+            "The audit export is for admins.".into(),
+        ));
+    }
+    let subject = q
+        .subject
+        .as_deref()
+        .map(str::trim)
+        .filter(|x| !x.is_empty());
+    let csv = s
+        .store
+        .audit_csv(&me.session.app_id, subject, None, None)
+        .await?;
+    let mut res = csv.into_response();
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/csv; charset=utf-8"),
+    );
+    h.insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_static("attachment; filename=\"audit.csv\""),
+    );
+    Ok(res)
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct CsrfForm {
+    csrf: Option<String>,
+}
+
+async fn decide(
+    s: &AppState,
+    me: &SignedIn,
+    id: &str,
+    form: Result<Form<CsrfForm>, FormRejection>,
+    release: bool,
+) -> Result<Response, PageError> {
+    let Form(f) = form.map_err(|_| PageError::Rejected {
+        status: StatusCode::BAD_REQUEST,
+        message: "The form could not be read; reload the page and try again.".into(),
+    })?;
+    me.check_csrf(f.csrf.as_deref())?;
+    if me.session.role != crate::auth::Role::Admin {
+        return Err(PageError::Forbidden(
+            "Only an admin can release or cancel a held batch.".into(),
+        ));
+    }
+    let id: i64 = id
+        .parse()
+        .map_err(|_| PageError::NotFound("There is no such batch in this app.".into()))?;
+    s.store.decide_batch(&me.actor(), id, release).await?;
+    Ok(super::see_other("/ui/reports#batches"))
+}
+
+async fn release_batch(
+    State(s): State<AppState>,
+    me: SignedIn,
+    Path(id): Path<String>,
+    form: Result<Form<CsrfForm>, FormRejection>,
+) -> Result<Response, PageError> {
+    decide(&s, &me, &id, form, true).await
+}
+
+async fn cancel_batch(
+    State(s): State<AppState>,
+    me: SignedIn,
+    Path(id): Path<String>,
+    form: Result<Form<CsrfForm>, FormRejection>,
+) -> Result<Response, PageError> {
+    decide(&s, &me, &id, form, false).await
 }
 
 #[cfg(test)]

@@ -41,6 +41,8 @@ pub(super) fn routes() -> Vec<Route> {
         ),
         ("/ui/tasks/{id}/release", Method::POST, post(release)),
         ("/ui/tasks/{id}/retry", Method::POST, post(retry)),
+        ("/ui/tasks/{id}/approve", Method::POST, post(approve)),
+        ("/ui/tasks/{id}/reject", Method::POST, post(reject)),
         (
             "/ui/tasks/{id}/attachments/{n}",
             Method::GET,
@@ -96,6 +98,8 @@ struct Actions {
     work: bool,
     /// Failed: Retry.
     retry: bool,
+    /// Awaiting approval and the session is an admin's: Approve / Reject.
+    approve: bool,
     /// Why nothing can be done now, if so (held by someone else, waiting, finished).
     why_not: Option<String>,
 }
@@ -222,6 +226,9 @@ async fn show(
         "in_progress" if mine => actions.work = true,
         "in_progress" if lapsed => actions.take_over = true,
         "failed" => actions.retry = true,
+        "awaiting_approval" if me.session.role == crate::auth::Role::Admin => {
+            actions.approve = true
+        }
         _ => {}
     }
     if !(actions.claim || actions.work || actions.take_over) {
@@ -395,6 +402,12 @@ async fn task_page(
         ),
         Some("released") => Some("You gave this task back to the queue.".to_owned()),
         Some("retried") => Some("A new task was planned for this user.".to_owned()),
+        Some("approved") => Some("Approved: the task is in the queue now.".to_owned()),
+        Some("rejected") => Some(
+            "Rejected: the task is cancelled and the app stays as it was until the IdP changes \
+             this user again."
+                .to_owned(),
+        ),
         Some("failed") => Some(
             "Recorded as failed. The user is flagged as needing attention; retry when the app \
              can be changed."
@@ -515,6 +528,47 @@ async fn retry(
     me.check_csrf(f.csrf.as_deref())?;
     match s.store.retry(&me.actor(), id).await {
         Ok(new) => Ok(see_other(&format!("/ui/tasks/{}?notice=retried", new.id))),
+        Err(e) => refused(&s, &me, id, e).await,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct RejectForm {
+    csrf: Option<String>,
+    reason: Option<String>,
+}
+
+async fn approve(
+    State(s): State<AppState>,
+    me: SignedIn,
+    Path(id): Path<String>,
+    form: Result<Form<CsrfForm>, FormRejection>,
+) -> Result<Response, PageError> {
+    let id = task_id(&id)?;
+    let Form(f) = form.map_err(form_rejected)?;
+    me.check_csrf(f.csrf.as_deref())?;
+    match s.store.decide_approval(&me.actor(), id, true, None).await {
+        Ok(_) => Ok(see_other(&format!("/ui/tasks/{id}?notice=approved"))),
+        Err(e) => refused(&s, &me, id, e).await,
+    }
+}
+
+async fn reject(
+    State(s): State<AppState>,
+    me: SignedIn,
+    Path(id): Path<String>,
+    form: Result<Form<RejectForm>, FormRejection>,
+) -> Result<Response, PageError> {
+    let id = task_id(&id)?;
+    let Form(f) = form.map_err(form_rejected)?;
+    me.check_csrf(f.csrf.as_deref())?;
+    let reason = f.reason.as_deref().map(str::trim).filter(|r| !r.is_empty());
+    match s
+        .store
+        .decide_approval(&me.actor(), id, false, reason)
+        .await
+    {
+        Ok(_) => Ok(see_other(&format!("/ui/tasks/{id}?notice=rejected"))),
         Err(e) => refused(&s, &me, id, e).await,
     }
 }

@@ -171,6 +171,8 @@ struct UserPage {
     confirmed_at: String,
     side: Vec<SideRow>,
     history: Vec<TrailRow>,
+    /// For the admin's CSV download of this user's trail.
+    export: Option<String>,
 }
 
 async fn user_page(
@@ -202,6 +204,8 @@ async fn user_page(
             .unwrap_or_else(|| "never".into()),
         side: side_by_side(u.desired.as_ref(), u.confirmed.as_ref()),
         history: trail(&history),
+        export: (me.session.role == crate::auth::Role::Admin)
+            .then(|| format!("/ui/reports/audit.csv?subject={}", u.id)),
     };
     Ok(render(StatusCode::OK, &page))
 }
