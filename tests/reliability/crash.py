@@ -173,6 +173,14 @@ def main():
             if r is None or (r[0] == "status" and not 200 <= r[1] < 300):
                 problems.append(f"{rid}: audit record but answered {r}")
 
+        # Every user is a seed or was created by a crash-* request that left its audit
+        # record (a user row without its audit record would break invariant 1).
+        orphans = db.q("select u.user_name, coalesce(string_agg(a.request_id || ':' || a.action, ','), '') "
+                       "from scim_user u left join audit a on a.subject_id = u.user_id::text "
+                       "and a.action = 'user.create' where u.user_name not like 'seed%' "
+                       "group by 1 having count(a.request_id) filter (where a.request_id like 'crash-%') <> 1")
+        for line in orphans.splitlines():
+            problems.append(f"user without exactly one crash-* user.create audit record: {line}")
         log(f"requests sent: {len(plan)}; answered 2xx: {len(ok)}; answered non-2xx: {len(other)}; "
             f"refused (never reached the server): {len(refused)}; connection lost in the kill: "
             f"{len(lost)} ({lost_committed} of them committed)")
