@@ -22,6 +22,7 @@ def main():
     try:
         cli(db.url, "migrate")
         tok = token(db.url, "scim", "okta")
+        agent = token(db.url, "agent", "robot")
         server = Server(db.url_via(proxy.port), "outage",
                         {"SCIMBRIDGE_REQUEST_TIMEOUT": str(REQUEST_TIMEOUT)}).start()
         port = server.port
@@ -44,7 +45,7 @@ def main():
         problems = []
         for mode in ("refused", "blackhole"):
             log(f"-- outage: connections {mode}")
-            outage(server, proxy, create, db, mode, problems)
+            outage(server, proxy, create, db, mode, problems, tok, agent)
         if problems:
             for p in problems[:30]:
                 log("  " + p)
@@ -57,7 +58,7 @@ def main():
         db.close()
 
 
-def outage(server, proxy, create, db, mode, problems):
+def outage(server, proxy, create, db, mode, problems, tok, agent):
     port = server.port
     # Requests in flight when the database goes away, then requests during the outage.
     if True:
@@ -71,6 +72,17 @@ def outage(server, proxy, create, db, mode, problems):
             futs += [ex.submit(create, f"{mode}-during-{i}") for i in range(20)]
             results = [f.result() for f in futs]
             ready = request(port, "GET", "/readyz", timeout=REQUEST_TIMEOUT + 20)
+            # Reads and the task API (JSON errors) answer 503 + Retry-After as well.
+            for path, token_, what in (("/scim/v2/Users?count=5", tok, "SCIM GET"),
+                                       ("/api/v1/tasks", agent, "task API GET")):
+                t = time.time()
+                st, h, body = request(port, "GET", path, token=token_,
+                                      timeout=REQUEST_TIMEOUT + 20)
+                took = time.time() - t
+                if st != 503 or "retry-after" not in h or took > BOUND:
+                    problems.append(f"{what} during the outage: {st} in {took:.1f}s, {h}, {body}")
+                log(f"{what} during the outage: {st} in {took:.1f}s, Retry-After "
+                    f"{h.get('retry-after')}: {body}")
         log(f"outage batch answered within {time.time() - cut_at:.1f}s of the cut")
 
         hist = {}
