@@ -673,10 +673,16 @@ pub async fn list_page(
                     next: None,
                 });
             }
+            // OFFSET skips rows only after computing them, and the select list computes
+            // groups and provisioning state with subqueries per row: pick the page's
+            // rows first (index-only on the sort order), then compute only those.
+            page.push(format!(" and {a}.seq in (select {a}.seq from {table}"));
+            push_where(&mut page, app_id, q.filter, res)?;
             page.push(format!(" order by {order}{a}.seq limit "))
                 .push_bind(p.count)
                 .push(" offset ")
-                .push_bind(p.offset());
+                .push_bind(p.offset())
+                .push(format!(") order by {order}{a}.seq"));
             (page.build().fetch_all(pool).await?, None)
         }
         Paging::Cursor { after, count } => {
