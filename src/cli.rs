@@ -7,6 +7,7 @@
 
 mod apps;
 mod governance;
+mod oauth;
 
 use std::sync::Arc;
 
@@ -59,6 +60,9 @@ pub enum Command {
     Token(TokenCommand),
     /// List, show and create apps (each served with an app profile).
     Apps(apps::AppsArgs),
+    /// OAuth clients for IdPs using the client credentials grant (POST /oauth/token).
+    #[command(subcommand)]
+    OauthClient(oauth::OAuthClientCommand),
     /// Manage the webhooks that receive notifications.
     #[command(subcommand)]
     Webhooks(governance::WebhooksCommand),
@@ -134,6 +138,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Token(cmd) => token(&cli.database_url, cmd).await,
         Command::Apps(args) => apps::run(&cli.database_url, args).await,
+        Command::OauthClient(cmd) => oauth::run(&cli.database_url, cmd).await,
         Command::Webhooks(cmd) => {
             let store = Store::connect(&cli.database_url, 2)?;
             store.migrate().await?;

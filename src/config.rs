@@ -59,6 +59,11 @@ pub struct Config {
     #[arg(long, env = "SCIMBRIDGE_METRICS_BIND")]
     pub metrics_bind: Option<SocketAddr>,
 
+    /// Key of the HS256 JWTs issued by `POST /oauth/token` (at least 32 characters; the
+    /// same on every replica). Default: a random key generated once per database.
+    #[arg(long, env = "SCIMBRIDGE_JWT_SECRET", hide_env_values = true, value_parser = parse_secret)]
+    pub jwt_secret: Option<Secret>,
+
     /// Requests per second allowed per bearer token (token bucket, in memory, per
     /// replica: N replicas allow N times this); 0 disables. Over the rate: 429 with
     /// `Retry-After`. The default never throttles a normal Okta or Entra sync.
@@ -91,6 +96,7 @@ impl Config {
             webhook_backoff_secs: 5,
             db_max_connections: 8,
             metrics_bind: None,
+            jwt_secret: None,
             // Off: tests that create many users would trip it; rate limit tests turn it on.
             rate_limit_per_second: 0.0,
             rate_limit_burst: 200,
@@ -144,6 +150,26 @@ impl Config {
             self.rate_limit_burst >= 1,
             "--rate-limit-burst must be at least 1"
         );
+        if let Some(s) = &self.jwt_secret {
+            anyhow::ensure!(
+                s.0.len() >= 32,
+                "--jwt-secret must be at least 32 characters (e.g. openssl rand -hex 32)"
+            );
+        }
         Ok(())
     }
+}
+
+/// A secret setting: its `Debug` never shows it (so `{config:?}` is safe to log).
+#[derive(Clone)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+fn parse_secret(s: &str) -> Result<Secret, String> {
+    Ok(Secret(s.to_owned()))
 }

@@ -69,6 +69,9 @@ impl Application {
                 config.token_cache_secs,
             ))),
             metrics: Arc::new(http::metrics::HttpMetrics::default()),
+            oauth: Arc::new(http::oauth::Keys::new(
+                config.jwt_secret.as_ref().map(|s| s.0.as_str()),
+            )),
             config: Arc::new(config),
         };
         let metrics_addr = match state.config.metrics_bind {

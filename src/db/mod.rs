@@ -14,6 +14,7 @@ mod derive;
 pub mod filter;
 pub mod groups;
 pub mod metrics;
+pub mod oauth;
 pub mod outbox;
 pub mod queue;
 pub mod reports;

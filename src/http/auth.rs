@@ -78,6 +78,13 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 /// Authenticates a request and returns its actor.
 pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Actor, AuthError> {
     let token = bearer(headers).ok_or(AuthError::Missing)?;
+    // OAuth access tokens (src/http/oauth.rs) verify by signature, without the store.
+    if super::oauth::is_jwt(token) {
+        return super::oauth::verify(state, headers, token)
+            .await
+            .map_err(AuthError::Store)?
+            .ok_or(AuthError::Invalid);
+    }
     let hash = hash_token(token);
     let info = match state.tokens.get(&hash) {
         Some(t) => t,

@@ -7,6 +7,7 @@ pub mod api;
 pub mod auth;
 pub mod health;
 pub mod metrics;
+pub mod oauth;
 pub mod ratelimit;
 pub mod scim;
 pub mod web;
@@ -36,6 +37,8 @@ pub struct AppState {
     pub notifier: Arc<crate::queue::Notifier>,
     /// Request counts and latencies for `/metrics`.
     pub metrics: Arc<metrics::HttpMetrics>,
+    /// The key of OAuth access tokens.
+    pub oauth: Arc<oauth::Keys>,
 }
 
 /// One route: path, method and handler. The router and the route table (checked
@@ -48,6 +51,7 @@ pub fn routes() -> Vec<Route> {
         health::routes(),
         scim::routes(),
         api::routes(),
+        oauth::routes(),
         web::routes(),
     ]
     .concat()

@@ -220,7 +220,7 @@ fn fill(path: &str, b: &AppB) -> Option<String> {
         &b.held_task_id
     } else if path.starts_with("/api/v1/tasks/") || path.starts_with("/ui/tasks/") {
         &b.task_id
-    } else if path.starts_with("/api/v1/batches/") {
+    } else if path.starts_with("/api/v1/batches/") || path.starts_with("/ui/batches/") {
         &b.batch_id
     } else {
         return None;

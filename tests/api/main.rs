@@ -11,6 +11,7 @@ mod groups;
 mod health;
 mod helpers;
 mod isolation;
+mod oauth;
 mod openapi;
 mod ops;
 mod profiles;

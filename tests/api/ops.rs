@@ -230,7 +230,7 @@ impl Drop for Binary {
     }
 }
 
-fn database_url(pool: &PgPool) -> String {
+pub(crate) fn database_url(pool: &PgPool) -> String {
     let base = std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     let db = pool
@@ -416,6 +416,7 @@ async fn serve_refuses_bad_settings_and_names_the_flag() {
             "--request-timeout-secs",
         ),
         (&["--bind", "not-an-address"][..], "--bind"),
+        (&["--jwt-secret", "too-short"][..], "--jwt-secret"),
     ] {
         let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_scimbridge"))
             .arg("serve")

@@ -1,0 +1,255 @@
+//! OAuth 2.0 client credentials: `scimbridge oauth-client create`, `POST /oauth/token`,
+//! and the SCIM routes accepting (and refusing) the JWTs.
+
+use base64::Engine;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use reqwest::Method;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+
+use crate::helpers::{assert_scim_error, okta_user, TestApp};
+use crate::ops::database_url;
+use scimbridge::config::{Config, Secret};
+
+const KEY: &str = "test-jwt-secret-0123456789abcdef0123456789";
+
+/// Creates a client with the real CLI; returns (client_id, client_secret).
+async fn create_client(pool: &PgPool, app: &str, name: &str) -> (String, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_scimbridge"))
+        .args(["oauth-client", "create", "--app", app, "--name", name])
+        .env("DATABASE_URL", database_url(pool))
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let field = |k: &str| {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}: ")))
+            .unwrap_or_else(|| panic!("{k} in {stdout}"))
+            .to_owned()
+    };
+    (field("client_id"), field("client_secret"))
+}
+
+async fn token_form(app: &TestApp, form: &[(&str, &str)]) -> reqwest::Response {
+    app.client
+        .post(app.url("/oauth/token"))
+        .form(form)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn users_with(app: &TestApp, jwt: &str) -> reqwest::Response {
+    app.client
+        .get(app.url("/scim/v2/Users"))
+        .bearer_auth(jwt)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[sqlx::test]
+async fn a_client_trades_its_credentials_for_a_jwt_the_scim_routes_accept(pool: PgPool) {
+    // No --jwt-secret: the key is generated once and kept in the database.
+    let app = TestApp::spawn(pool.clone()).await;
+    let (id, secret) = create_client(&pool, "peopleai", "okta-oauth").await;
+    let res = token_form(
+        &app,
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", &id),
+            ("client_secret", &secret),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["expires_in"], 3600);
+    let jwt = body["access_token"].as_str().unwrap().to_owned();
+    // The claims say who, for which app, for which audience.
+    let payload = jwt.split('.').nth(1).unwrap();
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["sub"], json!(id));
+    assert_eq!(claims["app"], "peopleai");
+    assert_eq!(claims["role"], "scim");
+    assert_eq!(claims["aud"], json!(format!("{}/scim/v2", app.root)));
+    let ttl = claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap();
+    assert_eq!(ttl, 3600);
+
+    assert_eq!(users_with(&app, &jwt).await.status(), 200);
+    let res = app
+        .client
+        .post(app.url("/scim/v2/Users"))
+        .bearer_auth(&jwt)
+        .json(&okta_user("ann@corp.com"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    // A scim token is not an agent or admin token.
+    let res = app
+        .client
+        .get(app.url("/api/v1/tasks"))
+        .bearer_auth(&jwt)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        matches!(res.status().as_u16(), 401 | 403),
+        "{}",
+        res.status()
+    );
+
+    // HTTP Basic works too (RFC 6749 §2.3.1).
+    let res = app
+        .client
+        .post(app.url("/oauth/token"))
+        .basic_auth(&id, Some(&secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+}
+
+#[sqlx::test]
+async fn the_token_endpoint_refuses_bad_credentials_and_grants(pool: PgPool) {
+    let app = TestApp::spawn(pool.clone()).await;
+    let (id, secret) = create_client(&pool, "peopleai", "okta-oauth").await;
+    for (form, status, error) in [
+        (
+            vec![
+                ("grant_type", "client_credentials"),
+                ("client_id", id.as_str()),
+                ("client_secret", "sbt_wrong"),
+            ],
+            401,
+            "invalid_client",
+        ),
+        (
+            vec![
+                ("grant_type", "client_credentials"),
+                ("client_id", "not-a-client"),
+                ("client_secret", secret.as_str()),
+            ],
+            401,
+            "invalid_client",
+        ),
+        (
+            vec![("grant_type", "client_credentials")],
+            401,
+            "invalid_client",
+        ),
+        (
+            vec![
+                ("grant_type", "password"),
+                ("client_id", id.as_str()),
+                ("client_secret", secret.as_str()),
+            ],
+            400,
+            "unsupported_grant_type",
+        ),
+    ] {
+        let res = token_form(&app, &form).await;
+        assert_eq!(res.status().as_u16(), status, "{form:?}");
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["error"], error, "{form:?}: {body}");
+    }
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn sign(claims: &Value, key: &str) -> String {
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(key.as_bytes()),
+    )
+    .unwrap()
+}
+
+#[sqlx::test]
+async fn forged_expired_and_misaddressed_jwts_are_401_with_a_scim_error(pool: PgPool) {
+    let mut config = Config::for_tests();
+    config.jwt_secret = Some(Secret(KEY.into()));
+    let app = TestApp::spawn_with(pool.clone(), config).await;
+    let (id, _) = create_client(&pool, "peopleai", "okta-oauth").await;
+    let claims = |aud: String, exp: u64| {
+        json!({"iss": "scimbridge", "sub": id, "aud": aud, "iat": now(), "exp": exp,
+               "app": "peopleai", "role": "scim", "name": "okta-oauth"})
+    };
+    let aud = format!("{}/scim/v2", app.root);
+    // The baseline: a well-formed token signed with the server's key works, so each
+    // refusal below is for the one thing changed.
+    let good = sign(&claims(aud.clone(), now() + 600), KEY);
+    assert_eq!(users_with(&app, &good).await.status(), 200);
+
+    let b64 = |v: &Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).unwrap())
+    };
+    let unsigned = format!(
+        "{}.{}.",
+        b64(&json!({"alg": "none", "typ": "JWT"})),
+        b64(&claims(aud.clone(), now() + 600))
+    );
+    let hs512 = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS512),
+        &claims(aud.clone(), now() + 600),
+        &EncodingKey::from_secret(KEY.as_bytes()),
+    )
+    .unwrap();
+    let mut admin_claims = claims(aud.clone(), now() + 600);
+    admin_claims["role"] = json!("admin");
+    for (what, jwt) in [
+        ("alg: none", unsigned),
+        ("another algorithm", hs512),
+        (
+            "a wrong key",
+            sign(
+                &claims(aud.clone(), now() + 600),
+                "some-other-key-0123456789abcdef0123",
+            ),
+        ),
+        ("expired", sign(&claims(aud.clone(), now() - 3600), KEY)),
+        (
+            "a wrong audience",
+            sign(
+                &claims("https://other.example/scim/v2".into(), now() + 600),
+                KEY,
+            ),
+        ),
+        ("a role other than scim", sign(&admin_claims, KEY)),
+    ] {
+        let res = users_with(&app, &jwt).await;
+        assert_eq!(res.status(), 401, "{what}");
+        assert_scim_error(res, 401, None).await;
+    }
+    // And with a tampered payload (app B's claims under A's signature).
+    let mut parts: Vec<String> = good.split('.').map(str::to_owned).collect();
+    let mut other = claims(aud, now() + 600);
+    other["app"] = json!("sixsense");
+    parts[1] = b64(&other);
+    let res = users_with(&app, &parts.join(".")).await;
+    assert_scim_error(res, 401, None).await;
+    let res = app.scim(Method::GET, "/Users").send().await.unwrap();
+    assert_eq!(res.status(), 200, "static tokens still work");
+}
