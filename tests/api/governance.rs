@@ -672,7 +672,7 @@ async fn the_cli_manages_webhooks_verifies_the_audit_and_prints_reports(pool: Pg
             "--name",
             "ops",
             "--url",
-            "https://hooks.example.com/x",
+            "http://127.0.0.1:9/x",
             "--secret",
             "0123456789abcdef0123",
         ],
@@ -721,7 +721,8 @@ async fn the_cli_manages_webhooks_verifies_the_audit_and_prints_reports(pool: Pg
         String::from_utf8_lossy(&out.stdout)
     );
 
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_scimbridge"))
+    // Async: the in-process server answers on this test's runtime while the CLI waits.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_scimbridge"))
         .args([
             "reports",
             "seats",
@@ -731,6 +732,7 @@ async fn the_cli_manages_webhooks_verifies_the_audit_and_prints_reports(pool: Pg
             &app.admin_token,
         ])
         .output()
+        .await
         .unwrap();
     assert!(
         out.status.success(),
@@ -739,7 +741,8 @@ async fn the_cli_manages_webhooks_verifies_the_audit_and_prints_reports(pool: Pg
     );
     let seats: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(seats["seats"]["desired_active"], 1);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_scimbridge"))
+    // Async: the in-process server answers on this test's runtime while the CLI waits.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_scimbridge"))
         .args([
             "reports",
             "audit",
@@ -749,6 +752,7 @@ async fn the_cli_manages_webhooks_verifies_the_audit_and_prints_reports(pool: Pg
             &app.agent_token,
         ])
         .output()
+        .await
         .unwrap();
     assert!(!out.status.success(), "the audit export is for admins");
     assert!(String::from_utf8_lossy(&out.stderr).contains("forbidden_role"));
