@@ -67,11 +67,15 @@ pub struct Config {
     /// Requests per second allowed per bearer token (token bucket, in memory, per
     /// replica: N replicas allow N times this); 0 disables. Over the rate: 429 with
     /// `Retry-After`. The default never throttles a normal Okta or Entra sync.
-    #[arg(long, env = "SCIMBRIDGE_RATE_LIMIT_PER_SECOND", default_value_t = 50.0)]
+    #[arg(
+        long,
+        env = "SCIMBRIDGE_RATE_LIMIT_PER_SECOND",
+        default_value_t = 100.0
+    )]
     pub rate_limit_per_second: f64,
 
     /// Largest burst per bearer token after a quiet period (the bucket size).
-    #[arg(long, env = "SCIMBRIDGE_RATE_LIMIT_BURST", default_value_t = 200)]
+    #[arg(long, env = "SCIMBRIDGE_RATE_LIMIT_BURST", default_value_t = 1000)]
     pub rate_limit_burst: u32,
 
     /// App profiles beyond the built-in ones (`--profiles-dir`).

@@ -87,9 +87,22 @@ async fn a_task_api_token_over_its_rate_gets_a_429_code_and_message(pool: PgPool
 
 #[sqlx::test]
 async fn the_default_rate_limit_lets_a_normal_sync_through(pool: PgPool) {
-    let app = TestApp::spawn_with(pool, limited(50.0, 200)).await;
-    // An import walk of 150 quick requests (well above what Okta sends in a burst).
-    for i in 0..150 {
+    let defaults = {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Serve {
+            #[command(flatten)]
+            config: Config,
+        }
+        Serve::parse_from(["serve"]).config
+    };
+    let app = TestApp::spawn_with(
+        pool,
+        limited(defaults.rate_limit_per_second, defaults.rate_limit_burst),
+    )
+    .await;
+    // An import walk of 400 quick requests (well above what Okta sends in a burst).
+    for i in 0..400 {
         let res = app
             .scim(Method::GET, &format!("/Users?startIndex={}&count=1", i + 1))
             .send()
