@@ -353,12 +353,16 @@ impl Store {
     ) -> Result<GroupRecord> {
         let mut tx = self.pool.begin().await?;
         let old_doc = lock(&mut tx, &actor.app_id, id, if_match).await?;
-        let old_members = current_members(&mut tx, id).await?;
         let mut with_members = old_doc.clone();
         let listed = fetch(&mut tx, &actor.app_id, id, true)
             .await?
             .members
             .unwrap_or_default();
+        // The listing already holds the current (live) members: no second query.
+        let old_members: BTreeSet<Uuid> = listed
+            .iter()
+            .filter_map(|m| m["value"].as_str().and_then(|v| Uuid::parse_str(v).ok()))
+            .collect();
         if let Value::Object(m) = &mut with_members {
             if !listed.is_empty() {
                 m.insert("members".into(), Value::Array(listed));
