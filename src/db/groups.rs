@@ -15,6 +15,7 @@ use super::{is_unique_violation, Store};
 use crate::auth::Actor;
 use crate::error::{Error, Result};
 use crate::reconcile::{Profile, Profiles};
+use crate::scim::members::MemberDelta;
 use crate::scim::{ScimError, ScimType};
 
 /// A group as stored, with what a SCIM read needs.
@@ -179,44 +180,80 @@ async fn sync_members(
     new: &BTreeSet<Uuid>,
     listed: &[Member],
 ) -> Result<()> {
-    let added: Vec<Uuid> = new.difference(old).copied().collect();
-    let removed: Vec<Uuid> = old.difference(new).copied().collect();
-    if !added.is_empty() {
-        let display: Vec<Option<String>> = added
+    let display = |id: &Uuid| {
+        listed
             .iter()
-            .map(|id| {
-                listed
-                    .iter()
-                    .find(|m| Uuid::parse_str(&m.value).ok() == Some(*id))
-                    .and_then(|m| m.display.clone())
-            })
-            .collect();
-        sqlx::query(
+            .find(|m| Uuid::parse_str(&m.value).ok() == Some(*id))
+            .and_then(|m| m.display.clone())
+    };
+    let add: Vec<(Uuid, Option<String>)> =
+        new.difference(old).map(|id| (*id, display(id))).collect();
+    let remove: Vec<Uuid> = old.difference(new).copied().collect();
+    let (added, removed) = write_member_rows(conn, group_id, &add, &remove).await?;
+    rederive(conn, profiles, actor, names, &added, &removed, || {
+        old.union(new).copied().collect()
+    })
+    .await
+}
+
+/// Inserts and deletes membership rows; returns the members actually added and removed
+/// (adding a member twice or removing an absent one changes nothing).
+async fn write_member_rows(
+    conn: &mut PgConnection,
+    group_id: Uuid,
+    add: &[(Uuid, Option<String>)],
+    remove: &[Uuid],
+) -> Result<(Vec<Uuid>, Vec<Uuid>)> {
+    let mut added = Vec::new();
+    if !add.is_empty() {
+        let (ids, display): (Vec<Uuid>, Vec<Option<String>>) = add.iter().cloned().unzip();
+        added = sqlx::query_scalar(
             "insert into group_member (group_id, user_id, display) \
-             select $1, u, d from unnest($2::uuid[], $3::text[]) as x(u, d) on conflict do nothing",
+             select $1, u, d from unnest($2::uuid[], $3::text[]) as x(u, d) \
+             on conflict do nothing returning user_id",
         )
         .bind(group_id)
-        .bind(&added)
+        .bind(&ids)
         .bind(&display)
-        .execute(&mut *conn)
+        .fetch_all(&mut *conn)
         .await?;
     }
-    if !removed.is_empty() {
-        sqlx::query("delete from group_member where group_id = $1 and user_id = any($2)")
-            .bind(group_id)
-            .bind(&removed)
-            .execute(&mut *conn)
-            .await?;
+    let mut removed = Vec::new();
+    if !remove.is_empty() {
+        // Deleted users are no longer members as SCIM shows them; their rows stay.
+        removed = sqlx::query_scalar(
+            "delete from group_member m using scim_user u \
+             where m.group_id = $1 and m.user_id = any($2) and u.user_id = m.user_id \
+               and u.deleted_at is null returning m.user_id",
+        )
+        .bind(group_id)
+        .bind(remove)
+        .fetch_all(&mut *conn)
+        .await?;
     }
+    Ok((added, removed))
+}
+
+/// Re-derives the users whose app role a membership change may decide: the added and
+/// removed members, or `everyone` (old and new members) when the group was renamed into
+/// or out of a role mapping.
+async fn rederive(
+    conn: &mut PgConnection,
+    profiles: &Profiles,
+    actor: &Actor,
+    (old_name, new_name): (&str, &str),
+    added: &[Uuid],
+    removed: &[Uuid],
+    everyone: impl FnOnce() -> BTreeSet<Uuid>,
+) -> Result<()> {
     let p = profile(conn, profiles, &actor.app_id).await?;
-    let (old_name, new_name) = names;
     let affected: BTreeSet<Uuid> =
         if !p.group_decides_role(old_name) && !p.group_decides_role(new_name) {
             BTreeSet::new()
         } else if old_name.eq_ignore_ascii_case(new_name) {
-            added.iter().chain(&removed).copied().collect()
+            added.iter().chain(removed).copied().collect()
         } else {
-            old.union(new).copied().collect()
+            everyone()
         };
     if affected.is_empty() {
         return Ok(());
@@ -228,8 +265,7 @@ async fn sync_members(
         .execute(&mut *conn)
         .await?;
     // A group change that would plan many tasks is held for review as one batch (the
-    // preview of a large group push). Opened after the row locks: audit records, which
-    // opening a batch writes, always come last (see the audit_head comment).
+    // preview of a large group push).
     let max = p.governance.group_push_max as usize;
     if max > 0 && ids.len() > max {
         let reason = format!(
@@ -319,6 +355,7 @@ impl Store {
             &members,
         )
         .await?;
+        let rec = fetch(&mut tx, &actor.app_id, id, true).await?;
         audit::write(
             &mut tx,
             actor,
@@ -330,7 +367,6 @@ impl Store {
             ),
         )
         .await?;
-        let rec = fetch(&mut tx, &actor.app_id, id, true).await?;
         tx.commit().await?;
         Ok(rec)
     }
@@ -372,8 +408,8 @@ impl Store {
         let members = take_members(&mut doc);
         let new_members = resolve_members(&mut tx, &actor.app_id, &members).await?;
         let (old_name, new_name) = (name_of(&old_doc), name_of(&doc));
-        if doc == old_doc && new_members == old_members {
-            audit::write(&mut tx, actor, entry(action, id, "unchanged", json!({}))).await?;
+        let (outcome, detail) = if doc == old_doc && new_members == old_members {
+            ("unchanged", json!({}))
         } else {
             sqlx::query(
                 "update scim_group set display_name = $2, external_id = $3, doc = $4, \
@@ -402,9 +438,78 @@ impl Store {
                 "added": new_members.difference(&old_members).count(),
                 "removed": old_members.difference(&new_members).count(),
             });
-            audit::write(&mut tx, actor, entry(action, id, "updated", detail)).await?;
-        }
+            ("updated", detail)
+        };
         let rec = fetch(&mut tx, &actor.app_id, id, true).await?;
+        audit::write(&mut tx, actor, entry(action, id, outcome, detail)).await?;
+        tx.commit().await?;
+        Ok(rec)
+    }
+
+    /// Applies a membership-only PATCH (Okta's and Entra's group push) as row changes:
+    /// reads only the members it names, never the whole list (issue #6). Same results
+    /// and errors as the PATCH engine: unknown ids are a 400 invalidValue, adding a
+    /// member twice or removing an absent one changes nothing (no new version).
+    /// `with_members` false leaves the members out of the returned record.
+    pub async fn patch_group_members(
+        &self,
+        actor: &Actor,
+        id: Uuid,
+        if_match: Option<&[i64]>,
+        delta: &MemberDelta,
+        with_members: bool,
+    ) -> Result<GroupRecord> {
+        let mut tx = self.pool.begin().await?;
+        let doc = lock(&mut tx, &actor.app_id, id, if_match).await?;
+        let named: Vec<Member> = delta
+            .add
+            .iter()
+            .map(|(value, display)| Member {
+                value: value.clone(),
+                display: display.clone(),
+            })
+            .collect();
+        if !named.is_empty() {
+            resolve_members(&mut tx, &actor.app_id, &named).await?;
+        }
+        let add: Vec<(Uuid, Option<String>)> = delta
+            .add
+            .iter()
+            .filter_map(|(v, d)| Uuid::parse_str(v).ok().map(|u| (u, d.clone())))
+            .collect();
+        let remove: Vec<Uuid> = delta
+            .remove
+            .iter()
+            .filter_map(|v| Uuid::parse_str(v).ok())
+            .collect();
+        let (added, removed) = write_member_rows(&mut tx, id, &add, &remove).await?;
+        let name = name_of(&doc);
+        let (outcome, detail) = if added.is_empty() && removed.is_empty() {
+            ("unchanged", json!({}))
+        } else {
+            sqlx::query(
+                "update scim_group set version = version + 1, updated_at = now() where group_id = $1",
+            )
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            // The name is unchanged, so only the named members can change role.
+            rederive(
+                &mut tx,
+                &self.profiles,
+                actor,
+                (&name, &name),
+                &added,
+                &removed,
+                BTreeSet::new,
+            )
+            .await?;
+            let detail =
+                json!({"displayName": name, "added": added.len(), "removed": removed.len()});
+            ("updated", detail)
+        };
+        let rec = fetch(&mut tx, &actor.app_id, id, with_members).await?;
+        audit::write(&mut tx, actor, entry("group.patch", id, outcome, detail)).await?;
         tx.commit().await?;
         Ok(rec)
     }

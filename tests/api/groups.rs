@@ -244,3 +244,124 @@ async fn put_and_delete_group(pool: PgPool) {
         "a deleted group is no longer listed on its members"
     );
 }
+
+/// Group push (members added or removed by id) is applied as row changes, without the
+/// whole member list (issue #6); the results must be the PATCH engine's.
+#[sqlx::test]
+async fn membership_patches_change_only_the_named_members(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let ids = users(&app, 3).await;
+    let g = app
+        .create_group(json!({"displayName": "Sales", "members": [{"value": ids[0]}]}))
+        .await;
+    let gid = g["id"].as_str().unwrap();
+    let version = |g: &Value| g["meta"]["version"].as_str().unwrap().to_owned();
+
+    // Adding a member already there and removing one never added change nothing: no
+    // new version, the response is the group as it was.
+    let res = app
+        .patch(
+            &format!("/Groups/{gid}"),
+            json!([
+                {"op": "add", "path": "members", "value": [{"value": ids[0], "display": "again"}]},
+                {"op": "remove", "path": format!("members[value eq \"{}\"]", ids[2])}
+            ]),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let same: Value = res.json().await.unwrap();
+    assert_eq!(version(&same), version(&g));
+    assert_eq!(same["members"], g["members"]);
+
+    // Okta's add, then Entra's value-list remove; the last operation about a member wins.
+    let res = app
+        .patch(
+            &format!("/Groups/{gid}"),
+            json!([
+                {"op": "add", "path": "members", "value": [{"value": ids[1], "display": "b"}, {"value": ids[2]}]},
+                {"op": "Remove", "path": "members", "value": [{"value": ids[0]}, {"value": ids[2]}]},
+            ]),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let changed: Value = res.json().await.unwrap();
+    assert_ne!(version(&changed), version(&g));
+    assert_eq!(member_ids(&changed), vec![ids[1].clone()]);
+    assert_eq!(changed["members"][0]["display"], "b");
+    assert_eq!(
+        get(&app, gid).await,
+        changed,
+        "the response is what a read shows"
+    );
+
+    // An unknown id fails the whole request: the valid add beside it is not applied.
+    let res = app
+        .patch(
+            &format!("/Groups/{gid}"),
+            json!([{"op": "add", "path": "members", "value": [{"value": ids[0]}, {"value": uuid::Uuid::new_v4()}]}]),
+        )
+        .await;
+    assert_scim_error(res, 400, Some("invalidValue")).await;
+    assert_eq!(get(&app, gid).await, changed);
+
+    // If-Match still guards it (RFC 7644 §3.14).
+    let res = app
+        .scim(Method::PATCH, &format!("/Groups/{gid}"))
+        .header("If-Match", "W/\"1\"")
+        .json(
+            &json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "add", "path": "members", "value": [{"value": ids[0]}]}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_scim_error(res, 412, None).await;
+
+    let audit: Vec<(String,)> =
+        sqlx::query_as("select outcome from audit where action = 'group.patch' order by audit_id")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    let outcomes: Vec<&str> = audit.iter().map(|(o,)| o.as_str()).collect();
+    assert_eq!(
+        outcomes,
+        ["unchanged", "updated"],
+        "refused requests leave no record"
+    );
+}
+
+/// Membership of a role-deciding group plans the role change of exactly the members it
+/// adds or removes, through the row-change path too.
+#[sqlx::test]
+async fn membership_patch_of_a_role_group_replans_only_the_named_members(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let ids = users(&app, 2).await;
+    let g = app
+        .create_group(json!({"displayName": "People.ai Admins"}))
+        .await;
+    let gid = g["id"].as_str().unwrap();
+    let res = app
+        .patch(
+            &format!("/Groups/{gid}"),
+            json!([{"op": "add", "path": "members", "value": [{"value": ids[1]}]}]),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    // u1's creation now asks for Admin, which the People.ai profile has approved first.
+    let roles: Vec<(String, Option<String>, String)> = sqlx::query_as(
+        "select u.user_name, t.target->>'role', t.state::text from scim_user u \
+         join task t on t.user_id = u.user_id \
+         where t.state in ('open', 'awaiting_approval') order by u.user_name",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    let row = |n: &str, r: &str, s: &str| (n.to_owned(), Some(r.to_owned()), s.to_owned());
+    assert_eq!(
+        roles,
+        [
+            row("u0@corp.com", "Standard", "open"),
+            row("u1@corp.com", "Admin", "awaiting_approval"),
+        ]
+    );
+}

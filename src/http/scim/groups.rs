@@ -18,6 +18,7 @@ use crate::db::groups::GroupRecord;
 use crate::db::rfc3339;
 use crate::http::{AppState, Route};
 use crate::scim::list::ListRequest;
+use crate::scim::members::member_delta;
 use crate::scim::patch;
 use crate::scim::resource::{self, etag, Meta};
 use crate::scim::schema::GROUP_RESOURCE;
@@ -106,6 +107,15 @@ pub(super) async fn write_group(
         }
         Write::Patch(id, body) => {
             let req = patch_request(body)?;
+            // Group push (members added or removed by id) as row changes: the cost
+            // stays flat however large the group is (issue #6).
+            if let Some(delta) = member_delta(&req.operations) {
+                return Ok(Some(
+                    s.store
+                        .patch_group_members(actor, id, if_match, &delta, true)
+                        .await?,
+                ));
+            }
             s.store
                 .update_group(actor, id, "group.patch", if_match, |mut doc| {
                     patch::apply(&mut doc, &req.operations, &GROUP_RESOURCE)?;
