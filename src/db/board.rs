@@ -4,13 +4,11 @@
 //! API's claim takes whatever is next). Every query is scoped to one app.
 
 use chrono::{DateTime, Utc};
-use serde_json::json;
 use sqlx::{postgres::PgRow, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
-use super::audit;
-use super::queue::{task_entry, Lease, CLAIMABLE};
-use super::tasks::{fetch, Task};
+use super::queue::{take, Lease, Picked, CLAIMABLE};
+use super::tasks::Task;
 use super::users::STATE;
 use super::Store;
 use crate::auth::Actor;
@@ -18,10 +16,9 @@ use crate::error::Result;
 use crate::reconcile::TaskKind;
 
 /// The rank a task of this kind has in claim order (lower first): leavers first, joiners
-/// last. Must stay the `order by` of `Store::claim`, so the board lists tasks in the order
-/// workers get them (a test checks the two agree).
-const RANK: &str = "(case t.kind when 'remove' then 0 when 'deactivate' then 0 \
-    when 'change_role' then 1 when 'create_account' then 3 else 2 end)";
+/// last: the stored `task.priority` (migration 0004), which `Store::claim` orders by, so
+/// the board lists tasks in the order workers get them (a test checks the two agree).
+const RANK: &str = "t.priority::int";
 
 /// How the board orders its tasks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -379,8 +376,8 @@ impl Store {
             .await?;
         let mut tx = self.pool.begin().await?;
         // SKIP LOCKED: a worker completing or claiming it right now wins; no waiting.
-        let picked: Option<(Uuid, String, Option<String>, i32)> = sqlx::query_as(&format!(
-            "select t.user_id, t.state::text, t.claimed_by, t.attempts \
+        let picked: Option<Picked> = sqlx::query_as(&format!(
+            "select t.task_id, t.user_id, t.state::text, t.claimed_by, t.attempts \
                from task t join scim_user u on u.user_id = t.user_id \
               where t.app_id = $1 and t.task_id = $2 and {CLAIMABLE} \
               for update of t, u skip locked"
@@ -389,46 +386,12 @@ impl Store {
         .bind(id)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some((user_id, state, holder, attempts)) = picked else {
+        let Some(picked) = picked else {
             return Ok(None);
         };
-        let lease_id = Uuid::new_v4();
-        sqlx::query(
-            "update task set state = 'in_progress', claimed_by = $2, claimed_token = $3, claimed_at = now(), \
-             lease_id = $4, lease_seconds = $5, lease_expires_at = now() + make_interval(secs => $5), \
-             attempts = attempts + 1, updated_at = now() where task_id = $1",
-        )
-        .bind(id)
-        .bind(&actor.name)
-        .bind(actor.token_id)
-        .bind(lease_id)
-        .bind(lease.seconds as i32)
-        .execute(&mut *tx)
-        .await?;
-        if state == "in_progress" {
-            let system = Actor::system(&actor.app_id);
-            let detail = json!({"attempt": attempts, "last_holder": holder});
-            audit::write(
-                &mut tx,
-                &system,
-                task_entry(
-                    "task.lease_expired",
-                    id,
-                    user_id,
-                    "returned_to_queue",
-                    detail,
-                ),
-            )
-            .await?;
-        }
-        let t = fetch(&mut tx, &actor.app_id, id).await?;
-        let detail = json!({"lease_id": lease_id, "lease_expires_at": t.lease_expires_at, "attempt": t.attempts});
-        audit::write(
-            &mut tx,
-            actor,
-            task_entry("task.claim", id, user_id, "claimed", detail),
-        )
-        .await?;
+        let Some(t) = take(&mut tx, actor, lease, picked).await? else {
+            return Ok(None);
+        };
         tx.commit().await?;
         Ok(Some(t))
     }

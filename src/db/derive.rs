@@ -136,6 +136,18 @@ pub(super) async fn derive_user(
     actor: &Actor,
     user_id: Uuid,
 ) -> Result<()> {
+    derive(conn, profiles, actor, user_id, true, None).await?;
+    Ok(())
+}
+
+/// [`derive_user`] for a user created in this transaction: returns the task it planned,
+/// if any (a new user has no other), so the caller can answer without re-reading.
+pub(super) async fn derive_new_user(
+    conn: &mut PgConnection,
+    profiles: &Profiles,
+    actor: &Actor,
+    user_id: Uuid,
+) -> Result<Option<i64>> {
     derive(conn, profiles, actor, user_id, true, None).await
 }
 
@@ -149,7 +161,8 @@ pub(super) async fn replan_waiting(
     actor: &Actor,
     user_id: Uuid,
 ) -> Result<()> {
-    derive(conn, profiles, actor, user_id, false, None).await
+    derive(conn, profiles, actor, user_id, false, None).await?;
+    Ok(())
 }
 
 /// Like [`derive_user`], but a task it plans is held in the given batch (a group change
@@ -161,7 +174,8 @@ pub(super) async fn derive_user_held(
     user_id: Uuid,
     batch_id: i64,
 ) -> Result<()> {
-    derive(conn, profiles, actor, user_id, true, Some(batch_id)).await
+    derive(conn, profiles, actor, user_id, true, Some(batch_id)).await?;
+    Ok(())
 }
 
 /// Where a planned task starts: held in a batch (mass-change guard), waiting for an
@@ -242,13 +256,13 @@ async fn derive(
     user_id: Uuid,
     create: bool,
     hold: Option<i64>,
-) -> Result<()> {
+) -> Result<Option<i64>> {
     let Some(s) = load(conn, profiles, user_id).await? else {
-        return Ok(());
+        return Ok(None);
     };
     let plan = reconcile::plan(s.desired.as_ref(), s.basis.as_ref());
     match (plan, s.open.clone()) {
-        (None, None) => Ok(()),
+        (None, None) => Ok(None),
         (None, Some((task_id, _, _))) => {
             let reason = cancel_reason(&s.desired, s.in_progress);
             sqlx::query(
@@ -271,10 +285,13 @@ async fn derive(
                     json!({"reason": reason}),
                 ),
             )
-            .await
+            .await?;
+            Ok(None)
         }
-        (Some(plan), Some((_, kind, target))) if kind == plan.kind && target == plan.target => {
-            Ok(())
+        (Some(plan), Some((task_id, kind, target)))
+            if kind == plan.kind && target == plan.target =>
+        {
+            Ok(Some(task_id))
         }
         (Some(plan), Some((task_id, old_kind, _))) => {
             let (title, steps) = s.profile.render(&plan);
@@ -309,14 +326,14 @@ async fn derive(
                 actor,
                 task_entry("task.update", user_id, task_id, "updated", detail),
             )
-            .await
+            .await?;
+            Ok(Some(task_id))
         }
-        (Some(_), None) if !create => Ok(()),
+        (Some(_), None) if !create => Ok(None),
         (Some(plan), None) => {
             let at = place(conn, actor, &s, &plan, hold).await?;
             let (task_id, title, due_at) =
                 insert(conn, &actor.app_id, user_id, &plan, &s.profile, &at).await?;
-            super::notify_tasks(conn, &actor.app_id).await?;
             if s.rejected {
                 sqlx::query("update scim_user set rejected_at = null where user_id = $1")
                     .bind(user_id)
@@ -343,7 +360,8 @@ async fn derive(
                 actor,
                 task_entry("task.create", user_id, task_id, "created", detail),
             )
-            .await
+            .await?;
+            Ok(Some(task_id))
         }
     }
 }
@@ -357,11 +375,14 @@ async fn insert(
     at: &Placement,
 ) -> Result<(i64, String, chrono::DateTime<chrono::Utc>)> {
     let (title, steps) = profile.render(plan);
-    let (id, due_at): (i64, chrono::DateTime<chrono::Utc>) = sqlx::query_as(
-        "insert into task (app_id, user_id, kind, title, instructions, changes, base, target, \
-         completion_fields, state, needs_approval, batch_id, due_at) \
+    // Waiting workers are woken (LISTEN/NOTIFY, delivered at commit) by the same
+    // statement: one round trip fewer on every create.
+    let (id, due_at, _): (i64, chrono::DateTime<chrono::Utc>, Option<String>) = sqlx::query_as(
+        "with t as (insert into task (app_id, user_id, kind, title, instructions, changes, base, \
+         target, completion_fields, state, needs_approval, batch_id, due_at) \
          values ($1, $2, $3::task_kind, $4, $5, $6, $7, $8, $9, $10::task_state, $11, $12, \
-                 now() + make_interval(secs => $13)) returning task_id, due_at",
+                 now() + make_interval(secs => $13)) returning task_id, due_at) \
+         select t.task_id, t.due_at, pg_notify($14, $1)::text from t",
     )
     .bind(app_id)
     .bind(user_id)
@@ -376,6 +397,7 @@ async fn insert(
     .bind(at.needs_approval)
     .bind(at.batch)
     .bind(profile.governance.sla(plan.kind).as_secs_f64())
+    .bind(super::TASKS_CHANNEL)
     .fetch_one(conn)
     .await?;
     Ok((id, title, due_at))

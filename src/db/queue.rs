@@ -157,11 +157,80 @@ pub(super) const CLAIMABLE: &str = "((t.state = 'open' and not exists \
      (select 1 from task p where p.user_id = t.user_id and p.state = 'in_progress')) \
      or (t.state = 'in_progress' and t.lease_expires_at < now()))";
 
+/// A task a claim picked: id, subject, state, last holder, attempts so far.
+pub(super) type Picked = (i64, Uuid, String, Option<String>, i32);
+
+/// Takes a picked task (its row and its subject's row locked by the caller): leases it
+/// to the actor and records the claim, and the lapse of the previous lease if it had one.
+/// None when another worker's commit made it unclaimable since it was picked.
+pub(super) async fn take(
+    conn: &mut PgConnection,
+    actor: &Actor,
+    lease: Lease,
+    (id, user_id, state, holder, attempts): Picked,
+) -> Result<Option<Task>> {
+    // Re-checked with a fresh snapshot while holding the subject's lock.
+    let lease_id = Uuid::new_v4();
+    let updated = sqlx::query(&format!(
+        "update task t set state = 'in_progress', claimed_by = $2, claimed_token = $3, claimed_at = now(), \
+         lease_id = $4, lease_seconds = $5, lease_expires_at = now() + make_interval(secs => $5), \
+         attempts = attempts + 1, updated_at = now() where t.task_id = $1 and {CLAIMABLE}"
+    ))
+    .bind(id)
+    .bind(&actor.name)
+    .bind(actor.token_id)
+    .bind(lease_id)
+    .bind(lease.seconds as i32)
+    .execute(&mut *conn)
+    .await?;
+    if updated.rows_affected() == 0 {
+        return Ok(None);
+    }
+    let t = fetch(conn, &actor.app_id, id).await?;
+    if state == "in_progress" {
+        let detail = json!({"attempt": attempts, "last_holder": holder});
+        let system = Actor::system(&actor.app_id);
+        audit::write(
+            conn,
+            &system,
+            task_entry(
+                "task.lease_expired",
+                id,
+                user_id,
+                "returned_to_queue",
+                detail,
+            ),
+        )
+        .await?;
+    }
+    let detail = json!({"lease_id": lease_id, "lease_expires_at": t.lease_expires_at, "attempt": t.attempts});
+    audit::write(
+        conn,
+        actor,
+        task_entry("task.claim", id, user_id, "claimed", detail),
+    )
+    .await?;
+    Ok(Some(t))
+}
+
 impl Store {
     /// Fails the app's tasks whose lease lapsed after the last allowed attempt and flags
     /// their subjects; returns how many. Locks are taken with SKIP LOCKED, so a worker
     /// completing one of them just now wins.
     pub(super) async fn fail_exhausted(&self, app_id: &str, max_attempts: i32) -> Result<u64> {
+        // Every claim calls this first; nearly always nothing lapsed, and one indexed
+        // read (task_lease_idx) says so without opening a transaction.
+        let any: bool = sqlx::query_scalar(
+            "select exists (select 1 from task t where t.app_id = $1 and t.state = 'in_progress' \
+             and t.lease_expires_at < now() and t.attempts >= $2)",
+        )
+        .bind(app_id)
+        .bind(max_attempts)
+        .fetch_one(&self.pool)
+        .await?;
+        if !any {
+            return Ok(0);
+        }
         let mut tx = self.pool.begin().await?;
         let dead: Vec<(i64, Uuid, i32, Option<String>)> = sqlx::query_as(
             "select t.task_id, t.user_id, t.attempts, t.claimed_by from task t join scim_user u on u.user_id = t.user_id \
@@ -225,17 +294,18 @@ impl Store {
         let kinds: Option<Vec<&str>> =
             (!kinds.is_empty()).then(|| kinds.iter().map(|k| k.as_str()).collect());
         // A candidate can be taken by another worker between pick and update; a few
-        // retries find the next one.
+        // retries find the next one. The order is `task_claim_order_idx`'s (priority,
+        // then age), so the scan stops at the first claimable task instead of sorting
+        // the whole queue.
         for _ in 0..5 {
             let mut tx = self.pool.begin().await?;
-            let picked: Option<(i64, Uuid, String, Option<String>, i32)> = sqlx::query_as(&format!(
+            let picked: Option<Picked> = sqlx::query_as(&format!(
                 r#"
                 select t.task_id, t.user_id, t.state::text, t.claimed_by, t.attempts
                   from task t join scim_user u on u.user_id = t.user_id
-                 where t.app_id = $1 and ($2::text[] is null or t.kind::text = any($2)) and {CLAIMABLE}
-                 order by case t.kind when 'remove' then 0 when 'deactivate' then 0 when 'change_role' then 1
-                                      when 'create_account' then 3 else 2 end,
-                          t.task_id
+                 where t.app_id = $1 and t.state in ('open', 'in_progress')
+                   and ($2::text[] is null or t.kind::text = any($2)) and {CLAIMABLE}
+                 order by t.priority, t.task_id
                  limit 1
                  for update of t, u skip locked
                 "#
@@ -244,53 +314,14 @@ impl Store {
             .bind(&kinds)
             .fetch_optional(&mut *tx)
             .await?;
-            let Some((id, user_id, state, holder, attempts)) = picked else {
+            let Some(picked) = picked else {
                 return Ok(None);
             };
-            // Re-checked with a fresh snapshot while holding the subject's lock.
-            let lease_id = Uuid::new_v4();
-            let updated = sqlx::query(&format!(
-                "update task t set state = 'in_progress', claimed_by = $2, claimed_token = $3, claimed_at = now(), \
-                 lease_id = $4, lease_seconds = $5, lease_expires_at = now() + make_interval(secs => $5), \
-                 attempts = attempts + 1, updated_at = now() where t.task_id = $1 and {CLAIMABLE}"
-            ))
-            .bind(id)
-            .bind(&actor.name)
-            .bind(actor.token_id)
-            .bind(lease_id)
-            .bind(lease.seconds as i32)
-            .execute(&mut *tx)
-            .await?;
-            if updated.rows_affected() == 0 {
-                tx.rollback().await?;
-                continue;
+            if let Some(t) = take(&mut tx, actor, lease, picked).await? {
+                tx.commit().await?;
+                return Ok(Some(t));
             }
-            if state == "in_progress" {
-                let detail = json!({"attempt": attempts, "last_holder": holder});
-                let system = Actor::system(&actor.app_id);
-                audit::write(
-                    &mut tx,
-                    &system,
-                    task_entry(
-                        "task.lease_expired",
-                        id,
-                        user_id,
-                        "returned_to_queue",
-                        detail,
-                    ),
-                )
-                .await?;
-            }
-            let t = fetch(&mut tx, &actor.app_id, id).await?;
-            let detail = json!({"lease_id": lease_id, "lease_expires_at": t.lease_expires_at, "attempt": t.attempts});
-            audit::write(
-                &mut tx,
-                actor,
-                task_entry("task.claim", id, user_id, "claimed", detail),
-            )
-            .await?;
-            tx.commit().await?;
-            return Ok(Some(t));
+            tx.rollback().await?;
         }
         Ok(None)
     }
@@ -400,13 +431,13 @@ impl Store {
             "task.completed"
         };
         emit(&mut tx, &actor.app_id, event_kind, Some(id), event, PRIMARY).await?;
+        let done = fetch(&mut tx, &actor.app_id, id).await?;
         audit::write(
             &mut tx,
             actor,
             task_entry(action, id, t.subject.id, outcome, detail),
         )
         .await?;
-        let done = fetch(&mut tx, &actor.app_id, id).await?;
         tx.commit().await?;
         Ok(done)
     }

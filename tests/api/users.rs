@@ -584,3 +584,64 @@ async fn a_request_past_the_deadline_is_503_with_retry_after_and_commits_nothing
         "the timed-out write did not commit"
     );
 }
+
+/// `totalResults` of the unfiltered list comes from the app's live-user counter (issue
+/// #6); it must agree with the rows through creates, deletes, failed creates and Bulk,
+/// and stay per app.
+#[sqlx::test]
+async fn unfiltered_total_results_follow_creates_deletes_and_bulk(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    app.add_app("other").await;
+    let other = app
+        .token("other", scimbridge::auth::Role::Scim, "okta-other")
+        .await;
+    let total = |token: String| {
+        let req = reqwest::Client::new()
+            .get(app.url("/scim/v2/Users?count=1"))
+            .bearer_auth(token);
+        async move {
+            let list: Value = req.send().await.unwrap().json().await.unwrap();
+            list["totalResults"].as_i64().unwrap()
+        }
+    };
+    let a = app.create_user(okta_user("a@corp.com")).await;
+    app.create_user(okta_user("b@corp.com")).await;
+    // A refused create (userName taken) counts nothing.
+    let res = app
+        .scim(Method::POST, "/Users")
+        .json(&okta_user("A@corp.com"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 409);
+    let res = app
+        .scim(Method::POST, "/Bulk")
+        .json(&json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+            "Operations": [
+                {"method": "POST", "path": "/Users", "bulkId": "c", "data": okta_user("c@corp.com")},
+                {"method": "DELETE", "path": format!("/Users/{}", a["id"].as_str().unwrap())}
+            ]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(total(app.scim_token.clone()).await, 2);
+    assert_eq!(total(other).await, 0);
+    let rows: i64 = sqlx::query_scalar(
+        "select count(*) from scim_user where app_id = 'peopleai' and deleted_at is null",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(rows, 2);
+    // A filtered list still counts its matches.
+    let list: Value = app
+        .scim(Method::GET, "/Users?filter=userName%20sw%20%22b%40%22")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["totalResults"], 1);
+}
