@@ -140,9 +140,10 @@ pub(super) async fn derive_user(
     Ok(())
 }
 
-/// [`derive_user`] for a user created in this transaction: returns the task it planned,
-/// if any (a new user has no other), so the caller can answer without re-reading.
-pub(super) async fn derive_new_user(
+/// [`derive_user`], returning the subject's unclaimed task after derivation, if any (for
+/// a user created in this transaction: the task just planned, so the caller can answer
+/// without re-reading; after a completion: the next task, which workers must hear of).
+pub(super) async fn derive_user_task(
     conn: &mut PgConnection,
     profiles: &Profiles,
     actor: &Actor,
@@ -154,15 +155,14 @@ pub(super) async fn derive_new_user(
 /// After a task failed: re-plans a task already waiting for it (it must now close the
 /// whole difference from the confirmed state) but creates none. A failed subject gets
 /// a new task when a person retries it or the IdP changes it again; an automatic new
-/// task would have agents retry a broken change forever.
+/// task would have agents retry a broken change forever. Returns the waiting task.
 pub(super) async fn replan_waiting(
     conn: &mut PgConnection,
     profiles: &Profiles,
     actor: &Actor,
     user_id: Uuid,
-) -> Result<()> {
-    derive(conn, profiles, actor, user_id, false, None).await?;
-    Ok(())
+) -> Result<Option<i64>> {
+    derive(conn, profiles, actor, user_id, false, None).await
 }
 
 /// Like [`derive_user`], but a task it plans is held in the given batch (a group change

@@ -43,7 +43,9 @@ const MEMBERS: &str = r#"
                where m.group_id = g.group_id and mu.deleted_at is null), '[]')
 "#;
 
-fn select(with_members: bool) -> String {
+/// The select behind every group read, and behind the answer to every group write
+/// (RFC 7644 §3.5.2: 200 with the resource). Public for the benchmark's raw-SQL side.
+pub fn select(with_members: bool) -> String {
     let members = if with_members { MEMBERS } else { "null::jsonb" };
     format!("select g.group_id, g.seq, g.doc, g.version, g.created_at, g.updated_at, {members} as members from scim_group g")
 }

@@ -9,12 +9,13 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::audit::{self, Entry};
-use super::derive::{derive_user, replan_waiting};
+use super::derive::{derive_user, derive_user_task, replan_waiting};
 use super::outbox::{emit, PRIMARY};
 use super::tasks::{fetch, Task};
 use super::{notify_tasks, Store};
 use crate::auth::Actor;
 use crate::error::{Error, Result};
+use crate::queue::evidence::check_fields;
 use crate::reconcile::TaskKind;
 
 /// How a worker finishes a task.
@@ -63,7 +64,7 @@ pub struct Completion {
     pub idempotency_key: Option<String>,
     /// Free text.
     pub note: Option<String>,
-    /// Values of the task's completion fields (checked by the caller).
+    /// Values of the task's completion fields (checked against the task by `complete`).
     pub fields: serde_json::Map<String, Value>,
     /// Evidence files.
     pub attachments: Vec<NewAttachment>,
@@ -102,30 +103,37 @@ pub(super) fn task_entry(
     }
 }
 
-/// Locks the subject's user row, then the task; checks the caller holds the task.
-async fn lock_held(
+/// Locks the subject's user row, then the task (the order every task operation and SCIM
+/// write uses), and reads the task with who holds it.
+async fn lock_task(
     conn: &mut PgConnection,
     actor: &Actor,
     id: i64,
-    lease: Option<Uuid>,
-) -> Result<Task> {
-    let user_id: Uuid =
-        sqlx::query_scalar("select user_id from task where app_id = $1 and task_id = $2")
-            .bind(&actor.app_id)
-            .bind(id)
-            .fetch_optional(&mut *conn)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("task {id}")))?;
-    sqlx::query("select 1 from scim_user where user_id = $1 for update")
-        .bind(user_id)
-        .execute(&mut *conn)
-        .await?;
+) -> Result<(Task, Option<Uuid>)> {
+    let user: Option<Uuid> = sqlx::query_scalar(
+        "select u.user_id from scim_user u \
+         where u.user_id = (select t.user_id from task t where t.app_id = $1 and t.task_id = $2) \
+         for update",
+    )
+    .bind(&actor.app_id)
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if user.is_none() {
+        return Err(Error::NotFound(format!("task {id}")));
+    }
     let holder: Option<Uuid> =
         sqlx::query_scalar("select claimed_token from task where task_id = $1 for update")
             .bind(id)
             .fetch_one(&mut *conn)
             .await?;
-    let t = fetch(conn, &actor.app_id, id).await?;
+    Ok((fetch(conn, &actor.app_id, id).await?, holder))
+}
+
+/// Checks the caller holds a locked task: in progress, and the lease given (or, without
+/// one, the caller's own token).
+fn check_held(actor: &Actor, t: Task, holder: Option<Uuid>, lease: Option<Uuid>) -> Result<Task> {
+    let id = t.id;
     if t.state != "in_progress" {
         return Err(conflict(
             "task_not_in_progress",
@@ -148,6 +156,17 @@ async fn lock_held(
         )),
         _ => Ok(t),
     }
+}
+
+/// Locks a task and its subject and checks the caller holds it.
+async fn lock_held(
+    conn: &mut PgConnection,
+    actor: &Actor,
+    id: i64,
+    lease: Option<Uuid>,
+) -> Result<Task> {
+    let (t, holder) = lock_task(conn, actor, id).await?;
+    check_held(actor, t, holder, lease)
 }
 
 /// SQL condition: task `t` may be claimed now. Open tasks wait for their subject's task
@@ -289,35 +308,62 @@ impl Store {
         lease: Lease,
         kinds: &[TaskKind],
     ) -> Result<Option<Task>> {
-        self.fail_exhausted(&actor.app_id, lease.max_attempts)
-            .await?;
         let kinds: Option<Vec<&str>> =
             (!kinds.is_empty()).then(|| kinds.iter().map(|k| k.as_str()).collect());
         // A candidate can be taken by another worker between pick and update; a few
         // retries find the next one. The order is `task_claim_order_idx`'s (priority,
         // then age), so the scan stops at the first claimable task instead of sorting
-        // the whole queue.
+        // the whole queue. A lapsed task out of attempts is never picked; the pick also
+        // says whether one exists, and then it is failed (and its subject flagged)
+        // before claiming: the check costs no round trip of its own.
+        let mut swept = false;
         for _ in 0..5 {
             let mut tx = self.pool.begin().await?;
-            let picked: Option<Picked> = sqlx::query_as(&format!(
-                r#"
-                select t.task_id, t.user_id, t.state::text, t.claimed_by, t.attempts
+            let picked: Option<(i64, Uuid, String, Option<String>, i32, bool)> =
+                sqlx::query_as(&format!(
+                    r#"
+                select t.task_id, t.user_id, t.state::text, t.claimed_by, t.attempts,
+                       exists (select 1 from task x where x.app_id = $1 and x.state = 'in_progress'
+                                  and x.lease_expires_at < now() and x.attempts >= $3) as exhausted
                   from task t join scim_user u on u.user_id = t.user_id
                  where t.app_id = $1 and t.state in ('open', 'in_progress')
+                   and (t.state = 'open' or t.attempts < $3)
                    and ($2::text[] is null or t.kind::text = any($2)) and {CLAIMABLE}
                  order by t.priority, t.task_id
                  limit 1
                  for update of t, u skip locked
                 "#
-            ))
-            .bind(&actor.app_id)
-            .bind(&kinds)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let Some(picked) = picked else {
+                ))
+                .bind(&actor.app_id)
+                .bind(&kinds)
+                .bind(lease.max_attempts)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let exhausted = picked.as_ref().is_none_or(|p| p.5);
+            if exhausted && !swept {
+                tx.rollback().await?;
+                swept = true;
+                if self
+                    .fail_exhausted(&actor.app_id, lease.max_attempts)
+                    .await?
+                    > 0
+                    || picked.is_some()
+                {
+                    continue;
+                }
+                return Ok(None);
+            }
+            let Some((id, user_id, state, holder, attempts, _)) = picked else {
                 return Ok(None);
             };
-            if let Some(t) = take(&mut tx, actor, lease, picked).await? {
+            if let Some(t) = take(
+                &mut tx,
+                actor,
+                lease,
+                (id, user_id, state, holder, attempts),
+            )
+            .await?
+            {
                 tx.commit().await?;
                 return Ok(Some(t));
             }
@@ -353,17 +399,28 @@ impl Store {
     /// Completes a held task. `done` and `not_applicable` move the subject's confirmed
     /// state to the task's target in the same transaction; `failed` leaves it and flags
     /// the subject. Completing again with the same lease or Idempotency-Key returns the
-    /// first result. The caller has checked the completion fields.
+    /// first result. The fields are checked against the task's completion fields (400
+    /// `Error::Invalid` when a required one is missing or a choice is not offered).
     pub async fn complete(&self, actor: &Actor, id: i64, c: Completion) -> Result<Task> {
         let mut tx = self.pool.begin().await?;
-        let current = fetch(&mut tx, &actor.app_id, id).await?;
+        let (current, holder) = lock_task(&mut tx, actor, id).await?;
         let finished = matches!(current.state.as_str(), "done" | "failed" | "not_applicable");
         let same_lease = c.lease_id.is_some() && current.lease_id == c.lease_id;
         let same_key = c.idempotency_key.is_some() && current.completion_key == c.idempotency_key;
         if finished && (same_lease || same_key) {
             return Ok(current);
         }
-        let t = lock_held(&mut tx, actor, id, c.lease_id).await?;
+        let t = check_held(actor, current, holder, c.lease_id)?;
+        check_fields(
+            t.kind.as_str(),
+            &t.completion_fields,
+            &c.fields,
+            c.outcome == Outcome::Done,
+        )
+        .map_err(|e| Error::Invalid {
+            code: e.code,
+            message: e.message,
+        })?;
         match c.outcome {
             Outcome::Done | Outcome::NotApplicable => {
                 sqlx::query(
@@ -409,13 +466,16 @@ impl Store {
         .await?;
         // A waiting task was planned from this one's target; after a failure it must
         // close the whole difference from the confirmed state instead.
-        match c.outcome {
+        // The subject's next task, if one waits, becomes claimable: wake the workers.
+        let next = match c.outcome {
             Outcome::Done | Outcome::NotApplicable => {
-                derive_user(&mut tx, &self.profiles, actor, t.subject.id).await?
+                derive_user_task(&mut tx, &self.profiles, actor, t.subject.id).await?
             }
             Outcome::Failed => replan_waiting(&mut tx, &self.profiles, actor, t.subject.id).await?,
+        };
+        if next.is_some() {
+            notify_tasks(&mut tx, &actor.app_id).await?;
         }
-        notify_tasks(&mut tx, &actor.app_id).await?;
         let files: Vec<&str> = c.attachments.iter().map(|a| a.filename.as_str()).collect();
         let detail = json!({"note": c.note, "fields": evidence, "attachments": files});
         let (action, outcome) = match c.outcome {

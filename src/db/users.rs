@@ -6,7 +6,7 @@ use sqlx::{postgres::PgRow, PgConnection, Row};
 use uuid::Uuid;
 
 use super::audit::{self, Entry};
-use super::derive::{derive_new_user, derive_user};
+use super::derive::{derive_user, derive_user_task};
 use super::filter::{list_page, ListQuery, Resource};
 use super::{is_unique_violation, Store};
 use crate::auth::Actor;
@@ -190,7 +190,7 @@ impl Store {
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| taken(e, &c.user_name))?;
-        let task = derive_new_user(&mut tx, &self.profiles, actor, id).await?;
+        let task = derive_user_task(&mut tx, &self.profiles, actor, id).await?;
         // What a read would show, known without one: a new user is in no group yet
         // (members must exist first), and its one task, if any, is the one just planned.
         let rec = UserRecord {

@@ -30,7 +30,7 @@ use crate::auth::Actor;
 use crate::db::queue::{Completion, Lease, NewAttachment, Outcome};
 use crate::db::tasks::TaskQuery;
 use crate::http::{AppState, Route};
-use crate::queue::evidence::{check_fields, MAX_ATTACHMENTS, MAX_ATTACHMENT_BYTES};
+use crate::queue::evidence::{MAX_ATTACHMENTS, MAX_ATTACHMENT_BYTES};
 use crate::reconcile::TaskKind;
 
 /// Body limit of a completion: room for the largest allowed attachments, base64-encoded.
@@ -410,18 +410,8 @@ async fn complete_task(
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let task = s.store.task(&actor.app_id, id).await?;
-    // Retries of a finished completion are answered by the store; check fields only
-    // for a task that is still being worked.
-    if task.state == "in_progress" {
-        check_fields(
-            task.kind.as_str(),
-            &task.completion_fields,
-            &req.fields,
-            req.outcome == Outcome::Done,
-        )
-        .map_err(|e| ApiError::new(400, e.code, e.message))?;
-    }
+    // The store checks the fields against the task it has locked (retries of a finished
+    // completion are answered without a check).
     let c = Completion {
         outcome: req.outcome,
         lease_id: req.lease_id,
