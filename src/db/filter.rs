@@ -8,6 +8,10 @@
 //! index over the lower-cased `emails` column. Everything else is evaluated on the JSON
 //! document within the app's rows.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::{Postgres, QueryBuilder};
@@ -637,14 +641,57 @@ pub struct PageOf {
     pub next: Option<i64>,
 }
 
+/// Where startIndex walks of an app's unfiltered, unsorted list left off: the `seq` of
+/// the last row served before a start index. Okta imports with `startIndex`/`count`,
+/// page after page; OFFSET skips k rows to serve page k, so a whole walk reads O(N²)
+/// index entries. When a request asks for exactly the position after a page this
+/// process served, the page continues after that page's last row instead (keyset, O(1)
+/// per page). RFC 7644 §3.4.2.4 promises no repeatable results across index pages; the
+/// two differ only when users were deleted (or a create committed out of order) since
+/// the previous page, and then the continuation is the one that neither skips nor
+/// repeats a user. Bounded in size and age; per process, so a walk spread over replicas
+/// falls back to OFFSET, which is always correct.
+#[derive(Debug, Default)]
+pub struct WalkHints {
+    next: Mutex<HashMap<(String, i64), (i64, Instant)>>,
+}
+
+impl WalkHints {
+    /// Hints older than this are ignored (a walk pauses between pages for seconds).
+    const TTL: Duration = Duration::from_secs(600);
+    /// Walks remembered at most; past it, expired hints go first, then all.
+    const MAX: usize = 4096;
+
+    fn take(&self, app_id: &str, start_index: i64) -> Option<i64> {
+        let mut next = self.next.lock().ok()?;
+        let (seq, at) = next.remove(&(app_id.to_owned(), start_index))?;
+        (at.elapsed() < Self::TTL).then_some(seq)
+    }
+
+    fn put(&self, app_id: &str, start_index: i64, seq: i64) {
+        let Ok(mut next) = self.next.lock() else {
+            return;
+        };
+        if next.len() >= Self::MAX {
+            next.retain(|_, (_, at)| at.elapsed() < Self::TTL);
+            if next.len() >= Self::MAX {
+                next.clear();
+            }
+        }
+        next.insert((app_id.to_owned(), start_index), (seq, Instant::now()));
+    }
+}
+
 /// Runs a list query: `select` must select from the resource table with its alias and
 /// include `<alias>.seq`. Two round trips: the total, then the page (never one per row).
+/// `walks` continues startIndex walks of unfiltered, unsorted lists (see [`WalkHints`]).
 pub async fn list_page(
     pool: &sqlx::PgPool,
     res: Resource,
     select: &str,
     app_id: &str,
     q: ListQuery<'_>,
+    walks: Option<&WalkHints>,
 ) -> crate::error::Result<PageOf> {
     let a = res.alias();
     let table = match res {
@@ -687,17 +734,36 @@ pub async fn list_page(
                     next: None,
                 });
             }
-            // OFFSET skips rows only after computing them, and the select list computes
-            // groups and provisioning state with subqueries per row: pick the page's
-            // rows first (index-only on the sort order), then compute only those.
-            page.push(format!(" and {a}.seq in (select {a}.seq from {table}"));
-            push_where(&mut page, app_id, q.filter, res)?;
-            page.push(format!(" order by {order}{a}.seq limit "))
-                .push_bind(p.count)
-                .push(" offset ")
-                .push_bind(p.offset())
-                .push(format!(") order by {order}{a}.seq"));
-            (page.build().fetch_all(pool).await?, None)
+            let walks = walks.filter(|_| q.filter.is_none() && q.sort.is_none());
+            match walks.and_then(|w| w.take(app_id, p.start_index)) {
+                Some(after) => {
+                    page.push(format!(" and {a}.seq > "))
+                        .push_bind(after)
+                        .push(format!(" order by {a}.seq limit "))
+                        .push_bind(p.count);
+                }
+                None => {
+                    // OFFSET skips rows only after computing them, and the select list
+                    // computes groups and provisioning state with subqueries per row:
+                    // pick the page's rows first (index-only on the sort order), then
+                    // compute only those.
+                    page.push(format!(" and {a}.seq in (select {a}.seq from {table}"));
+                    push_where(&mut page, app_id, q.filter, res)?;
+                    page.push(format!(" order by {order}{a}.seq limit "))
+                        .push_bind(p.count)
+                        .push(" offset ")
+                        .push_bind(p.offset())
+                        .push(format!(") order by {order}{a}.seq"));
+                }
+            }
+            let rows = page.build().fetch_all(pool).await?;
+            if let (Some(w), Some(last)) = (walks, rows.last()) {
+                if rows.len() as i64 == p.count {
+                    let seq: i64 = sqlx::Row::get(last, "seq");
+                    w.put(app_id, p.start_index + p.count, seq);
+                }
+            }
+            (rows, None)
         }
         Paging::Cursor { after, count } => {
             if q.sort.is_some() {

@@ -565,6 +565,7 @@ impl Store {
             &select(with_members),
             app_id,
             q,
+            None,
         )
         .await?;
         Ok((

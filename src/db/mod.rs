@@ -41,6 +41,8 @@ pub struct Store {
     pool: PgPool,
     /// The app profiles task derivation uses, looked up by each app's `profile` key.
     profiles: Arc<Profiles>,
+    /// Where this process's startIndex walks of unfiltered user lists left off.
+    walks: Arc<filter::WalkHints>,
 }
 
 impl Store {
@@ -52,7 +54,11 @@ impl Store {
 
     /// Wraps an existing pool with the given profiles (built-ins plus `--profiles-dir`).
     pub fn with_profiles(pool: PgPool, profiles: Arc<Profiles>) -> Store {
-        Store { pool, profiles }
+        Store {
+            pool,
+            profiles,
+            walks: Arc::default(),
+        }
     }
 
     /// Connects lazily: the server starts even while Postgres is still coming up, and

@@ -300,7 +300,15 @@ impl Store {
         app_id: &str,
         q: ListQuery<'_>,
     ) -> Result<(i64, Vec<UserRecord>, Option<i64>)> {
-        let page = list_page(&self.pool, Resource::User, &select(), app_id, q).await?;
+        let page = list_page(
+            &self.pool,
+            Resource::User,
+            &select(),
+            app_id,
+            q,
+            Some(&self.walks),
+        )
+        .await?;
         Ok((
             page.total,
             page.rows.iter().map(record).collect(),

@@ -645,3 +645,52 @@ async fn unfiltered_total_results_follow_creates_deletes_and_bulk(pool: PgPool) 
         .unwrap();
     assert_eq!(list["totalResults"], 1);
 }
+
+/// An Okta-style startIndex walk continues where its previous page ended (issue #6: the
+/// walk is linear in N): every user exactly once, even when a user before the current
+/// position is deleted mid-walk, where plain OFFSET would skip one (RFC 7644 §3.4.2.4
+/// allows either). A page asked for out of the blue is OFFSET's.
+#[sqlx::test]
+async fn index_walks_continue_after_the_previous_page(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let u = app.create_user(okta_user(&format!("w{i}@corp.com"))).await;
+        ids.push(u["id"].as_str().unwrap().to_owned());
+    }
+    let page = |start: usize| {
+        let req = app.scim(Method::GET, &format!("/Users?startIndex={start}&count=2"));
+        async move {
+            let list: Value = req.send().await.unwrap().json().await.unwrap();
+            list["Resources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["id"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    let mut walked = Vec::new();
+    for start in [1, 3, 5] {
+        walked.extend(page(start).await);
+    }
+    assert_eq!(walked, ids);
+
+    assert_eq!(page(1).await, ids[..2]);
+    let res = app
+        .scim(Method::DELETE, &format!("/Users/{}", ids[0]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    assert_eq!(
+        page(3).await,
+        ids[2..4],
+        "continues after w1: w2 is not skipped"
+    );
+    assert_eq!(
+        page(3).await,
+        ids[3..5],
+        "no walk to continue: position 3 is w3"
+    );
+}
