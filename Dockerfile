@@ -36,7 +36,7 @@ ENV SQLX_OFFLINE=true
 
 # Dependencies first, against placeholder sources: this layer is rebuilt only when
 # Cargo.toml or Cargo.lock change, not on every source edit.
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
 RUN mkdir src \
     && echo 'fn main() {}' > src/main.rs \
     && touch src/lib.rs \
