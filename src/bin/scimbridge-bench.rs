@@ -213,6 +213,7 @@ impl Outcome {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Scenario {
+    RoundTrip,
     GetById,
     FilterHit,
     FilterMiss,
@@ -226,7 +227,8 @@ enum Scenario {
     Drain,
 }
 
-const ALL: [Scenario; 11] = [
+const ALL: [Scenario; 12] = [
+    Scenario::RoundTrip,
     Scenario::GetById,
     Scenario::FilterHit,
     Scenario::FilterMiss,
@@ -243,6 +245,7 @@ const ALL: [Scenario; 11] = [
 impl Scenario {
     fn name(self) -> &'static str {
         match self {
+            Scenario::RoundTrip => "round_trip",
             Scenario::GetById => "get_by_id",
             Scenario::FilterHit => "filter_hit",
             Scenario::FilterMiss => "filter_miss",
@@ -408,6 +411,7 @@ async fn http_op(ctx: Arc<Ctx>, s: Scenario, n: u64) -> Option<OpResult> {
     let scim = |rb: reqwest::RequestBuilder| rb.bearer_auth(&ctx.scim).send();
     let pages = ctx.users.div_ceil(100).max(1);
     Some(match s {
+        Scenario::RoundTrip => received(h.get(format!("{}/healthz", ctx.base)).send().await).await,
         Scenario::GetById => {
             let (_, id) = pick(&ctx);
             received(scim(h.get(format!("{}/scim/v2/Users/{id}", ctx.base))).await).await
@@ -629,6 +633,9 @@ async fn raw_op(ctx: Arc<Ctx>, s: Scenario, n: u64) -> Option<OpResult> {
     let r: sqlx::Result<()> = async {
         let pages = ctx.users.div_ceil(100).max(1);
         match s {
+            Scenario::RoundTrip => {
+                sqlx::query("select 1").execute(&ctx.pool).await?;
+            }
             Scenario::GetById => {
                 let (_, id) = pick(&ctx);
                 sqlx::query(&format!(
