@@ -601,30 +601,35 @@ async fn raw_update(ctx: &Ctx, id: Uuid, change: impl FnOnce(Value) -> Value) ->
     tx.commit().await
 }
 
+/// The count, then (when something matched) the page, on one connection: what the
+/// server's list does (src/db/filter.rs).
 async fn raw_filter(ctx: &Ctx, name: &str) -> sqlx::Result<i64> {
+    let mut conn = ctx.pool.acquire().await?;
     let total: i64 = sqlx::query_scalar(
         "select count(*) from scim_user u where u.app_id = $1 and u.deleted_at is null and lower(u.user_name) = lower($2)",
     )
     .bind(APP)
     .bind(name)
-    .fetch_one(&ctx.pool)
+    .fetch_one(&mut *conn)
     .await?;
-    sqlx::query(&format!(
-        "{} where u.app_id = $1 and u.deleted_at is null and lower(u.user_name) = lower($2) order by u.seq limit 100",
-        user_select()
-    ))
-    .bind(APP)
-    .bind(name)
-    .fetch_all(&ctx.pool)
-    .await?;
+    if total > 0 {
+        sqlx::query(&format!(
+            "{} where u.app_id = $1 and u.deleted_at is null and lower(u.user_name) = lower($2) order by u.seq limit 100",
+            user_select()
+        ))
+        .bind(APP)
+        .bind(name)
+        .fetch_all(&mut *conn)
+        .await?;
+    }
     Ok(total)
 }
 
 /// `totalResults` of an unfiltered list, as the server reads it (src/db/filter.rs).
-async fn raw_count(ctx: &Ctx) -> sqlx::Result<i64> {
+async fn raw_count(conn: &mut sqlx::PgConnection) -> sqlx::Result<i64> {
     sqlx::query_scalar("select coalesce((select live from app_user_count where app_id = $1), 0)")
         .bind(APP)
-        .fetch_one(&ctx.pool)
+        .fetch_one(conn)
         .await
 }
 
@@ -656,7 +661,8 @@ async fn raw_op(ctx: Arc<Ctx>, s: Scenario, n: u64) -> Option<OpResult> {
             }
             Scenario::IndexWalk => {
                 let page = rand::thread_rng().gen_range(0..pages) as i64;
-                raw_count(&ctx).await?;
+                let mut conn = ctx.pool.acquire().await?;
+                raw_count(&mut conn).await?;
                 sqlx::query(&format!(
                     "{} where u.app_id = $1 and u.deleted_at is null and u.seq in (select u.seq from scim_user u \
                      where u.app_id = $1 and u.deleted_at is null order by u.seq limit 100 offset $2) order by u.seq",
@@ -664,19 +670,20 @@ async fn raw_op(ctx: Arc<Ctx>, s: Scenario, n: u64) -> Option<OpResult> {
                 ))
                 .bind(APP)
                 .bind(page * 100)
-                .fetch_all(&ctx.pool)
+                .fetch_all(&mut *conn)
                 .await?;
             }
             Scenario::CursorWalk => {
                 let after = rand::thread_rng().gen_range(0..ctx.users as i64);
-                raw_count(&ctx).await?;
+                let mut conn = ctx.pool.acquire().await?;
+                raw_count(&mut conn).await?;
                 sqlx::query(&format!(
                     "{} where u.app_id = $1 and u.deleted_at is null and u.seq > $2 order by u.seq limit 101",
                     user_select()
                 ))
                 .bind(APP)
                 .bind(after)
-                .fetch_all(&ctx.pool)
+                .fetch_all(&mut *conn)
                 .await?;
             }
             Scenario::PatchUser => {

@@ -683,7 +683,9 @@ impl WalkHints {
 }
 
 /// Runs a list query: `select` must select from the resource table with its alias and
-/// include `<alias>.seq`. Two round trips: the total, then the page (never one per row).
+/// include `<alias>.seq`. Two round trips on one connection: the total, then the page
+/// (never one per row; none for the page when nothing matches). One connection, because
+/// sqlx pings a connection each time it is taken from and returned to the pool.
 /// `walks` continues startIndex walks of unfiltered, unsorted lists (see [`WalkHints`]).
 pub async fn list_page(
     pool: &sqlx::PgPool,
@@ -698,6 +700,7 @@ pub async fn list_page(
         Resource::User => "scim_user u",
         Resource::Group => "scim_group g",
     };
+    let mut conn = pool.acquire().await?;
     let total: i64 = match (res, q.filter) {
         // The unfiltered user list is Okta's import walk: counting N rows on each of its
         // N/100 pages made the walk O(N²); the app's counter is kept at every commit.
@@ -706,13 +709,13 @@ pub async fn list_page(
                 "select coalesce((select live from app_user_count where app_id = $1), 0)",
             )
             .bind(app_id)
-            .fetch_one(pool)
+            .fetch_one(&mut *conn)
             .await?
         }
         _ => {
             let mut count: Qb<'_> = QueryBuilder::new(format!("select count(*) from {table}"));
             push_where(&mut count, app_id, q.filter, res)?;
-            count.build_query_scalar().fetch_one(pool).await?
+            count.build_query_scalar().fetch_one(&mut *conn).await?
         }
     };
     let order = match q.sort {
@@ -756,7 +759,7 @@ pub async fn list_page(
                         .push(format!(") order by {order}{a}.seq"));
                 }
             }
-            let rows = page.build().fetch_all(pool).await?;
+            let rows = page.build().fetch_all(&mut *conn).await?;
             if let (Some(w), Some(last)) = (walks, rows.last()) {
                 if rows.len() as i64 == p.count {
                     let seq: i64 = sqlx::Row::get(last, "seq");
@@ -785,7 +788,7 @@ pub async fn list_page(
             // One row more than asked tells whether another page follows.
             page.push(format!(" order by {a}.seq limit "))
                 .push_bind(count + 1);
-            let mut rows = page.build().fetch_all(pool).await?;
+            let mut rows = page.build().fetch_all(&mut *conn).await?;
             let more = rows.len() as i64 > count;
             rows.truncate(count as usize);
             let next = if more {
