@@ -365,3 +365,64 @@ async fn membership_patch_of_a_role_group_replans_only_the_named_members(pool: P
         ]
     );
 }
+
+/// Writes answer "subject to the attributes query parameter" (RFC 7644 §3.5.2): a
+/// membership PATCH of a big group can leave the members out of its answer.
+#[sqlx::test]
+async fn write_answers_honour_attributes_and_excluded_attributes(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let ids = users(&app, 2).await;
+    let res = app
+        .scim(Method::POST, "/Groups?excludedAttributes=members")
+        .json(&json!({"displayName": "Sales", "members": [{"value": ids[0]}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    assert!(res.headers().contains_key("location"));
+    let g: Value = res.json().await.unwrap();
+    assert!(g.get("members").is_none());
+    let gid = g["id"].as_str().unwrap();
+    let res = app
+        .scim(
+            Method::PATCH,
+            &format!("/Groups/{gid}?excludedAttributes=members"),
+        )
+        .json(
+            &json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "add", "path": "members", "value": [{"value": ids[1]}]}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.headers().contains_key("etag"));
+    let patched: Value = res.json().await.unwrap();
+    assert!(patched.get("members").is_none());
+    assert_eq!(patched["displayName"], "Sales");
+    assert_eq!(
+        member_ids(&get(&app, gid).await),
+        sorted(ids.clone()),
+        "the add happened"
+    );
+
+    let res = app
+        .scim(
+            Method::PUT,
+            &format!("/Groups/{gid}?attributes=displayName"),
+        )
+        .json(&json!({"displayName": "Sales EU", "members": [{"value": ids[0]}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let put: Value = res.json().await.unwrap();
+    let mut keys: Vec<&str> = put
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort();
+    assert_eq!(keys, ["displayName", "id", "schemas"]);
+}

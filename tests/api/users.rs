@@ -694,3 +694,54 @@ async fn index_walks_continue_after_the_previous_page(pool: PgPool) {
         "no walk to continue: position 3 is w3"
     );
 }
+
+/// POST, PUT and PATCH answers are projected like reads (RFC 7644 §3.5.2); the Location
+/// of a create does not depend on `meta` being asked for.
+#[sqlx::test]
+async fn write_answers_are_projected(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let res = app
+        .scim(Method::POST, "/Users?attributes=userName")
+        .json(&okta_user("p@corp.com"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let location = res.headers()["location"].to_str().unwrap().to_owned();
+    let u: Value = res.json().await.unwrap();
+    let id = u["id"].as_str().unwrap().to_owned();
+    assert!(location.ends_with(&format!("/Users/{id}")));
+    let mut keys: Vec<&str> = u.as_object().unwrap().keys().map(String::as_str).collect();
+    keys.sort();
+    assert_eq!(keys, ["id", "schemas", "userName"]);
+
+    let res = app
+        .scim(
+            Method::PATCH,
+            &format!("/Users/{id}?excludedAttributes=emails,name"),
+        )
+        .json(
+            &json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "replace", "path": "displayName", "value": "P"}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let patched: Value = res.json().await.unwrap();
+    assert_eq!(patched["displayName"], "P");
+    assert!(patched.get("emails").is_none() && patched.get("name").is_none());
+    assert!(patched.get("meta").is_some());
+
+    let res = app
+        .scim(Method::PUT, &format!("/Users/{id}?attributes=bogus%5B"))
+        .json(&okta_user("p@corp.com"))
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    assert!(
+        status == 200 || status == 400,
+        "a bad projection is refused or ignored, never 500: {status}"
+    );
+}

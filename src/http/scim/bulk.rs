@@ -230,7 +230,7 @@ async fn run(
             .map_err(ScimReply::into_error)?
             .map(|r| (r.id, r.version, users::render(base, r)))
     } else {
-        write_group(s, actor, write, if_match.as_deref())
+        write_group(s, actor, write, if_match.as_deref(), true)
             .await
             .map_err(ScimReply::into_error)?
             .map(|r| (r.id, r.version, groups::render(base, r)))

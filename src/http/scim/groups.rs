@@ -9,8 +9,8 @@ use serde_json::{json, Value};
 use super::extract::parse_id;
 use super::users::{patch_request, Write};
 use super::{
-    list_reply, not_modified, reply, BaseUrl, IfMatch, ListParams, Projection, ScimActor, ScimJson,
-    ScimReply,
+    list_reply, not_modified, reply, written, BaseUrl, IfMatch, ListParams, Projection, ScimActor,
+    ScimJson, ScimReply,
 };
 use crate::auth::Actor;
 use crate::db::filter::ListQuery;
@@ -70,28 +70,31 @@ pub(super) fn render(base: &str, rec: GroupRecord) -> Value {
 }
 
 /// One group as a response; `rec` is None only after a delete, which never calls this.
-fn one(status: StatusCode, base: &str, rec: Option<GroupRecord>, with_location: bool) -> Response {
+fn one(
+    status: StatusCode,
+    base: &str,
+    rec: Option<GroupRecord>,
+    with_location: bool,
+    p: &Projection,
+) -> Response {
     let Some(rec) = rec else {
         return StatusCode::NO_CONTENT.into_response();
     };
-    let tag = etag(rec.version);
-    let body = render(base, rec);
-    let location = with_location.then(|| {
-        body["meta"]["location"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
-    });
-    reply(status, &body, location.as_deref(), Some(&tag))
+    let version = rec.version;
+    written(status, render(base, rec), version, with_location, |b| {
+        resource::project(b, &p.attributes, &p.excluded)
+    })
 }
 
 /// Performs a group write: one transaction with the derived tasks of the members whose
-/// role it decides, and its audit record.
+/// role it decides, and its audit record. `with_members` false lets a membership PATCH
+/// answer without reading the members (the caller excluded them).
 pub(super) async fn write_group(
     s: &AppState,
     actor: &Actor,
     w: Write,
     if_match: Option<&[i64]>,
+    with_members: bool,
 ) -> Result<Option<GroupRecord>, ScimReply> {
     Ok(Some(match w {
         Write::Create(body) => {
@@ -112,7 +115,7 @@ pub(super) async fn write_group(
             if let Some(delta) = member_delta(&req.operations) {
                 return Ok(Some(
                     s.store
-                        .patch_group_members(actor, id, if_match, &delta, true)
+                        .patch_group_members(actor, id, if_match, &delta, with_members)
                         .await?,
                 ));
             }
@@ -134,10 +137,11 @@ async fn create_group(
     State(s): State<AppState>,
     ScimActor(actor): ScimActor,
     BaseUrl(base): BaseUrl,
+    params: Projection,
     ScimJson(body): ScimJson,
 ) -> Result<Response, ScimReply> {
-    let rec = write_group(&s, &actor, Write::Create(body), None).await?;
-    Ok(one(StatusCode::CREATED, &base, rec, true))
+    let rec = write_group(&s, &actor, Write::Create(body), None, true).await?;
+    Ok(one(StatusCode::CREATED, &base, rec, true, &params))
 }
 
 async fn get_group(
@@ -211,11 +215,12 @@ async fn replace_group(
     BaseUrl(base): BaseUrl,
     Path(id): Path<String>,
     if_match: IfMatch,
+    params: Projection,
     ScimJson(body): ScimJson,
 ) -> Result<Response, ScimReply> {
     let w = Write::Replace(parse_id("Group", &id)?, body);
-    let rec = write_group(&s, &actor, w, if_match.0.as_deref()).await?;
-    Ok(one(StatusCode::OK, &base, rec, false))
+    let rec = write_group(&s, &actor, w, if_match.0.as_deref(), true).await?;
+    Ok(one(StatusCode::OK, &base, rec, false, &params))
 }
 
 async fn patch_group(
@@ -224,11 +229,13 @@ async fn patch_group(
     BaseUrl(base): BaseUrl,
     Path(id): Path<String>,
     if_match: IfMatch,
+    params: Projection,
     ScimJson(body): ScimJson,
 ) -> Result<Response, ScimReply> {
     let w = Write::Patch(parse_id("Group", &id)?, body);
-    let rec = write_group(&s, &actor, w, if_match.0.as_deref()).await?;
-    Ok(one(StatusCode::OK, &base, rec, false))
+    let with_members = !params.excludes("members");
+    let rec = write_group(&s, &actor, w, if_match.0.as_deref(), with_members).await?;
+    Ok(one(StatusCode::OK, &base, rec, false, &params))
 }
 
 async fn delete_group(
@@ -242,6 +249,7 @@ async fn delete_group(
         &actor,
         Write::Delete(parse_id("Group", &id)?),
         if_match.0.as_deref(),
+        false,
     )
     .await?;
     Ok(StatusCode::NO_CONTENT)

@@ -78,6 +78,29 @@ pub fn not_modified(headers: &axum::http::HeaderMap, etag: &str) -> Option<Respo
     })
 }
 
+/// A written resource as the response (RFC 7644 §3.3, §3.5.1, §3.5.2): the rendered
+/// resource projected (`project`: the resource type's `attributes`/`excludedAttributes`
+/// rules; the answer is "subject to the attributes query parameter"), its `ETag`, and for
+/// a create its `Location` (taken before projection: it must not depend on `meta` being
+/// asked for).
+pub(super) fn written(
+    status: StatusCode,
+    body: Value,
+    version: i64,
+    with_location: bool,
+    project: impl FnOnce(Value) -> Value,
+) -> Response {
+    let location = with_location.then(|| {
+        body["meta"]["location"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    });
+    let body = project(body);
+    let tag = crate::scim::resource::etag(version);
+    reply(status, &body, location.as_deref(), Some(&tag))
+}
+
 /// A SCIM JSON response with optional `Location` and `ETag` headers.
 pub fn reply(
     status: StatusCode,

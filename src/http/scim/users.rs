@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::extract::{parse_id, IfMatch};
 use super::{
-    list_reply, not_modified, reply, BaseUrl, ListParams, Projection, ScimActor, ScimJson,
+    list_reply, not_modified, reply, written, BaseUrl, ListParams, Projection, ScimActor, ScimJson,
     ScimReply,
 };
 use crate::auth::Actor;
@@ -89,19 +89,20 @@ fn project(body: Value, attributes: &[String], excluded: &[String]) -> Value {
 }
 
 /// One user as a response; `rec` is None only after a delete, which never calls this.
-fn one(status: StatusCode, base: &str, rec: Option<UserRecord>, with_location: bool) -> Response {
+fn one(
+    status: StatusCode,
+    base: &str,
+    rec: Option<UserRecord>,
+    with_location: bool,
+    p: &Projection,
+) -> Response {
     let Some(rec) = rec else {
         return StatusCode::NO_CONTENT.into_response();
     };
-    let tag = etag(rec.version);
-    let body = project(render(base, rec), &[], &[]);
-    let location = with_location.then(|| {
-        body["meta"]["location"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
-    });
-    reply(status, &body, location.as_deref(), Some(&tag))
+    let version = rec.version;
+    written(status, render(base, rec), version, with_location, |b| {
+        project(b, &p.attributes, &p.excluded)
+    })
 }
 
 /// A write to one resource, as a single call or one operation of a bulk request.
@@ -156,10 +157,11 @@ async fn create_user(
     State(s): State<AppState>,
     ScimActor(actor): ScimActor,
     BaseUrl(base): BaseUrl,
+    params: Projection,
     ScimJson(body): ScimJson,
 ) -> Result<Response, ScimReply> {
     let rec = write_user(&s, &actor, Write::Create(body), None).await?;
-    Ok(one(StatusCode::CREATED, &base, rec, true))
+    Ok(one(StatusCode::CREATED, &base, rec, true, &params))
 }
 
 async fn get_user(
@@ -226,11 +228,12 @@ async fn replace_user(
     BaseUrl(base): BaseUrl,
     Path(id): Path<String>,
     if_match: IfMatch,
+    params: Projection,
     ScimJson(body): ScimJson,
 ) -> Result<Response, ScimReply> {
     let w = Write::Replace(parse_id("User", &id)?, body);
     let rec = write_user(&s, &actor, w, if_match.0.as_deref()).await?;
-    Ok(one(StatusCode::OK, &base, rec, false))
+    Ok(one(StatusCode::OK, &base, rec, false, &params))
 }
 
 /// Parses and checks a PATCH body (RFC 7644 §3.5.2).
@@ -251,13 +254,14 @@ async fn patch_user(
     BaseUrl(base): BaseUrl,
     Path(id): Path<String>,
     if_match: IfMatch,
+    params: Projection,
     ScimJson(body): ScimJson,
 ) -> Result<Response, ScimReply> {
     let w = Write::Patch(parse_id("User", &id)?, body);
     let rec = write_user(&s, &actor, w, if_match.0.as_deref()).await?;
     // RFC 7644 §3.5.2: 200 with the resource (or 204); we return the resource so the
     // IdP sees the result without a second GET.
-    Ok(one(StatusCode::OK, &base, rec, false))
+    Ok(one(StatusCode::OK, &base, rec, false, &params))
 }
 
 async fn delete_user(
