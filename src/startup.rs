@@ -69,7 +69,7 @@ impl Application {
                 config.token_cache_secs,
             ))),
             metrics: Arc::new(http::metrics::HttpMetrics::default()),
-            oauth: Arc::new(http::oauth::Keys::new(
+            oauth: Arc::new(http::auth::jwt::Keys::new(
                 config.jwt_secret.as_ref().map(|s| s.0.as_str()),
             )),
             config: Arc::new(config),

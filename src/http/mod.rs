@@ -4,12 +4,15 @@
 //! Each surface maps errors to its own wire format exactly once.
 
 pub mod api;
+pub mod attachment;
 pub mod auth;
 pub mod health;
 pub mod metrics;
 pub mod oauth;
+pub mod origin;
 pub mod ratelimit;
 pub mod scim;
+pub mod surface;
 pub mod web;
 
 use std::sync::Arc;
@@ -23,6 +26,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::config::Config;
 use crate::db::Store;
+use surface::{refuse, Refusal};
 
 /// Shared state of every handler.
 #[derive(Clone, Debug)]
@@ -38,7 +42,7 @@ pub struct AppState {
     /// Request counts and latencies for `/metrics`.
     pub metrics: Arc<metrics::HttpMetrics>,
     /// The key of OAuth access tokens.
-    pub oauth: Arc<oauth::Keys>,
+    pub oauth: Arc<auth::jwt::Keys>,
 }
 
 /// One route: path, method and handler. The router and the route table (checked
@@ -78,13 +82,8 @@ pub fn router(state: AppState) -> Router {
     }
     let mut router = Router::new();
     for (path, handler) in by_path {
-        let handler = if path.starts_with(scim::BASE) {
-            handler.fallback(scim::method_not_allowed)
-        } else if path.starts_with(web::BASE) {
-            handler.fallback(web::method_not_allowed)
-        } else {
-            handler.fallback(api::method_not_allowed)
-        };
+        let handler =
+            handler.fallback(move || async move { refuse(path, Refusal::MethodNotAllowed) });
         router = router.route(path, handler);
     }
     let timeout = state.config.request_timeout();
@@ -136,41 +135,21 @@ async fn deadline(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    let scim = req.uri().path().starts_with(scim::BASE);
-    let ui = req.uri().path().starts_with(web::BASE);
+    let path = req.uri().path().to_owned();
     match tokio::time::timeout(timeout, next.run(req)).await {
         Ok(res) => res,
         Err(_) => {
             tracing::warn!(?timeout, "request timed out");
-            let detail = "the request took too long; retry later";
-            if scim {
-                scim::ScimReply::from(crate::scim::ScimError {
-                    status: 503,
-                    scim_type: None,
-                    detail: detail.into(),
-                })
-                .into_response()
-            } else if ui {
-                web::PageError::Rejected {
-                    status: axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                    message: "That took too long, so nothing was changed. Try again in a moment."
-                        .into(),
-                }
-                .into_response()
-            } else {
-                api::ApiError::new(503, "timeout", detail).into_response()
-            }
+            refuse(&path, Refusal::Timeout)
         }
     }
 }
 
 async fn fallback(uri: axum::http::Uri) -> axum::response::Response {
-    if uri.path().starts_with(scim::BASE) {
-        scim::not_found_route(uri).await
-    } else if uri.path() == web::BASE || uri.path().starts_with("/ui/") {
-        web::not_found_route(uri).await
-    } else {
-        api::not_found_route(uri).await
-    }
+    refuse(
+        uri.path(),
+        Refusal::NoRoute {
+            path: uri.path().to_owned(),
+        },
+    )
 }

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use axum::extract::Request;
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 
 use crate::auth::hash_token;
 
@@ -96,17 +96,8 @@ pub async fn limit(limiter: std::sync::Arc<RateLimiter>, req: Request, next: Nex
         Ok(()) => next.run(req).await,
         Err(retry_after) => {
             tracing::warn!(retry_after, "rate limited");
-            let detail = "too many requests for this token; retry after the Retry-After delay";
-            let mut res = if req.uri().path().starts_with(super::scim::BASE) {
-                super::scim::ScimReply::from(crate::scim::ScimError {
-                    status: 429,
-                    scim_type: None,
-                    detail: detail.into(),
-                })
-                .into_response()
-            } else {
-                super::api::ApiError::new(429, "rate_limited", detail).into_response()
-            };
+            let mut res =
+                super::surface::refuse(req.uri().path(), super::surface::Refusal::RateLimited);
             res.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,
                 axum::http::HeaderValue::from(retry_after),

@@ -253,3 +253,38 @@ async fn forged_expired_and_misaddressed_jwts_are_401_with_a_scim_error(pool: Pg
     let res = app.scim(Method::GET, "/Users").send().await.unwrap();
     assert_eq!(res.status(), 200, "static tokens still work");
 }
+
+#[sqlx::test]
+async fn every_answer_under_oauth_is_an_rfc_6749_error(pool: PgPool) {
+    let mut config = Config::for_tests();
+    config.body_limit = 1024;
+    let app = TestApp::spawn_with(pool, config).await;
+    let checks = [
+        (
+            app.client.get(app.url("/oauth/token")),
+            405,
+            "invalid_request",
+        ),
+        (
+            app.client.post(app.url("/oauth/elsewhere")),
+            404,
+            "invalid_request",
+        ),
+        (
+            app.client.post(app.url("/oauth/token")).form(&[
+                ("grant_type", "client_credentials"),
+                ("pad", &"x".repeat(4096)),
+            ]),
+            413,
+            "invalid_request",
+        ),
+    ];
+    for (req, status, error) in checks {
+        let res = req.send().await.unwrap();
+        assert_eq!(res.status(), status);
+        assert_eq!(res.headers()["cache-control"], "no-store");
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["error"], error, "{body}");
+        assert!(body["error_description"].is_string(), "{body}");
+    }
+}

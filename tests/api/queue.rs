@@ -305,6 +305,10 @@ async fn evidence_files_are_stored_returned_and_limited(pool: PgPool) {
         .to_str()
         .unwrap()
         .starts_with("attachment"));
+    // Untrusted content, as the web UI sends it: sandboxed, never sniffed or cached.
+    assert_eq!(res.headers()["content-security-policy"], "sandbox");
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    assert_eq!(res.headers()["x-content-type-options"], "nosniff");
     assert_eq!(res.bytes().await.unwrap().to_vec(), png);
     let res = app
         .api(

@@ -383,6 +383,8 @@ async fn claiming_and_completing_through_the_forms_syncs_the_user(pool: PgPool) 
         .headers()
         .get(header::CONTENT_DISPOSITION)
         .is_some_and(|v| v.to_str().unwrap().starts_with("attachment")));
+    assert_eq!(file.headers()["content-security-policy"], "sandbox");
+    assert_eq!(file.headers()["cache-control"], "no-store");
 }
 
 #[sqlx::test]

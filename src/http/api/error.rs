@@ -7,6 +7,7 @@ use serde_json::json;
 
 use crate::error::Error;
 use crate::http::auth::AuthError;
+use crate::http::surface::Refusal;
 
 /// A failed task API request.
 #[derive(Debug)]
@@ -68,6 +69,29 @@ impl From<AuthError> for ApiError {
                 "the bearer token is not valid (unknown or revoked)",
             ),
             AuthError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::NoRoute { path } => {
+                ApiError::new(404, "no_route", format!("no endpoint at {path}"))
+            }
+            Refusal::MethodNotAllowed => ApiError::new(
+                405,
+                "method_not_allowed",
+                "this endpoint does not support this method",
+            ),
+            Refusal::Timeout => {
+                ApiError::new(503, "timeout", "the request took too long; retry later")
+            }
+            Refusal::RateLimited => ApiError::new(
+                429,
+                "rate_limited",
+                "too many requests for this token; retry after the Retry-After delay",
+            ),
         }
     }
 }

@@ -10,8 +10,6 @@ mod users;
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::Uri;
-use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 
 pub use error::ApiError;
@@ -74,18 +72,4 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
             .map(ApiJson)
             .map_err(|e| ApiError::new(400, "invalid_json", format!("invalid request body: {e}")))
     }
-}
-
-/// 405 for a method a task API route does not offer.
-pub async fn method_not_allowed() -> ApiError {
-    ApiError::new(
-        405,
-        "method_not_allowed",
-        "this endpoint does not support this method",
-    )
-}
-
-/// 404 for a path that names no route.
-pub async fn not_found_route(uri: Uri) -> Response {
-    ApiError::new(404, "no_route", format!("no endpoint at {}", uri.path())).into_response()
 }

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Json;
@@ -29,6 +29,7 @@ use super::{ApiActor, ApiError, ApiJson};
 use crate::auth::Actor;
 use crate::db::queue::{Completion, Lease, NewAttachment, Outcome};
 use crate::db::tasks::TaskQuery;
+use crate::http::attachment::{self, Unfit};
 use crate::http::{AppState, Route};
 use crate::queue::evidence::{MAX_ATTACHMENTS, MAX_ATTACHMENT_BYTES};
 use crate::reconcile::TaskKind;
@@ -343,13 +344,7 @@ struct CompleteRequest {
 }
 
 fn decode(attachments: Vec<AttachmentIn>) -> Result<Vec<NewAttachment>, ApiError> {
-    if attachments.len() > MAX_ATTACHMENTS {
-        return Err(ApiError::new(
-            400,
-            "too_many_attachments",
-            format!("at most {MAX_ATTACHMENTS} attachments"),
-        ));
-    }
+    attachment::check_count(attachments.len()).map_err(unfit)?;
     attachments
         .into_iter()
         .map(|a| {
@@ -363,32 +358,19 @@ fn decode(attachments: Vec<AttachmentIn>) -> Result<Vec<NewAttachment>, ApiError
                         format!("{}: not base64 ({e})", a.filename),
                     )
                 })?;
-            if data.len() > MAX_ATTACHMENT_BYTES {
-                return Err(ApiError::new(
-                    400,
-                    "attachment_too_large",
-                    format!(
-                        "{} has {} bytes; at most {MAX_ATTACHMENT_BYTES} per file",
-                        a.filename,
-                        data.len()
+            attachment::check_file(&a.filename, &a.content_type, data.len()).map_err(
+                |u| match u {
+                    Unfit::TooLarge(size) => ApiError::new(
+                        400,
+                        "attachment_too_large",
+                        format!(
+                            "{} has {size} bytes; at most {MAX_ATTACHMENT_BYTES} per file",
+                            a.filename
+                        ),
                     ),
-                ));
-            }
-            let name_ok = !a.filename.trim().is_empty()
-                && a.filename.len() <= 200
-                && !a.filename.contains(['/', '\\']);
-            let type_ok = a
-                .content_type
-                .split_once('/')
-                .is_some_and(|(t, s)| !t.is_empty() && !s.is_empty())
-                && HeaderValue::from_str(&a.content_type).is_ok();
-            if !name_ok || !type_ok {
-                return Err(ApiError::new(
-                    400,
-                    "invalid_attachment",
-                    "an attachment needs a plain file name and a media type such as image/png",
-                ));
-            }
+                    Unfit::TooMany | Unfit::BadNameOrType => unfit(u),
+                },
+            )?;
             Ok(NewAttachment {
                 filename: a.filename,
                 content_type: a.content_type,
@@ -396,6 +378,27 @@ fn decode(attachments: Vec<AttachmentIn>) -> Result<Vec<NewAttachment>, ApiError
             })
         })
         .collect()
+}
+
+/// The task API's words for a file that cannot be attached.
+fn unfit(u: Unfit) -> ApiError {
+    match u {
+        Unfit::TooMany => ApiError::new(
+            400,
+            "too_many_attachments",
+            format!("at most {MAX_ATTACHMENTS} attachments"),
+        ),
+        Unfit::TooLarge(size) => ApiError::new(
+            400,
+            "attachment_too_large",
+            format!("a file has {size} bytes; at most {MAX_ATTACHMENT_BYTES} per file"),
+        ),
+        Unfit::BadNameOrType => ApiError::new(
+            400,
+            "invalid_attachment",
+            "an attachment needs a plain file name and a media type such as image/png",
+        ),
+    }
 }
 
 async fn complete_task(
@@ -459,22 +462,5 @@ async fn get_attachment(
         .map_err(|_| ApiError::new(404, "not_found", "no such attachment"))?;
     let (filename, content_type, data) =
         s.store.attachment(&actor.app_id, task_id(&id)?, n).await?;
-    let mut res = data.into_response();
-    let h = res.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&content_type) {
-        h.insert(header::CONTENT_TYPE, v);
-    }
-    // Downloaded, never rendered inline: evidence files are untrusted content.
-    let safe: String = filename
-        .chars()
-        .filter(|c| c.is_ascii_graphic() && *c != '"')
-        .collect();
-    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{safe}\"")) {
-        h.insert(header::CONTENT_DISPOSITION, v);
-    }
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    Ok(res)
+    Ok(attachment::download(&filename, &content_type, data))
 }

@@ -6,7 +6,11 @@ use axum::response::{IntoResponse, Response};
 
 use crate::error::Error;
 use crate::http::auth::AuthError;
+use crate::http::surface::Refusal;
 use crate::scim::{ScimError, ScimType};
+
+/// What a client over its rate is told.
+const RATE_LIMITED: &str = "too many requests for this token; retry after the Retry-After delay";
 
 /// A failed SCIM request.
 #[derive(Debug)]
@@ -80,6 +84,36 @@ impl From<AuthError> for ScimReply {
             }),
             AuthError::Store(e) => e.into(),
         }
+    }
+}
+
+impl From<Refusal> for ScimReply {
+    fn from(r: Refusal) -> Self {
+        ScimReply(match r {
+            Refusal::NoRoute { path } if path.trim_end_matches('/').ends_with("/Me") => ScimError {
+                status: 501,
+                scim_type: None,
+                detail: "/Me is not supported: tokens belong to IdPs, not to users".into(),
+            },
+            Refusal::NoRoute { path } => {
+                ScimError::not_found(format!("no SCIM endpoint at {path}"))
+            }
+            Refusal::MethodNotAllowed => ScimError {
+                status: 405,
+                scim_type: None,
+                detail: "this endpoint does not support this method".into(),
+            },
+            Refusal::Timeout => ScimError {
+                status: 503,
+                scim_type: None,
+                detail: "the request took too long; retry later".into(),
+            },
+            Refusal::RateLimited => ScimError {
+                status: 429,
+                scim_type: None,
+                detail: RATE_LIMITED.into(),
+            },
+        })
     }
 }
 

@@ -51,18 +51,10 @@ impl FromRequestParts<AppState> for BaseUrl {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let root = match &state.config.public_url {
-            Some(url) => url.trim_end_matches('/').to_owned(),
-            None => {
-                let host = parts
-                    .headers
-                    .get(header::HOST)
-                    .and_then(|h| h.to_str().ok())
-                    .unwrap_or("localhost");
-                format!("http://{host}")
-            }
-        };
-        Ok(BaseUrl(format!("{root}{}", super::BASE)))
+        Ok(BaseUrl(crate::http::origin::scim_base(
+            &state.config,
+            &parts.headers,
+        )))
     }
 }
 

@@ -18,7 +18,7 @@ mod groups;
 mod search;
 mod users;
 
-use axum::http::{header, HeaderValue, StatusCode, Uri};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
@@ -27,10 +27,10 @@ pub use extract::{BaseUrl, IfMatch, ListParams, Projection, ScimActor, ScimJson}
 
 use super::Route;
 use crate::scim::list::{cursor_response, list_response, Paging};
-use crate::scim::{ScimError, SCIM_CONTENT_TYPE};
+use crate::scim::SCIM_CONTENT_TYPE;
 
 /// Where the SCIM surface is mounted.
-pub const BASE: &str = "/scim/v2";
+pub const BASE: &str = super::surface::SCIM_BASE;
 
 pub(super) fn routes() -> Vec<Route> {
     [
@@ -120,29 +120,4 @@ pub fn reply(
         }
     }
     res
-}
-
-/// 405 for a method a SCIM endpoint does not offer (discovery endpoints are read-only).
-pub async fn method_not_allowed() -> ScimReply {
-    ScimError {
-        status: 405,
-        scim_type: None,
-        detail: "this endpoint does not support this method".into(),
-    }
-    .into()
-}
-
-/// 404 for a path under /scim/v2 that names no endpoint.
-pub async fn not_found_route(uri: Uri) -> Response {
-    let detail = if uri.path().trim_end_matches('/').ends_with("/Me") {
-        return ScimReply::from(ScimError {
-            status: 501,
-            scim_type: None,
-            detail: "/Me is not supported: tokens belong to IdPs, not to users".into(),
-        })
-        .into_response();
-    } else {
-        format!("no SCIM endpoint at {}", uri.path())
-    };
-    ScimReply::from(ScimError::not_found(detail)).into_response()
 }

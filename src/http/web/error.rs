@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::{html_response, see_other, view::encode};
 use crate::error::Error;
+use crate::http::surface::Refusal;
 
 /// A failed UI request.
 #[derive(Debug)]
@@ -88,6 +89,31 @@ impl From<Error> for PageError {
                 tracing::error!(error = ?err, "internal error");
                 PageError::Internal
             }
+        }
+    }
+}
+
+impl From<Refusal> for PageError {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::NoRoute { path } => {
+                PageError::NotFound(format!("There is no page at {path}."))
+            }
+            Refusal::MethodNotAllowed => PageError::Rejected {
+                status: StatusCode::METHOD_NOT_ALLOWED,
+                message: "This page cannot be used that way. Go back and use its buttons.".into(),
+            },
+            Refusal::Timeout => PageError::Rejected {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                message: "That took too long, so nothing was changed. Try again in a moment."
+                    .into(),
+            },
+            Refusal::RateLimited => PageError::Rejected {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                message: "Too many requests in a short time, so nothing was changed. Wait a \
+                          moment and try again."
+                    .into(),
+            },
         }
     }
 }

@@ -25,7 +25,7 @@ mod users;
 mod view;
 
 use askama::Template;
-use axum::http::{header, HeaderValue, StatusCode, Uri};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 pub use error::PageError;
@@ -34,7 +34,7 @@ pub use session::SignedIn;
 use super::Route;
 
 /// Path prefix of every UI route (and the session cookie's `Path`).
-pub const BASE: &str = "/ui";
+pub const BASE: &str = super::surface::UI_BASE;
 
 pub(super) fn routes() -> Vec<Route> {
     [
@@ -109,17 +109,4 @@ pub(crate) fn see_other(location: &str) -> Response {
         res.headers_mut().insert(header::LOCATION, v);
     }
     res
-}
-
-/// 405 for a method a UI route does not offer.
-pub async fn method_not_allowed() -> PageError {
-    PageError::Rejected {
-        status: StatusCode::METHOD_NOT_ALLOWED,
-        message: "This page cannot be used that way. Go back and use its buttons.".into(),
-    }
-}
-
-/// 404 for a path under `/ui` that names no page.
-pub async fn not_found_route(uri: Uri) -> Response {
-    PageError::NotFound(format!("There is no page at {}.", uri.path())).into_response()
 }

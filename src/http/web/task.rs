@@ -8,8 +8,8 @@ use askama::Template;
 use axum::extract::multipart::MultipartRejection;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
-use axum::http::{header, HeaderValue, Method, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::{Method, StatusCode};
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Form;
 use serde::Deserialize;
@@ -24,6 +24,7 @@ use super::{render, see_other, Nav, PageError, SignedIn};
 use crate::db::queue::{Completion, Lease, NewAttachment, Outcome};
 use crate::db::tasks::Task;
 use crate::error::Error;
+use crate::http::attachment::{self, Unfit};
 use crate::http::{AppState, Route};
 use crate::queue::evidence::{check_fields, MAX_ATTACHMENTS, MAX_ATTACHMENT_BYTES};
 
@@ -622,23 +623,20 @@ async fn read_complete(mut mp: Multipart) -> Result<CompleteForm, PageError> {
             if filename.is_empty() && data.is_empty() {
                 continue;
             }
-            if data.len() > MAX_ATTACHMENT_BYTES || f.files.len() >= MAX_ATTACHMENTS {
-                return Err(too_large());
-            }
-            let name_ok =
-                !filename.is_empty() && filename.len() <= 200 && !filename.contains(['/', '\\']);
-            let type_ok = content_type
-                .split_once('/')
-                .is_some_and(|(t, s)| !t.is_empty() && !s.is_empty())
-                && HeaderValue::from_str(&content_type).is_ok();
-            if !name_ok || !type_ok {
-                return Err(PageError::Rejected {
-                    status: StatusCode::BAD_REQUEST,
-                    message: format!(
-                        "The file {filename:?} cannot be attached: give it a plain name of at \
-                         most 200 characters."
-                    ),
-                });
+            let fits = attachment::check_count(f.files.len() + 1)
+                .and_then(|()| attachment::check_file(&filename, &content_type, data.len()));
+            match fits {
+                Ok(()) => {}
+                Err(Unfit::TooMany | Unfit::TooLarge(_)) => return Err(too_large()),
+                Err(Unfit::BadNameOrType) => {
+                    return Err(PageError::Rejected {
+                        status: StatusCode::BAD_REQUEST,
+                        message: format!(
+                            "The file {filename:?} cannot be attached: give it a plain name of at \
+                             most 200 characters."
+                        ),
+                    })
+                }
             }
             f.files.push(NewAttachment {
                 filename,
@@ -774,27 +772,5 @@ async fn attachment(
         .parse()
         .map_err(|_| PageError::NotFound("There is no such attachment.".into()))?;
     let (filename, content_type, data) = s.store.attachment(&me.session.app_id, id, n).await?;
-    let mut res = data.into_response();
-    let h = res.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&content_type) {
-        h.insert(header::CONTENT_TYPE, v);
-    }
-    // Downloaded, never rendered inline: evidence files are untrusted content.
-    let safe: String = filename
-        .chars()
-        .filter(|c| c.is_ascii_graphic() && *c != '"')
-        .collect();
-    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{safe}\"")) {
-        h.insert(header::CONTENT_DISPOSITION, v);
-    }
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("sandbox"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(res)
+    Ok(attachment::download(&filename, &content_type, data))
 }

@@ -1,7 +1,9 @@
 //! Bearer-token authentication shared by the surfaces. Tokens are looked up by hash;
 //! verified tokens are cached for `--token-cache-seconds` so most requests cost no
 //! database round trip (DESIGN.md "cost per request"); revocation takes effect within
-//! that time.
+//! that time. OAuth access tokens (JWTs, [`jwt`]) verify by signature.
+
+pub mod jwt;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -10,7 +12,7 @@ use std::time::{Duration, Instant};
 use axum::http::HeaderMap;
 
 use super::AppState;
-use crate::auth::{hash_token, Actor};
+use crate::auth::{hash_token, Actor, Role};
 use crate::db::tokens::TokenInfo;
 use crate::error::Error;
 
@@ -78,12 +80,24 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 /// Authenticates a request and returns its actor.
 pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Actor, AuthError> {
     let token = bearer(headers).ok_or(AuthError::Missing)?;
-    // OAuth access tokens (src/http/oauth.rs) verify by signature, without the store.
-    if super::oauth::is_jwt(token) {
-        return super::oauth::verify(state, headers, token)
+    let request_id = headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    // OAuth access tokens verify by signature, without the store.
+    if jwt::is_jwt(token) {
+        let audience = super::origin::scim_base(&state.config, headers);
+        let v = jwt::verify(&state.oauth, &state.store, &audience, token)
             .await
             .map_err(AuthError::Store)?
-            .ok_or(AuthError::Invalid);
+            .ok_or(AuthError::Invalid)?;
+        return Ok(Actor {
+            app_id: v.app_id,
+            token_id: v.client_id,
+            name: v.name,
+            role: Role::Scim,
+            request_id,
+        });
     }
     let hash = hash_token(token);
     let info = match state.tokens.get(&hash) {
@@ -104,9 +118,6 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Actor
         token_id: info.token_id,
         name: info.name,
         role: info.role,
-        request_id: headers
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned),
+        request_id,
     })
 }
