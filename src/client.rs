@@ -20,6 +20,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
+use crate::reconcile::TaskState;
+
 /// Where the server is and who we are: `--url`/`SCIMBRIDGE_URL`, `--token`/`SCIMBRIDGE_TOKEN`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Connection {
@@ -672,7 +674,7 @@ pub fn content_type_of(filename: &str) -> &'static str {
 /// Filters of the task list.
 #[derive(Debug, Clone, Default)]
 pub struct TaskQuery {
-    /// `open`, `in_progress`, `done`, `failed`, `not_applicable` or `cancelled`.
+    /// A task state's wire name (`open`, `in_progress`, ...); the server checks it.
     pub state: Option<String>,
     /// A task kind.
     pub kind: Option<String>,
@@ -760,8 +762,8 @@ pub struct Task {
     /// `create_account`, `update_attributes`, `change_role`, `deactivate`,
     /// `reactivate` or `remove`.
     pub kind: String,
-    /// `open`, `in_progress`, `done`, `failed`, `not_applicable` or `cancelled`.
-    pub state: String,
+    /// Where it is in its lifecycle.
+    pub state: TaskState,
     /// Who it is about.
     #[serde(default)]
     pub subject: Subject,

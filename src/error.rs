@@ -34,6 +34,10 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// The server is set up wrong (an app names a profile this process was not started
+    /// with): a server fault, 500 on every surface, with a message for whoever runs it.
+    #[error("server misconfigured: {0}")]
+    Misconfigured(String),
     /// The database could not be reached or timed out; the request may be retried.
     #[error("database unavailable: {0}")]
     Unavailable(sqlx::Error),

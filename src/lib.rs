@@ -6,10 +6,13 @@
 //!
 //! # Layout
 //! - [`scim`]: the protocol, pure (schemas, filter, PATCH, resources, errors).
-//! - [`reconcile`]: task planning and app profiles, pure.
+//! - [`reconcile`]: task planning, app profiles, task states ([`reconcile::TaskState`])
+//!   and completion evidence rules, pure.
 //! - [`profiles`]: reading profile files at start (the IO half of `reconcile::profile`).
-//! - [`db`]: all SQL; each operation is one transaction (write + task + audit).
-//! - [`queue`]: waking long-polling claims, checking completion evidence.
+//! - [`db`]: all SQL; each operation is one transaction (write + task + audit). Every
+//!   task transition (claim, heartbeat, complete, release, approve, reject, retry) is in
+//!   [`db::lifecycle`].
+//! - [`queue`]: waking long-polling claims, the SLA sweeper's loop.
 //! - [`notify`]: webhook delivery of outbox events.
 //! - [`http`]: axum surfaces: SCIM (`/scim/v2`), task API (`/api/v1`), health.
 //! - [`auth`]: token roles, hashing and the actor of a request.

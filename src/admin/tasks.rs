@@ -12,6 +12,7 @@ use super::TasksCommand;
 use crate::client::{
     Attachment, Claim, Client, Completion, HistoryRecord, Outcome, Task, TaskQuery,
 };
+use crate::reconcile::TaskState;
 
 /// How long the CLI resends a completion that got no answer (same Idempotency-Key).
 const COMPLETE_RETRY_FOR: Duration = Duration::from_secs(30);
@@ -95,7 +96,7 @@ pub(super) async fn run(client: &Client, cmd: TasksCommand) -> anyhow::Result<()
             let t = client.release(id, lease.as_deref()).await?;
             if json {
                 println!("{}", pretty(&t.raw));
-            } else if t.state == "cancelled" {
+            } else if t.state == TaskState::Cancelled {
                 println!(
                     "task {id} released and cancelled: {}",
                     t.cancel_reason
@@ -169,7 +170,7 @@ async fn list(client: &Client, mut q: TaskQuery, limit: u32, as_json: bool) -> a
     let now = Utc::now();
     let mut t = Table::new(&["ID", "STATE", "KIND", "USER", "AGE", "TITLE"]);
     for task in &tasks {
-        let mut state = task.state.clone();
+        let mut state = task.state.to_string();
         if let Some(b) = task.blocked_by {
             // Open but waiting for the user's task in progress.
             let _ = write!(state, " (after #{b})");
@@ -295,7 +296,13 @@ fn attachments(paths: &[std::path::PathBuf]) -> anyhow::Result<Vec<Attachment>> 
 pub(super) fn task_view(t: &Task) -> String {
     let now = Utc::now();
     let mut o = String::new();
-    let _ = writeln!(o, "Task {}  {}  {}", t.id, t.kind, t.state.to_uppercase());
+    let _ = writeln!(
+        o,
+        "Task {}  {}  {}",
+        t.id,
+        t.kind,
+        t.state.as_str().to_uppercase()
+    );
     let _ = writeln!(o, "{}", t.title);
     let _ = writeln!(o);
     let _ = writeln!(o, "User:      {} ({})", t.subject.user_name, t.subject.id);
@@ -308,7 +315,7 @@ pub(super) fn task_view(t: &Task) -> String {
             "Waits for: task {b} (this user's tasks are worked in order)"
         );
     }
-    if t.state == "in_progress" {
+    if t.state == TaskState::InProgress {
         let holder = t.claimed_by.as_deref().unwrap_or("?");
         let lease = t.lease_id.as_deref().unwrap_or("?");
         let expires = t
@@ -321,7 +328,7 @@ pub(super) fn task_view(t: &Task) -> String {
 
     if !t.instructions.is_empty() {
         let _ = writeln!(o, "\nInstructions:");
-        let box_ = if matches!(t.state.as_str(), "done" | "not_applicable") {
+        let box_ = if t.state.is_in(&TaskState::CONFIRMED) {
             "[x]"
         } else {
             "[ ]"
@@ -374,7 +381,7 @@ pub(super) fn task_view(t: &Task) -> String {
     if let Some(fin) = t.finished_at {
         let _ = writeln!(o, "\nOutcome:");
         let by = t.finished_by.as_deref().unwrap_or("?");
-        let _ = writeln!(o, "  {} by {by}, {}", t.state, when(fin, now));
+        let _ = writeln!(o, "  {} by {by}, {}", t.state.label(), when(fin, now));
         if let Some(n) = t.note.as_deref().filter(|n| !n.is_empty()) {
             for line in n.lines() {
                 let _ = writeln!(o, "  | {line}");

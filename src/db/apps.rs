@@ -48,17 +48,19 @@ impl Store {
     /// Every app with its counts; each count runs on a partial index of its table
     /// (live users, unfinished tasks), so this stays cheap as apps grow.
     pub async fn app_summaries(&self) -> Result<Vec<AppSummary>> {
-        let rows = sqlx::query(
+        let rows = sqlx::query(concat!(
             r#"
             select a.app_id, a.display_name, a.profile,
                    (select count(*) from scim_user u
                      where u.app_id = a.app_id and u.deleted_at is null) as live_users,
                    (select count(*) from task t
-                     where t.app_id = a.app_id and t.state in ('open', 'in_progress')) as open_tasks
+                     where t.app_id = a.app_id and t.state in "#,
+            queued_states!(),
+            r#") as open_tasks
               from app a
              order by a.app_id
-            "#,
-        )
+            "#
+        ))
         .fetch_all(&self.pool)
         .await?;
         Ok(rows

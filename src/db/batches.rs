@@ -1,5 +1,5 @@
-//! Batches held by the mass-change guard: opening one, showing what it would do, and
-//! releasing or cancelling it as a whole.
+//! Batches held by the mass-change guard: opening one and showing what it would do.
+//! Releasing or cancelling one (a transition of its tasks) is `lifecycle`'s.
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
@@ -7,7 +7,7 @@ use sqlx::{PgConnection, Row};
 
 use super::audit::{self, Entry};
 use super::outbox::{emit, PRIMARY};
-use super::{notify_tasks, Store};
+use super::Store;
 use crate::auth::Actor;
 use crate::error::{Error, Result};
 
@@ -49,7 +49,7 @@ pub(super) async fn open_batch(
     Ok(id)
 }
 
-fn batch_entry(
+pub(super) fn batch_entry(
     action: &'static str,
     id: i64,
     outcome: &'static str,
@@ -142,85 +142,5 @@ impl Store {
             .await?
             .ok_or_else(|| Error::NotFound(format!("batch {id}")))?;
         Ok(batch(&row))
-    }
-
-    /// Releases (`release = true`) or cancels a held batch as a whole. Released tasks go
-    /// to the queue (or wait for approval if their change needs one); cancelled tasks are
-    /// cancelled and their users marked rejected (the app stays as it was).
-    pub async fn decide_batch(&self, actor: &Actor, id: i64, release: bool) -> Result<Batch> {
-        let mut tx = self.pool.begin().await?;
-        let state: Option<String> = sqlx::query_scalar(
-            "select state from batch where app_id = $1 and batch_id = $2 for update",
-        )
-        .bind(&actor.app_id)
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        match state.as_deref() {
-            None => return Err(Error::NotFound(format!("batch {id}"))),
-            Some("held") => {}
-            Some(other) => {
-                return Err(Error::TaskConflict {
-                    code: "batch_decided",
-                    message: format!("batch {id} is already {other}"),
-                })
-            }
-        }
-        // Subjects first, in id order, as every other write locks them (no deadlocks).
-        sqlx::query(
-            "select 1 from scim_user where user_id in (select user_id from task where batch_id = $1 and state = 'held') \
-             order by user_id for update",
-        )
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        let n = if release {
-            sqlx::query(
-                "update task set state = case when needs_approval then 'awaiting_approval'::task_state else 'open' end, \
-                 updated_at = now() where batch_id = $1 and state = 'held'",
-            )
-            .bind(id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-        } else {
-            let reason = format!(
-                "Held batch #{id} was cancelled by {}; the app stays as it was.",
-                actor.name
-            );
-            let cancelled = sqlx::query(
-                "with c as (update task set state = 'cancelled', cancel_reason = $2, finished_at = now(), finished_by = $3, \
-                 updated_at = now() where batch_id = $1 and state = 'held' returning user_id) \
-                 update scim_user set rejected_at = now() where user_id in (select user_id from c)",
-            )
-            .bind(id)
-            .bind(&reason)
-            .bind(&actor.name)
-            .execute(&mut *tx)
-            .await?;
-            cancelled.rows_affected()
-        };
-        sqlx::query(
-            "update batch set state = $2, decided_by = $3, decided_at = now() where batch_id = $1",
-        )
-        .bind(id)
-        .bind(if release { "released" } else { "cancelled" })
-        .bind(&actor.name)
-        .execute(&mut *tx)
-        .await?;
-        let (action, outcome) = if release {
-            ("batch.release", "released")
-        } else {
-            ("batch.cancel", "cancelled")
-        };
-        audit::write(
-            &mut tx,
-            actor,
-            batch_entry(action, id, outcome, json!({"tasks": n})),
-        )
-        .await?;
-        notify_tasks(&mut tx, &actor.app_id).await?;
-        tx.commit().await?;
-        self.batch(&actor.app_id, id).await
     }
 }

@@ -1,22 +1,19 @@
 //! What the admin web UI reads beyond the task API's queries: the queue as a board (in
 //! claim order, searchable by userName or email), the user list with search, the seats
-//! and completion-time reports; and claiming one chosen task (the UI's Claim button; the
-//! API's claim takes whatever is next). Every query is scoped to one app.
+//! and completion-time reports. Every query is scoped to one app. (The UI's Claim button
+//! is `lifecycle`'s `claim_chosen`.)
 
 use chrono::{DateTime, Utc};
 use sqlx::{postgres::PgRow, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
-use super::queue::{take, Lease, Picked, CLAIMABLE};
-use super::tasks::Task;
 use super::users::STATE;
 use super::Store;
-use crate::auth::Actor;
 use crate::error::Result;
-use crate::reconcile::TaskKind;
+use crate::reconcile::{TaskKind, TaskState};
 
 /// The rank a task of this kind has in claim order (lower first): leavers first, joiners
-/// last: the stored `task.priority` (migration 0004), which `Store::claim` orders by, so
+/// last: the stored `task.priority` (migration 0004), which `Store::claim_next` orders by, so
 /// the board lists tasks in the order workers get them (a test checks the two agree).
 const RANK: &str = "t.priority::int";
 
@@ -58,7 +55,7 @@ impl BoardCursor {
 #[derive(Debug, Clone)]
 pub struct BoardQuery {
     /// Only tasks in this state (None: all).
-    pub state: Option<String>,
+    pub state: Option<TaskState>,
     /// Only tasks of this kind.
     pub kind: Option<TaskKind>,
     /// Only tasks whose user's userName or email contains this (case-insensitive).
@@ -79,7 +76,7 @@ pub struct BoardRow {
     /// What to do.
     pub kind: TaskKind,
     /// Task state.
-    pub state: String,
+    pub state: TaskState,
     /// One-line summary.
     pub title: String,
     /// The user's SCIM id.
@@ -185,7 +182,7 @@ impl Store {
     /// One page of the app's tasks for the board; true when more follow.
     pub async fn board(&self, app_id: &str, q: &BoardQuery) -> Result<(Vec<BoardRow>, bool)> {
         let mut b: QueryBuilder<'_, Postgres> = QueryBuilder::new(format!(
-            "select * from (select t.task_id, t.kind::text as kind, t.state::text as state, t.title, t.user_id, \
+            "select * from (select t.task_id, t.kind::text as kind, t.state, t.title, t.user_id, \
              u.user_name, coalesce(t.target->>'email', t.base->>'email') as email, t.created_at, t.claimed_by, \
              t.lease_expires_at, t.finished_at, t.due_at, t.sla_state, \
              (select p.task_id from task p where p.user_id = t.user_id and p.state = 'in_progress' \
@@ -198,8 +195,8 @@ impl Store {
             }
         ));
         b.push_bind(app_id.to_owned());
-        if let Some(s) = &q.state {
-            b.push(" and t.state::text = ").push_bind(s.clone());
+        if let Some(s) = q.state {
+            b.push(" and t.state = ").push_bind(s);
         }
         if let Some(k) = q.kind {
             b.push(" and t.kind::text = ").push_bind(k.as_str());
@@ -272,14 +269,15 @@ impl Store {
         let sql = format!(
             "select * from (select u.user_id, u.seq, u.user_name, u.doc->>'displayName' as display_name, \
              u.emails[1] as email, u.active, u.deleted_at, u.confirmed_at, {STATE} as state, \
-             (select t.task_id from task t where t.user_id = u.user_id and t.state in ('open', 'in_progress') \
+             (select t.task_id from task t where t.user_id = u.user_id and t.state in {queued} \
                order by t.task_id limit 1) as open_task_id \
              from scim_user u where u.app_id = $1 \
              and ($2::text is null or strpos(lower(u.user_name), $2) > 0 \
                   or strpos(lower(coalesce(u.doc->>'displayName', '')), $2) > 0 \
                   or exists (select 1 from unnest(u.emails) e where strpos(e, $2) > 0)) \
              and ($4::bigint is null or u.seq > $4)) x \
-             where ($3::text is null or x.state = $3) order by x.seq limit $5"
+             where ($3::text is null or x.state = $3) order by x.seq limit $5",
+            queued = queued_states!(),
         );
         let rows = sqlx::query(&sql)
             .bind(app_id)
@@ -322,10 +320,11 @@ impl Store {
         .bind(app_id)
         .fetch_one(&self.pool)
         .await?;
-        let pending: Vec<(String, i64)> = sqlx::query_as(
-            "select kind::text, count(*) from task where app_id = $1 and state in ('open', 'in_progress') \
-             group by 1 order by 1",
-        )
+        let pending: Vec<(String, i64)> = sqlx::query_as(concat!(
+            "select kind::text, count(*) from task where app_id = $1 and state in ",
+            queued_states!(),
+            " group by 1 order by 1"
+        ))
         .bind(app_id)
         .fetch_all(&self.pool)
         .await?;
@@ -343,14 +342,14 @@ impl Store {
     /// Time from creation to completion of the tasks finished (done or not applicable)
     /// in the last [`COMPLETION_WINDOW_DAYS`] days, by kind.
     pub async fn completion_times(&self, app_id: &str) -> Result<Vec<CompletionTimes>> {
-        let rows: Vec<(String, i64, f64, f64)> = sqlx::query_as(
+        let rows: Vec<(String, i64, f64, f64)> = sqlx::query_as(concat!(
             "select kind::text, count(*), \
                     percentile_cont(0.5) within group (order by extract(epoch from finished_at - created_at))::float8, \
                     max(extract(epoch from finished_at - created_at))::float8 \
-             from task where app_id = $1 and state in ('done', 'not_applicable') \
-               and finished_at > now() - make_interval(days => $2) \
-             group by 1 order by 1",
-        )
+             from task where app_id = $1 and state in ",
+            confirmed_states!(),
+            " and finished_at > now() - make_interval(days => $2) group by 1 order by 1"
+        ))
         .bind(app_id)
         .bind(COMPLETION_WINDOW_DAYS)
         .fetch_all(&self.pool)
@@ -366,33 +365,5 @@ impl Store {
                 })
             })
             .collect())
-    }
-
-    /// Claims one chosen task of the app, if it is claimable now (open and not waiting
-    /// for its user's task in progress, or in progress with a lapsed lease). None when it
-    /// is not; the caller reads the task to say why. Recorded like `Store::claim`.
-    pub async fn claim_task(&self, actor: &Actor, lease: Lease, id: i64) -> Result<Option<Task>> {
-        self.fail_exhausted(&actor.app_id, lease.max_attempts)
-            .await?;
-        let mut tx = self.pool.begin().await?;
-        // SKIP LOCKED: a worker completing or claiming it right now wins; no waiting.
-        let picked: Option<Picked> = sqlx::query_as(&format!(
-            "select t.task_id, t.user_id, t.state::text, t.claimed_by, t.attempts \
-               from task t join scim_user u on u.user_id = t.user_id \
-              where t.app_id = $1 and t.task_id = $2 and {CLAIMABLE} \
-              for update of t, u skip locked"
-        ))
-        .bind(&actor.app_id)
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(picked) = picked else {
-            return Ok(None);
-        };
-        let Some(t) = take(&mut tx, actor, lease, picked).await? else {
-            return Ok(None);
-        };
-        tx.commit().await?;
-        Ok(Some(t))
     }
 }

@@ -8,11 +8,11 @@ use serde_json::{json, Value};
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
-use super::audit::{self, Entry};
+use super::audit;
+use super::lifecycle::{cancel, task_entry};
 use crate::auth::Actor;
 use crate::error::{Error, Result};
-use crate::reconcile::{self, Account, Plan, Profile, Profiles, TaskKind};
-use crate::scim::ScimError;
+use crate::reconcile::{self, Account, Plan, Profile, Profiles, TaskKind, TaskState};
 
 /// Everything derivation needs about one user, read in one round trip.
 struct Subject {
@@ -33,16 +33,12 @@ struct Subject {
 /// (rather than quietly using another app's roles and wording).
 pub(super) fn app_profile(profiles: &Profiles, app_id: &str, key: &str) -> Result<Arc<Profile>> {
     profiles.get(key).cloned().ok_or_else(|| {
-        Error::Scim(ScimError {
-            status: 500,
-            scim_type: None,
-            detail: format!(
-                "app {app_id:?} uses profile {key:?}, which this server was not started with \
-                 (known: {}); restart it with --profiles-dir pointing at the directory that \
-                 defines {key:?}",
-                profiles.keys().join(", ")
-            ),
-        })
+        Error::Misconfigured(format!(
+            "app {app_id:?} uses profile {key:?}, which this server was not started with \
+             (known: {}); restart it with --profiles-dir pointing at the directory that \
+             defines {key:?}",
+            profiles.keys().join(", ")
+        ))
     })
 }
 
@@ -51,7 +47,7 @@ async fn load(
     profiles: &Profiles,
     user_id: Uuid,
 ) -> Result<Option<Subject>> {
-    let row = sqlx::query(
+    let row = sqlx::query(concat!(
         r#"
         select u.app_id, u.doc, u.deleted_at is not null as deleted, u.confirmed, a.profile,
                coalesce((select array_agg(g.display_name)
@@ -65,10 +61,12 @@ async fn load(
           join app a using (app_id)
           left join task p on p.user_id = u.user_id and p.state = 'in_progress'
           left join task o on o.user_id = u.user_id
-                          and o.state in ('open', 'awaiting_approval', 'held')
+                          and o.state in "#,
+        unclaimed_states!(),
+        r#"
          where u.user_id = $1
-        "#,
-    )
+        "#
+    ))
     .bind(user_id)
     .fetch_optional(&mut *conn)
     .await?;
@@ -181,7 +179,7 @@ pub(super) async fn derive_user_held(
 /// Where a planned task starts: held in a batch (mass-change guard), waiting for an
 /// approval (profile rules), or open to claim.
 struct Placement {
-    state: &'static str,
+    state: TaskState,
     batch: Option<i64>,
     needs_approval: bool,
 }
@@ -200,9 +198,9 @@ async fn place(
         (None, None) => leaver_batch(conn, actor, plan, gov).await?,
     };
     let state = match (batch, needs_approval) {
-        (Some(_), _) => "held",
-        (None, true) => "awaiting_approval",
-        (None, false) => "open",
+        (Some(_), _) => TaskState::Held,
+        (None, true) => TaskState::AwaitingApproval,
+        (None, false) => TaskState::Open,
     };
     Ok(Placement {
         state,
@@ -265,22 +263,14 @@ async fn derive(
         (None, None) => Ok(None),
         (None, Some((task_id, _, _))) => {
             let reason = cancel_reason(&s.desired, s.in_progress);
-            sqlx::query(
-                "update task set state = 'cancelled', cancel_reason = $2, finished_at = now(), \
-                 finished_by = $3, updated_at = now() where task_id = $1",
-            )
-            .bind(task_id)
-            .bind(&reason)
-            .bind(&actor.name)
-            .execute(&mut *conn)
-            .await?;
+            cancel(conn, actor, task_id, &reason).await?;
             audit::write(
                 conn,
                 actor,
                 task_entry(
                     "task.cancel",
-                    user_id,
                     task_id,
+                    user_id,
                     "cancelled",
                     json!({"reason": reason}),
                 ),
@@ -324,7 +314,7 @@ async fn derive(
             audit::write(
                 conn,
                 actor,
-                task_entry("task.update", user_id, task_id, "updated", detail),
+                task_entry("task.update", task_id, user_id, "updated", detail),
             )
             .await?;
             Ok(Some(task_id))
@@ -358,7 +348,7 @@ async fn derive(
             audit::write(
                 conn,
                 actor,
-                task_entry("task.create", user_id, task_id, "created", detail),
+                task_entry("task.create", task_id, user_id, "created", detail),
             )
             .await?;
             Ok(Some(task_id))
@@ -401,23 +391,6 @@ async fn insert(
     .fetch_one(conn)
     .await?;
     Ok((id, title, due_at))
-}
-
-fn task_entry(
-    action: &'static str,
-    user_id: Uuid,
-    task_id: i64,
-    outcome: &'static str,
-    detail: Value,
-) -> Entry<'static> {
-    Entry {
-        action,
-        subject_type: "user",
-        subject_id: user_id.to_string(),
-        task_id: Some(task_id),
-        outcome,
-        detail,
-    }
 }
 
 /// Why an open task is no longer needed, in words for the admin reading the history.

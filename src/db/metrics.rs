@@ -32,27 +32,31 @@ impl Store {
     /// The scrape-time numbers, in one read-only transaction.
     pub async fn metrics(&self) -> Result<Snapshot, sqlx::Error> {
         let mut tx = self.pool().begin().await?;
-        let tasks = sqlx::query_as::<_, TaskCount>(
+        let tasks = sqlx::query_as::<_, TaskCount>(concat!(
             r#"
             select app_id, state::text as state, kind::text as kind, count(*) as count
-            from task where state in ('open', 'awaiting_approval', 'held')
+            from task where state in "#,
+            unclaimed_states!(),
+            r#"
             group by 1, 2, 3
             union all
             select app_id, state::text, kind::text, count(*)
             from task where state = 'in_progress'
             group by 1, 2, 3
             order by 1, 2, 3
-            "#,
-        )
+            "#
+        ))
         .fetch_all(&mut *tx)
         .await?;
-        let oldest_open = sqlx::query_as::<_, (String, f64)>(
+        let oldest_open = sqlx::query_as::<_, (String, f64)>(concat!(
             r#"
             select app_id, extract(epoch from now() - min(created_at))::float8
-            from task where state in ('open', 'awaiting_approval', 'held')
+            from task where state in "#,
+            unclaimed_states!(),
+            r#"
             group by app_id order by app_id
-            "#,
-        )
+            "#
+        ))
         .fetch_all(&mut *tx)
         .await?;
         let pending_deliveries: i64 =

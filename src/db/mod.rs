@@ -6,6 +6,9 @@
 //! filters become SQL in [`filter`] through an exhaustive mapping of schema attributes,
 //! never by pasting client text.
 
+#[macro_use]
+mod states;
+
 pub mod apps;
 pub mod audit;
 pub mod batches;
@@ -13,10 +16,10 @@ pub mod board;
 mod derive;
 pub mod filter;
 pub mod groups;
+pub mod lifecycle;
 pub mod metrics;
 pub mod oauth;
 pub mod outbox;
-pub mod queue;
 pub mod reports;
 pub mod sessions;
 pub mod sla;

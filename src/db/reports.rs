@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use super::Store;
 use crate::error::Result;
+use crate::reconcile::TaskState;
 
 /// Seats of one app: what the IdP wants against what the app is known to have.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -56,7 +57,7 @@ pub struct Leaver {
     /// remove or deactivate.
     pub kind: String,
     /// Task state.
-    pub state: String,
+    pub state: TaskState,
     /// When the IdP asked (the task was planned).
     pub asked_at: DateTime<Utc>,
     /// When it was due.
@@ -74,17 +75,21 @@ pub struct Leaver {
 impl Store {
     /// Seats of the app.
     pub async fn seats(&self, app_id: &str) -> Result<Seats> {
-        let r = sqlx::query(
+        let r = sqlx::query(concat!(
             "select \
                (select count(*) from scim_user where app_id = $1 and deleted_at is null and active) as desired_active, \
                (select count(*) from scim_user where app_id = $1 and (confirmed->>'active')::boolean) as confirmed_active, \
                (select count(*) from task where app_id = $1 and kind = 'create_account' \
-                  and state in ('open', 'awaiting_approval', 'held', 'in_progress')) as pending_creations, \
+                  and state in ",
+            unfinished_states!(),
+            ") as pending_creations, \
                (select count(*) from task where app_id = $1 and kind in ('remove', 'deactivate') \
-                  and state in ('open', 'awaiting_approval', 'held', 'in_progress')) as pending_removals, \
+                  and state in ",
+            unfinished_states!(),
+            ") as pending_removals, \
                (select count(*) from task where app_id = $1 and kind in ('remove', 'deactivate') and state = 'done' \
-                  and coalesce(evidence->>'seat_freed', 'unknown') <> 'yes') as removals_seat_unconfirmed",
-        )
+                  and coalesce(evidence->>'seat_freed', 'unknown') <> 'yes') as removals_seat_unconfirmed"
+        ))
         .bind(app_id)
         .fetch_one(&self.pool)
         .await?;
@@ -99,23 +104,25 @@ impl Store {
 
     /// Time to complete by kind (percentiles), and what is overdue now.
     pub async fn sla_report(&self, app_id: &str) -> Result<Vec<SlaLine>> {
-        let rows = sqlx::query(
+        let rows = sqlx::query(&format!(
             "select k.kind, \
-               count(t.task_id) filter (where t.state in ('done', 'not_applicable')) as completed, \
+               count(t.task_id) filter (where t.state in {confirmed}) as completed, \
                percentile_cont(0.5) within group (order by extract(epoch from t.finished_at - t.created_at)::float8 / 3600) \
-                 filter (where t.state in ('done', 'not_applicable')) as p50, \
+                 filter (where t.state in {confirmed}) as p50, \
                percentile_cont(0.9) within group (order by extract(epoch from t.finished_at - t.created_at)::float8 / 3600) \
-                 filter (where t.state in ('done', 'not_applicable')) as p90, \
+                 filter (where t.state in {confirmed}) as p90, \
                percentile_cont(0.95) within group (order by extract(epoch from t.finished_at - t.created_at)::float8 / 3600) \
-                 filter (where t.state in ('done', 'not_applicable')) as p95, \
+                 filter (where t.state in {confirmed}) as p95, \
                (avg(case when t.finished_at <= t.due_at then 1.0 else 0.0 end) \
-                 filter (where t.state in ('done', 'not_applicable') and t.due_at is not null))::float8 as within_sla, \
-               count(t.task_id) filter (where t.state in ('open', 'awaiting_approval', 'held', 'in_progress') \
+                 filter (where t.state in {confirmed} and t.due_at is not null))::float8 as within_sla, \
+               count(t.task_id) filter (where t.state in {unfinished} \
                  and t.due_at < now()) as overdue_now \
              from unnest(enum_range(null::task_kind)::text[]) as k(kind) \
              left join task t on t.kind::text = k.kind and t.app_id = $1 \
              group by k.kind order by k.kind",
-        )
+            confirmed = confirmed_states!(),
+            unfinished = unfinished_states!(),
+        ))
         .bind(app_id)
         .fetch_all(&self.pool)
         .await?;
@@ -136,7 +143,7 @@ impl Store {
     /// Every removal and deactivation of the app, newest first.
     pub async fn leavers(&self, app_id: &str, limit: i64) -> Result<Vec<Leaver>> {
         let rows = sqlx::query(
-            "select t.user_id, u.user_name, t.task_id, t.kind::text as kind, t.state::text as state, t.created_at, t.due_at, \
+            "select t.user_id, u.user_name, t.task_id, t.kind::text as kind, t.state, t.created_at, t.due_at, \
                     t.finished_by, t.finished_at, t.evidence->>'seat_freed' as seat_freed, \
                     t.evidence->>'ownership_moved_to' as ownership_moved_to \
                from task t join scim_user u using (user_id) \
@@ -150,8 +157,8 @@ impl Store {
         Ok(rows
             .iter()
             .map(|r| {
-                let state: String = r.get("state");
-                let finished = state == "done" || state == "not_applicable";
+                let state: TaskState = r.get("state");
+                let finished = state.is_in(&TaskState::CONFIRMED);
                 Leaver {
                     user_id: r.get("user_id"),
                     user_name: r.get("user_name"),

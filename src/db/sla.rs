@@ -33,7 +33,7 @@ pub struct SweepReport {
 type Marked = (i64, Uuid, String, String, Option<DateTime<Utc>>);
 
 /// States in which a task still waits for someone.
-const ACTIVE: &str = "t.state in ('open', 'in_progress', 'awaiting_approval', 'held')";
+const ACTIVE: &str = concat!("t.state in ", unfinished_states!());
 
 fn payload(m: &Marked) -> serde_json::Value {
     json!({"task_id": m.0, "user_id": m.1, "kind": m.2, "title": m.3, "due_at": m.4.map(super::rfc3339)})

@@ -1,5 +1,6 @@
 //! Tasks as the task API reads them: one task, lists with a cursor, counts, attachments
-//! and histories. The lifecycle (claim, heartbeat, complete, release) is in `queue`.
+//! and histories. The transitions (claim, heartbeat, complete, release, ...) are in
+//! `lifecycle`.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -10,7 +11,7 @@ use uuid::Uuid;
 use super::audit::Record;
 use super::Store;
 use crate::error::{Error, Result};
-use crate::reconcile::{CompletionField, TaskKind};
+use crate::reconcile::{CompletionField, TaskKind, TaskState};
 
 /// A task as the task API shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -21,8 +22,8 @@ pub struct Task {
     pub app: String,
     /// What to do.
     pub kind: TaskKind,
-    /// `open`, `in_progress`, `done`, `failed` or `cancelled`.
-    pub state: String,
+    /// Where it is in its lifecycle.
+    pub state: TaskState,
     /// Who it is about.
     pub subject: Subject,
     /// One-line summary with the concrete values.
@@ -98,7 +99,7 @@ pub struct Subject {
 #[derive(Debug, Default, Clone)]
 pub struct TaskQuery {
     /// Only tasks in this state.
-    pub state: Option<String>,
+    pub state: Option<TaskState>,
     /// Only tasks of this kind.
     pub kind: Option<TaskKind>,
     /// Only tasks of this user.
@@ -110,7 +111,7 @@ pub struct TaskQuery {
 }
 
 const SELECT: &str = r#"
-    select t.task_id, t.app_id, t.kind::text as kind, t.state::text as state, t.user_id, u.user_name,
+    select t.task_id, t.app_id, t.kind::text as kind, t.state, t.user_id, u.user_name,
            t.title, t.instructions, t.completion_fields, t.changes, t.base, t.target, t.created_at, t.updated_at,
            t.claimed_by, t.claimed_at, t.lease_id, t.lease_expires_at, t.attempts, t.finished_at,
            t.finished_by, t.note, t.evidence, t.cancel_reason, t.completion_key,
@@ -183,8 +184,8 @@ impl Store {
     pub async fn tasks(&self, app_id: &str, q: &TaskQuery) -> Result<(Vec<Task>, bool)> {
         let mut b: QueryBuilder<'_, Postgres> = QueryBuilder::new(SELECT);
         b.push(" where t.app_id = ").push_bind(app_id.to_owned());
-        if let Some(s) = &q.state {
-            b.push(" and t.state::text = ").push_bind(s.clone());
+        if let Some(s) = q.state {
+            b.push(" and t.state = ").push_bind(s);
         }
         if let Some(k) = q.kind {
             b.push(" and t.kind::text = ").push_bind(k.as_str());
@@ -216,9 +217,9 @@ impl Store {
     }
 
     /// How many tasks of the app are in each state, by kind.
-    pub async fn task_counts(&self, app_id: &str) -> Result<Vec<(String, TaskKind, i64)>> {
-        let rows: Vec<(String, String, i64)> = sqlx::query_as(
-            "select state::text, kind::text, count(*) from task where app_id = $1 group by 1, 2 order by 1, 2",
+    pub async fn task_counts(&self, app_id: &str) -> Result<Vec<(TaskState, TaskKind, i64)>> {
+        let rows: Vec<(TaskState, String, i64)> = sqlx::query_as(
+            "select state, kind::text, count(*) from task where app_id = $1 group by 1, 2 order by 1, 2",
         )
         .bind(app_id)
         .fetch_all(&self.pool)

@@ -1,8 +1,7 @@
 //! The queue as workers see it, beyond single SQL operations: waking long-polling claims
 //! when a task may have become claimable (Postgres LISTEN/NOTIFY fanned out in-process),
-//! and checking completion evidence against what the task asks for.
-
-pub mod evidence;
+//! and the SLA sweeper's loop. The transitions themselves are `db::lifecycle`; the
+//! completion evidence rules are `reconcile::evidence`.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -6,11 +6,14 @@
 //! instructions. It does no IO and imports neither axum nor sqlx.
 
 pub mod account;
+pub mod evidence;
 pub mod governance;
 pub mod plan;
 pub mod profile;
+pub mod state;
 
 pub use account::Account;
 pub use governance::Governance;
 pub use plan::{plan, Change, Plan, TaskKind};
 pub use profile::{CompletionField, Profile, ProfileError, Profiles, Step, TaskText};
+pub use state::TaskState;

@@ -695,3 +695,78 @@ async fn admins_approve_or_reject_in_the_browser_and_agents_see_no_buttons(pool:
         "the export is for admins"
     );
 }
+
+/// A server fault (an app naming a profile this server was not started with) is a 500
+/// on every surface, never the caller's fault (400) or an `invalid_request`; and it
+/// changes nothing.
+#[sqlx::test]
+async fn a_profile_missing_at_run_time_is_a_server_fault_on_every_surface(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let user = app.create_user(okta_user("bo@example.com")).await;
+    let task = first_task(&app).await;
+    let id = task["id"].as_i64().unwrap();
+    let mut b = Browser::new(&app);
+    b.login(&app.admin_token).await;
+    let csrf = b.csrf().await;
+    let res = b
+        .post(&format!("/ui/tasks/{id}/claim"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(res.status(), 303);
+    // As if the app had been created after start with a profile from another directory.
+    sqlx::query("update app set profile = 'gone' where app_id = 'peopleai'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+
+    let res = b
+        .post(&format!("/ui/tasks/{id}/release"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(res.status(), 500);
+    let html = res.text().await.unwrap();
+    assert!(html.contains("--profiles-dir"), "{html}");
+
+    let res = app
+        .api(
+            reqwest::Method::POST,
+            &format!("/tasks/{id}/release"),
+            &app.admin_token,
+        )
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 500);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["code"], "internal", "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("--profiles-dir"),
+        "{body}"
+    );
+
+    let res = app
+        .scim(
+            reqwest::Method::PATCH,
+            &format!("/Users/{}", user["id"].as_str().unwrap()),
+        )
+        .json(&serde_json::json!({
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "replace", "path": "displayName", "value": "Bo B"}]
+        }))
+        .send()
+        .await
+        .unwrap();
+    let err = crate::helpers::assert_scim_error(res, 500, None).await;
+    assert!(err["detail"].as_str().unwrap().contains("gone"), "{err}");
+
+    // Nothing changed: the task is still held, the user's desired state as it was.
+    let t = &app.tasks("").await[0];
+    assert_eq!(
+        (t["id"].as_i64(), t["state"].as_str()),
+        (Some(id), Some("in_progress"))
+    );
+    let name: String = sqlx::query_scalar("select doc->>'displayName' from scim_user")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_ne!(name, "Bo B");
+}

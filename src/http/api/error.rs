@@ -37,6 +37,10 @@ impl From<Error> for ApiError {
             Error::PreconditionFailed(m) => ApiError::new(412, "precondition_failed", m),
             Error::TaskConflict { code, message } => ApiError::new(409, code, message),
             Error::Invalid { code, message } => ApiError::new(400, code, message),
+            Error::Misconfigured(m) => {
+                tracing::error!(error = %m, "server misconfigured");
+                ApiError::new(500, "internal", m)
+            }
             Error::Unavailable(err) => {
                 tracing::warn!(error = %err, "database unavailable");
                 ApiError::new(

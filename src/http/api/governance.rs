@@ -77,9 +77,7 @@ async fn approve_task(
 ) -> Result<Json<Value>, ApiError> {
     admin_only(actor.role)?;
     Ok(Json(json!(
-        s.store
-            .decide_approval(&actor, id_of("task", &id)?, true, None)
-            .await?
+        s.store.approve(&actor, id_of("task", &id)?).await?
     )))
 }
 
@@ -92,7 +90,7 @@ async fn reject_task(
     admin_only(actor.role)?;
     let task = s
         .store
-        .decide_approval(&actor, id_of("task", &id)?, false, d.reason.as_deref())
+        .reject(&actor, id_of("task", &id)?, d.reason.as_deref())
         .await?;
     Ok(Json(json!(task)))
 }
@@ -123,9 +121,7 @@ async fn release_batch(
 ) -> Result<Json<Value>, ApiError> {
     admin_only(actor.role)?;
     Ok(Json(json!(
-        s.store
-            .decide_batch(&actor, id_of("batch", &id)?, true)
-            .await?
+        s.store.release_batch(&actor, id_of("batch", &id)?).await?
     )))
 }
 
@@ -136,9 +132,7 @@ async fn cancel_batch(
 ) -> Result<Json<Value>, ApiError> {
     admin_only(actor.role)?;
     Ok(Json(json!(
-        s.store
-            .decide_batch(&actor, id_of("batch", &id)?, false)
-            .await?
+        s.store.cancel_batch(&actor, id_of("batch", &id)?).await?
     )))
 }
 

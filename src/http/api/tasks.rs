@@ -27,12 +27,12 @@ use uuid::Uuid;
 
 use super::{ApiActor, ApiError, ApiJson};
 use crate::auth::Actor;
-use crate::db::queue::{Completion, Lease, NewAttachment, Outcome};
+use crate::db::lifecycle::{Completion, Lease, NewAttachment, Outcome};
 use crate::db::tasks::TaskQuery;
 use crate::http::attachment::{self, Unfit};
 use crate::http::{AppState, Route};
-use crate::queue::evidence::{MAX_ATTACHMENTS, MAX_ATTACHMENT_BYTES};
-use crate::reconcile::TaskKind;
+use crate::reconcile::evidence::{MAX_ATTACHMENTS, MAX_ATTACHMENT_BYTES};
+use crate::reconcile::{TaskKind, TaskState};
 
 /// Body limit of a completion: room for the largest allowed attachments, base64-encoded.
 const COMPLETE_BODY_LIMIT: usize = MAX_ATTACHMENTS * MAX_ATTACHMENT_BYTES * 4 / 3 + 64 * 1024;
@@ -43,7 +43,7 @@ pub(super) fn routes() -> Vec<Route> {
     vec![
         ("/api/v1/tasks", Method::GET, get(list_tasks)),
         ("/api/v1/tasks/counts", Method::GET, get(count_tasks)),
-        ("/api/v1/tasks/claim", Method::POST, post(claim_task)),
+        ("/api/v1/tasks/claim", Method::POST, post(claim_next_task)),
         ("/api/v1/tasks/{id}", Method::GET, get(get_task)),
         (
             "/api/v1/tasks/{id}/heartbeat",
@@ -72,16 +72,6 @@ pub(super) fn routes() -> Vec<Route> {
 /// Largest and default page of the task list.
 const MAX_LIMIT: i64 = 500;
 const DEFAULT_LIMIT: i64 = 50;
-const STATES: [&str; 8] = [
-    "open",
-    "awaiting_approval",
-    "held",
-    "in_progress",
-    "done",
-    "failed",
-    "not_applicable",
-    "cancelled",
-];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -122,15 +112,20 @@ async fn list_tasks(
 ) -> Result<Json<Value>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::new(400, "invalid_query", e.body_text()))?;
     check_app(&actor, q.app.as_deref())?;
-    if let Some(st) = &q.state {
-        if !STATES.contains(&st.as_str()) {
-            return Err(ApiError::new(
-                400,
-                "invalid_state",
-                format!("state must be one of {}", STATES.join(", ")),
-            ));
-        }
-    }
+    let state = q
+        .state
+        .as_deref()
+        .map(|st| {
+            TaskState::parse(st).ok_or_else(|| {
+                let all: Vec<&str> = TaskState::ALL.iter().map(|s| s.as_str()).collect();
+                ApiError::new(
+                    400,
+                    "invalid_state",
+                    format!("state must be one of {}", all.join(", ")),
+                )
+            })
+        })
+        .transpose()?;
     let kind = q.kind.as_deref().map(parse_kind).transpose()?;
     let subject = q
         .subject
@@ -150,7 +145,7 @@ async fn list_tasks(
         ));
     }
     let tq = TaskQuery {
-        state: q.state,
+        state,
         kind,
         subject,
         after: int("cursor", q.cursor.as_deref())?,
@@ -170,7 +165,8 @@ async fn count_tasks(
     ApiActor(actor): ApiActor,
 ) -> Result<Json<Value>, ApiError> {
     let rows = s.store.task_counts(&actor.app_id).await?;
-    let mut by_state: BTreeMap<&str, i64> = STATES.iter().map(|st| (*st, 0)).collect();
+    let mut by_state: BTreeMap<&str, i64> =
+        TaskState::ALL.iter().map(|st| (st.as_str(), 0)).collect();
     let mut by_kind: BTreeMap<&str, i64> = TaskKind::ALL.iter().map(|k| (k.as_str(), 0)).collect();
     let mut matrix: BTreeMap<String, BTreeMap<&str, i64>> = BTreeMap::new();
     for (state, kind, n) in &rows {
@@ -181,7 +177,7 @@ async fn count_tasks(
             *v += n;
         }
         matrix
-            .entry(state.clone())
+            .entry(state.as_str().to_owned())
             .or_default()
             .insert(kind.as_str(), *n);
     }
@@ -252,7 +248,7 @@ fn check_lease(seconds: i64) -> Result<i64, ApiError> {
 /// Claims the next task; with `wait`, holds the request until one becomes claimable
 /// (woken by LISTEN/NOTIFY, re-checking every few seconds for lapsed leases) or the
 /// wait ends (204).
-async fn claim_task(
+async fn claim_next_task(
     State(s): State<AppState>,
     ApiActor(actor): ApiActor,
     ApiJson(req): ApiJson<ClaimRequest>,
@@ -279,7 +275,7 @@ async fn claim_task(
     // Subscribe before the first attempt so a task created in between is not missed.
     let mut wake = s.notifier.subscribe();
     loop {
-        if let Some(task) = s.store.claim(&actor, lease, &kinds).await? {
+        if let Some(task) = s.store.claim_next(&actor, lease, &kinds).await? {
             return Ok(Json(task).into_response());
         }
         let left = deadline.saturating_duration_since(Instant::now());

@@ -48,6 +48,10 @@ impl From<Error> for ScimReply {
             Error::PreconditionFailed(detail) => status(412, None, detail),
             Error::TaskConflict { message, .. } => status(409, None, message),
             Error::Invalid { message, .. } => status(400, Some(ScimType::InvalidValue), message),
+            Error::Misconfigured(detail) => {
+                tracing::error!(error = %detail, "server misconfigured");
+                status(500, None, detail)
+            }
             Error::Unavailable(err) => {
                 tracing::warn!(error = %err, "database unavailable");
                 status(

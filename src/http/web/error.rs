@@ -34,6 +34,8 @@ pub enum PageError {
     /// The action does not fit the current state (shown on the page it came from when
     /// possible; this is the fallback).
     Conflict(String),
+    /// The server is set up wrong; the message says what whoever runs it must fix.
+    Misconfigured(String),
     /// The database is unreachable; retry.
     Unavailable,
     /// A bug; logged with the request.
@@ -57,6 +59,7 @@ impl PageError {
             PageError::Forbidden(_) => StatusCode::FORBIDDEN,
             PageError::NotFound(_) => StatusCode::NOT_FOUND,
             PageError::Conflict(_) => StatusCode::CONFLICT,
+            PageError::Misconfigured(_) => StatusCode::INTERNAL_SERVER_ERROR,
             PageError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             PageError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -81,6 +84,10 @@ impl From<Error> for PageError {
                 status: StatusCode::BAD_REQUEST,
                 message,
             },
+            Error::Misconfigured(m) => {
+                tracing::error!(error = %m, "server misconfigured");
+                PageError::Misconfigured(m)
+            }
             Error::Unavailable(err) => {
                 tracing::warn!(error = %err, "database unavailable");
                 PageError::Unavailable
@@ -140,6 +147,7 @@ impl IntoResponse for PageError {
             PageError::Forbidden(m) => ("Not allowed", m),
             PageError::NotFound(m) => ("Not found", m),
             PageError::Conflict(m) => ("That cannot be done now", m),
+            PageError::Misconfigured(m) => ("The server is set up wrong", m),
             PageError::Unavailable => (
                 "Temporarily unavailable",
                 "The database cannot be reached right now. Wait a minute and try again.".into(),

@@ -13,11 +13,11 @@ use axum::response::Response;
 use axum::routing::get;
 use serde::Deserialize;
 
-use super::view::{self, due_badge, kind_label, query, state_label, DueBadge, Time};
+use super::view::{self, due_badge, kind_label, query, DueBadge, Time};
 use super::{render, Nav, PageError, SignedIn};
 use crate::db::board::{BoardCursor, BoardOrder, BoardQuery, BoardRow};
 use crate::http::{AppState, Route};
-use crate::reconcile::TaskKind;
+use crate::reconcile::{TaskKind, TaskState};
 
 pub(super) fn routes() -> Vec<Route> {
     vec![
@@ -31,18 +31,23 @@ pub const REFRESH_SECS: u32 = 20;
 /// Rows per page.
 const PAGE_SIZE: i64 = 25;
 
-/// The tabs, in the order work flows; `all` shows every state.
-const TABS: [&str; 9] = [
-    "open",
-    "awaiting_approval",
-    "held",
-    "in_progress",
-    "failed",
-    "done",
-    "not_applicable",
-    "cancelled",
-    "all",
+/// The tabs, in the order work flows; the last (`all`) shows every state.
+const TABS: [Option<TaskState>; 9] = [
+    Some(TaskState::Open),
+    Some(TaskState::AwaitingApproval),
+    Some(TaskState::Held),
+    Some(TaskState::InProgress),
+    Some(TaskState::Failed),
+    Some(TaskState::Done),
+    Some(TaskState::NotApplicable),
+    Some(TaskState::Cancelled),
+    None,
 ];
+
+/// A tab's name in links (`state=`): the state's, or `all`.
+fn tab_name(tab: Option<TaskState>) -> &'static str {
+    tab.map_or("all", TaskState::as_str)
+}
 
 #[derive(Debug, Deserialize)]
 struct QueueQuery {
@@ -72,7 +77,7 @@ struct Row {
     kind: &'static str,
     kind_label: &'static str,
     leaver: bool,
-    state: String,
+    state: TaskState,
     state_label: &'static str,
     title: String,
     user_name: String,
@@ -102,7 +107,7 @@ struct QueuePage {
 
 fn row(r: BoardRow) -> Row {
     let holder = match (&r.claimed_by, r.lease_expires_at) {
-        (Some(who), Some(until)) if r.state == "in_progress" => {
+        (Some(who), Some(until)) if r.state == TaskState::InProgress => {
             if until > chrono::Utc::now() {
                 Some(format!("{who}, lease until {}", Time::clock(until)))
             } else {
@@ -111,14 +116,14 @@ fn row(r: BoardRow) -> Row {
         }
         _ => None,
     };
-    let due = due_badge(&r.state, &r.sla_state, r.due_at, chrono::Utc::now());
+    let due = due_badge(r.state, &r.sla_state, r.due_at, chrono::Utc::now());
     Row {
         id: r.id,
         href: format!("/ui/tasks/{}", r.id),
         kind: r.kind.as_str(),
         kind_label: kind_label(r.kind),
         leaver: view::is_leaver(r.kind),
-        state_label: state_label(&r.state),
+        state_label: r.state.label(),
         state: r.state,
         title: r.title,
         user_href: format!("/ui/users/{}", r.user_id),
@@ -142,12 +147,12 @@ async fn queue_page(
         message: "That queue link is malformed. Open the queue from the menu.".into(),
     })?;
     let state = q.state.clone().unwrap_or_else(|| "open".into());
-    if !TABS.contains(&state.as_str()) {
+    let Some(tab) = TABS.into_iter().find(|t| tab_name(*t) == state) else {
         return Err(PageError::Rejected {
             status: StatusCode::BAD_REQUEST,
             message: format!("There is no {state:?} tab. Open the queue from the menu."),
         });
-    }
+    };
     let kind = match q.kind.as_deref().filter(|k| !k.is_empty()) {
         None => None,
         Some(k) => Some(TaskKind::parse(k).ok_or_else(|| PageError::Rejected {
@@ -156,8 +161,9 @@ async fn queue_page(
         })?),
     };
     let search = q.q.clone().unwrap_or_default().trim().to_owned();
-    let order = match state.as_str() {
-        "open" | "in_progress" => BoardOrder::Claim,
+    // Work still in the queue reads in claim order; finished work newest first.
+    let order = match tab {
+        Some(t) if t.is_in(&TaskState::QUEUED) => BoardOrder::Claim,
         _ => BoardOrder::Newest,
     };
     let after = match q.cursor.as_deref().filter(|c| !c.is_empty()) {
@@ -169,7 +175,7 @@ async fn queue_page(
     };
     let app = &me.session.app_id;
     let bq = BoardQuery {
-        state: (state != "all").then(|| state.clone()),
+        state: tab,
         kind,
         search: Some(search.clone()).filter(|s| !s.is_empty()),
         order,
@@ -178,29 +184,32 @@ async fn queue_page(
     };
     let (rows, more) = s.store.board(app, &bq).await?;
     let counts = s.store.task_counts(app).await?;
-    let mut by_state: BTreeMap<&str, i64> = TABS.iter().map(|t| (*t, 0)).collect();
+    let mut by_tab: BTreeMap<&str, i64> = TABS.iter().map(|t| (tab_name(*t), 0)).collect();
     for (st, k, n) in &counts {
         if kind.is_some_and(|want| want != *k) {
             continue;
         }
-        if let Some(c) = by_state.get_mut(st.as_str()) {
-            *c += n;
-        }
-        if let Some(c) = by_state.get_mut("all") {
-            *c += n;
+        for name in [st.as_str(), tab_name(None)] {
+            if let Some(c) = by_tab.get_mut(name) {
+                *c += n;
+            }
         }
     }
     let kind_str = kind.map(|k| k.as_str());
     let tabs = TABS
-        .iter()
+        .into_iter()
         .map(|t| Tab {
-            label: if *t == "all" { "All" } else { state_label(t) },
+            label: t.map_or("All", TaskState::label),
             href: format!(
                 "/ui/tasks{}",
-                query(&[("state", Some(t)), ("kind", kind_str), ("q", Some(&search))])
+                query(&[
+                    ("state", Some(tab_name(t))),
+                    ("kind", kind_str),
+                    ("q", Some(&search))
+                ])
             ),
-            count: by_state.get(t).copied().unwrap_or(0),
-            current: *t == state,
+            count: by_tab.get(tab_name(t)).copied().unwrap_or(0),
+            current: t == tab,
         })
         .collect();
     let kinds = TaskKind::ALL

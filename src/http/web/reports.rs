@@ -211,7 +211,11 @@ async fn decide(
     let id: i64 = id
         .parse()
         .map_err(|_| PageError::NotFound("There is no such batch in this app.".into()))?;
-    s.store.decide_batch(&me.actor(), id, release).await?;
+    if release {
+        s.store.release_batch(&me.actor(), id).await?;
+    } else {
+        s.store.cancel_batch(&me.actor(), id).await?;
+    }
     Ok(super::see_other("/ui/reports#batches"))
 }
 

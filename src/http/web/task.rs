@@ -17,16 +17,17 @@ use serde_json::{Map, Value};
 
 use super::session::random_secret;
 use super::view::{
-    self, due_badge, kind_label, side_by_side, state_label, trail, DueBadge, SideRow, Time,
+    self, due_badge, kind_label, side_by_side, trail, user_state_label, DueBadge, SideRow, Time,
     TrailRow,
 };
 use super::{render, see_other, Nav, PageError, SignedIn};
-use crate::db::queue::{Completion, Lease, NewAttachment, Outcome};
+use crate::db::lifecycle::{Completion, Lease, NewAttachment, Outcome};
 use crate::db::tasks::Task;
 use crate::error::Error;
 use crate::http::attachment::{self, Unfit};
 use crate::http::{AppState, Route};
-use crate::queue::evidence::{check_fields, MAX_ATTACHMENTS, MAX_ATTACHMENT_BYTES};
+use crate::reconcile::evidence::{check_fields, MAX_ATTACHMENTS, MAX_ATTACHMENT_BYTES};
+use crate::reconcile::TaskState;
 
 /// Body limit of a completion form: the largest allowed files plus the text fields.
 const COMPLETE_BODY_LIMIT: usize = MAX_ATTACHMENTS * MAX_ATTACHMENT_BYTES + 64 * 1024;
@@ -34,7 +35,11 @@ const COMPLETE_BODY_LIMIT: usize = MAX_ATTACHMENTS * MAX_ATTACHMENT_BYTES + 64 *
 pub(super) fn routes() -> Vec<Route> {
     vec![
         ("/ui/tasks/{id}", Method::GET, get(task_page)),
-        ("/ui/tasks/{id}/claim", Method::POST, post(claim)),
+        (
+            "/ui/tasks/{id}/claim",
+            Method::POST,
+            post(claim_chosen_task),
+        ),
         (
             "/ui/tasks/{id}/complete",
             Method::POST,
@@ -114,7 +119,7 @@ struct TaskPage {
     kind: &'static str,
     kind_label: &'static str,
     leaver: bool,
-    state: String,
+    state: TaskState,
     state_label: &'static str,
     user_name: String,
     user_href: String,
@@ -129,7 +134,7 @@ struct TaskPage {
     values: Vec<CopyValue>,
     changes: Vec<Change>,
     side: Vec<SideRow>,
-    user_state: &'static str,
+    user_state: String,
     history: Vec<TrailRow>,
     evidence: Vec<(String, String)>,
     attachments: Vec<AttachmentLink>,
@@ -158,8 +163,8 @@ fn task_id(id: &str) -> Result<i64, PageError> {
 
 /// Why a task cannot be claimed or worked by this person now, in words.
 fn explain(t: &Task, mine: bool) -> String {
-    match t.state.as_str() {
-        "in_progress" => {
+    match t.state {
+        TaskState::InProgress => {
             let who = t.claimed_by.as_deref().unwrap_or("someone");
             match t.lease_expires_at {
                 Some(until) if until > chrono::Utc::now() && !mine => format!(
@@ -173,26 +178,32 @@ fn explain(t: &Task, mine: bool) -> String {
                 }
             }
         }
-        "open" => match t.blocked_by {
+        TaskState::Open => match t.blocked_by {
             Some(n) => format!(
                 "This task waits for task #{n} of the same user, which is in progress: tasks \
                  of one user are done in order. Finish that one first."
             ),
             None => "Someone is acting on this task right now. Reload the page in a moment.".into(),
         },
-        "failed" => "This task failed. Retry it to plan the user's work afresh.".into(),
-        "done" => "This task is done; there is nothing left to do.".into(),
-        "not_applicable" => {
+        TaskState::Failed => "This task failed. Retry it to plan the user's work afresh.".into(),
+        TaskState::Done => "This task is done; there is nothing left to do.".into(),
+        TaskState::NotApplicable => {
             "This task was closed as not applicable; there is nothing left to do.".into()
         }
-        "cancelled" => format!(
+        TaskState::Cancelled => format!(
             "This task was cancelled{}; there is nothing left to do.",
             t.cancel_reason
                 .as_deref()
                 .map(|r| format!(" ({})", r.trim_end_matches('.')))
                 .unwrap_or_default()
         ),
-        other => format!("This task is {other}."),
+        TaskState::AwaitingApproval => {
+            "This task is awaiting approval: an admin must approve it before anyone may claim it."
+                .into()
+        }
+        TaskState::Held => {
+            "This task is held in a batch for review: an admin must release the batch first.".into()
+        }
     }
 }
 
@@ -222,12 +233,12 @@ async fn show(
     let mine = holder == Some(me.session.token_id);
     let lapsed = t.lease_expires_at.is_some_and(|l| l <= now);
     let mut actions = Actions::default();
-    match t.state.as_str() {
-        "open" if t.blocked_by.is_none() => actions.claim = true,
-        "in_progress" if mine => actions.work = true,
-        "in_progress" if lapsed => actions.take_over = true,
-        "failed" => actions.retry = true,
-        "awaiting_approval" if me.session.role == crate::auth::Role::Admin => {
+    match t.state {
+        TaskState::Open if t.blocked_by.is_none() => actions.claim = true,
+        TaskState::InProgress if mine => actions.work = true,
+        TaskState::InProgress if lapsed => actions.take_over = true,
+        TaskState::Failed => actions.retry = true,
+        TaskState::AwaitingApproval if me.session.role == crate::auth::Role::Admin => {
             actions.approve = true
         }
         _ => {}
@@ -332,7 +343,7 @@ async fn show(
         })
         .unwrap_or_default();
     let holder_text = match (&t.claimed_by, t.lease_expires_at) {
-        (Some(who), Some(until)) if t.state == "in_progress" => Some(if until > now {
+        (Some(who), Some(until)) if t.state == TaskState::InProgress => Some(if until > now {
             format!("{who}, lease until {}", Time::clock(until))
         } else {
             format!("{who}, lease lapsed at {}", Time::clock(until))
@@ -346,12 +357,12 @@ async fn show(
         kind: t.kind.as_str(),
         kind_label: kind_label(t.kind),
         leaver: view::is_leaver(t.kind),
-        state_label: state_label(&t.state),
-        state: t.state.clone(),
+        state_label: t.state.label(),
+        state: t.state,
         user_name: t.subject.user_name.clone(),
         user_href: format!("/ui/users/{}", t.subject.id),
         created: Time::of(t.created_at),
-        due: due_badge(&t.state, &t.sla_state, t.due_at, now),
+        due: due_badge(t.state, &t.sla_state, t.due_at, now),
         attempts: t.attempts,
         holder: holder_text,
         finished: t.finished_at.map(|f| {
@@ -367,7 +378,7 @@ async fn show(
         values,
         changes,
         side: side_by_side(user.desired.as_ref(), user.confirmed.as_ref()),
-        user_state: state_label(&user.state),
+        user_state: user_state_label(&user.state).to_owned(),
         history: trail(&history),
         evidence,
         attachments,
@@ -460,6 +471,7 @@ async fn refused(s: &AppState, me: &SignedIn, id: i64, e: Error) -> Result<Respo
         | Error::Uniqueness(_)
         | Error::Scim(_)
         | Error::PreconditionFailed(_)
+        | Error::Misconfigured(_)
         | Error::Unavailable(_)
         | Error::Db(_) => return Err(e.into()),
     };
@@ -470,7 +482,7 @@ async fn refused(s: &AppState, me: &SignedIn, id: i64, e: Error) -> Result<Respo
     show(s, me, id, status, None, Some(message), Prefill::default()).await
 }
 
-async fn claim(
+async fn claim_chosen_task(
     State(s): State<AppState>,
     me: SignedIn,
     Path(id): Path<String>,
@@ -483,7 +495,7 @@ async fn claim(
         seconds: s.config.lease_secs,
         max_attempts: s.config.max_attempts,
     };
-    match s.store.claim_task(&me.actor(), lease, id).await? {
+    match s.store.claim_chosen(&me.actor(), lease, id).await? {
         Some(_) => Ok(see_other(&format!("/ui/tasks/{id}?notice=claimed"))),
         None => {
             let t = s.store.task(&me.session.app_id, id).await?;
@@ -548,7 +560,7 @@ async fn approve(
     let id = task_id(&id)?;
     let Form(f) = form.map_err(form_rejected)?;
     me.check_csrf(f.csrf.as_deref())?;
-    match s.store.decide_approval(&me.actor(), id, true, None).await {
+    match s.store.approve(&me.actor(), id).await {
         Ok(_) => Ok(see_other(&format!("/ui/tasks/{id}?notice=approved"))),
         Err(e) => refused(&s, &me, id, e).await,
     }
@@ -564,11 +576,7 @@ async fn reject(
     let Form(f) = form.map_err(form_rejected)?;
     me.check_csrf(f.csrf.as_deref())?;
     let reason = f.reason.as_deref().map(str::trim).filter(|r| !r.is_empty());
-    match s
-        .store
-        .decide_approval(&me.actor(), id, false, reason)
-        .await
-    {
+    match s.store.reject(&me.actor(), id, reason).await {
         Ok(_) => Ok(see_other(&format!("/ui/tasks/{id}?notice=rejected"))),
         Err(e) => refused(&s, &me, id, e).await,
     }
@@ -608,7 +616,7 @@ fn multipart_failed(e: axum::extract::multipart::MultipartError) -> PageError {
 }
 
 /// Reads the completion form, checking file count, sizes, names and types as the task
-/// API does (`queue::evidence` limits). Empty file inputs (nothing chosen) are skipped.
+/// API does (`reconcile::evidence` limits). Empty file inputs (nothing chosen) are skipped.
 async fn read_complete(mut mp: Multipart) -> Result<CompleteForm, PageError> {
     let mut f = CompleteForm::default();
     while let Some(field) = mp.next_field().await.map_err(multipart_failed)? {
@@ -696,9 +704,9 @@ async fn complete(
     };
     // A retried form of a finished task is answered by the store (same Idempotency-Key);
     // fields are checked only while the task is being worked, as in the task API.
-    if t.state == "in_progress" {
+    if t.state == TaskState::InProgress {
         if let Err(e) = check_fields(
-            t.kind.as_str(),
+            t.kind,
             &t.completion_fields,
             &f.fields,
             outcome == Outcome::Done,
@@ -741,7 +749,7 @@ async fn complete(
         attachments: f.files,
     };
     match s.store.complete(&me.actor(), id, c).await {
-        Ok(done) if done.state == "failed" => {
+        Ok(done) if done.state == TaskState::Failed => {
             Ok(see_other(&format!("/ui/tasks/{id}?notice=failed")))
         }
         Ok(_) => Ok(see_other(&format!("/ui/tasks?completed={id}"))),

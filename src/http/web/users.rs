@@ -11,7 +11,7 @@ use axum::routing::get;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::view::{query, side_by_side, state_label, trail, SideRow, Time, TrailRow};
+use super::view::{query, side_by_side, trail, user_state_label, SideRow, Time, TrailRow};
 use super::{render, Nav, PageError, SignedIn};
 use crate::http::{AppState, Route};
 
@@ -46,7 +46,7 @@ struct Row {
     status: &'static str,
     deleted: bool,
     state: String,
-    state_label: &'static str,
+    state_label: String,
     open_task: Option<i64>,
     confirmed: String,
 }
@@ -125,7 +125,7 @@ async fn users_page(
             .iter()
             .map(|st| StateOption {
                 value: st,
-                label: state_label(st),
+                label: user_state_label(st),
                 selected: state.as_deref() == Some(*st),
             })
             .collect(),
@@ -143,7 +143,7 @@ async fn users_page(
                     (false, false) => "inactive",
                 },
                 deleted: r.deleted_at.is_some(),
-                state_label: state_label(&r.state),
+                state_label: user_state_label(&r.state).to_owned(),
                 state: r.state,
                 open_task: r.open_task_id,
                 confirmed: r
@@ -164,7 +164,7 @@ struct UserPage {
     nav: Option<Nav>,
     user_name: String,
     state: String,
-    state_label: &'static str,
+    state_label: String,
     needs_attention: bool,
     status: String,
     open_task: Option<i64>,
@@ -193,7 +193,7 @@ async fn user_page(
     let page = UserPage {
         nav: Some(me.nav("users")),
         user_name: u.user_name,
-        state_label: state_label(&u.state),
+        state_label: user_state_label(&u.state).to_owned(),
         state: u.state,
         needs_attention: u.needs_attention,
         status,

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::db::audit::Record;
-use crate::reconcile::TaskKind;
+use crate::reconcile::{TaskKind, TaskState};
 
 /// Percent-encodes a URL query value (everything but RFC 3986 unreserved characters).
 pub fn encode(s: &str) -> String {
@@ -114,20 +114,16 @@ pub fn is_leaver(k: TaskKind) -> bool {
     }
 }
 
-/// A task state in words.
-pub fn state_label(s: &str) -> &'static str {
+/// A user's provisioning state (`pending`, `synced`, `failed`, `rejected`) in words;
+/// task states have theirs in [`TaskState::label`].
+pub fn user_state_label(s: &str) -> &str {
     match s {
-        "open" => "Open",
-        "in_progress" => "In progress",
-        "done" => "Done",
-        "failed" => "Failed",
-        "not_applicable" => "Not applicable",
-        "cancelled" => "Cancelled",
-        "awaiting_approval" => "Awaiting approval",
-        "held" => "Held",
         "pending" => "Pending",
         "synced" => "Synced",
-        _ => "Unknown",
+        "failed" => "Failed",
+        "rejected" => "Rejected",
+        // The store computes the word; a new one shows as itself rather than as a guess.
+        other => other,
     }
 }
 
@@ -144,13 +140,13 @@ pub struct DueBadge {
 /// due date counts as overdue even before the next sweep). None when on time, finished
 /// or without a due date.
 pub fn due_badge(
-    state: &str,
+    state: TaskState,
     sla_state: &str,
     due_at: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
 ) -> Option<DueBadge> {
     let due = due_at?;
-    if !matches!(state, "open" | "in_progress" | "awaiting_approval" | "held") {
+    if !state.is_in(&TaskState::UNFINISHED) {
         return None;
     }
     let when = due.format("%Y-%m-%d %H:%M UTC");
@@ -362,14 +358,19 @@ mod tests {
         let now = Utc::now();
         let past = Some(now - chrono::Duration::hours(1));
         let soon = Some(now + chrono::Duration::hours(1));
-        assert_eq!(due_badge("open", "ok", past, now).unwrap().class, "overdue");
         assert_eq!(
-            due_badge("open", "due_soon", soon, now).unwrap().class,
+            due_badge(TaskState::Open, "ok", past, now).unwrap().class,
+            "overdue"
+        );
+        assert_eq!(
+            due_badge(TaskState::Open, "due_soon", soon, now)
+                .unwrap()
+                .class,
             "due-soon"
         );
-        assert!(due_badge("open", "ok", soon, now).is_none());
-        assert!(due_badge("done", "overdue", past, now).is_none());
-        assert!(due_badge("open", "ok", None, now).is_none());
+        assert!(due_badge(TaskState::Open, "ok", soon, now).is_none());
+        assert!(due_badge(TaskState::Done, "overdue", past, now).is_none());
+        assert!(due_badge(TaskState::Open, "ok", None, now).is_none());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::reconcile::CompletionField;
+use super::{CompletionField, TaskKind};
 
 /// Most files one completion may carry.
 pub const MAX_ATTACHMENTS: usize = 5;
@@ -21,7 +21,7 @@ pub struct FieldError {
 /// Checks the values given for a task's completion fields. Required fields must be
 /// present and non-empty when the work was done; fields with choices take one of them.
 pub fn check_fields(
-    kind: &str,
+    kind: TaskKind,
     asked: &[CompletionField],
     given: &Map<String, Value>,
     done: bool,
@@ -36,7 +36,8 @@ pub fn check_fields(
         return Err(FieldError {
             code: "missing_fields",
             message: format!(
-                "completing a {kind} task as done needs: {}",
+                "completing a {} task as done needs: {}",
+                kind.as_str(),
                 missing.join(", ")
             ),
         });
@@ -80,11 +81,11 @@ mod tests {
 
     #[test]
     fn required_fields_are_named_when_missing() {
-        let e = check_fields("remove", &seat(), &map(json!({})), true).unwrap_err();
+        let e = check_fields(TaskKind::Remove, &seat(), &map(json!({})), true).unwrap_err();
         assert_eq!(e.code, "missing_fields");
         assert!(e.message.contains("seat_freed"));
         assert!(
-            check_fields("remove", &seat(), &map(json!({})), false).is_ok(),
+            check_fields(TaskKind::Remove, &seat(), &map(json!({})), false).is_ok(),
             "not needed when failed"
         );
     }
@@ -92,13 +93,19 @@ mod tests {
     #[test]
     fn choices_are_enforced() {
         let e = check_fields(
-            "remove",
+            TaskKind::Remove,
             &seat(),
             &map(json!({"seat_freed": "maybe"})),
             true,
         )
         .unwrap_err();
         assert_eq!(e.code, "invalid_field");
-        assert!(check_fields("remove", &seat(), &map(json!({"seat_freed": "yes"})), true).is_ok());
+        assert!(check_fields(
+            TaskKind::Remove,
+            &seat(),
+            &map(json!({"seat_freed": "yes"})),
+            true
+        )
+        .is_ok());
     }
 }

@@ -1,0 +1,181 @@
+//! What the holder of a task does with it: complete it (done, failed, not applicable) or
+//! give it back (release).
+
+use serde_json::{json, Value};
+use tracing::field::Empty;
+use uuid::Uuid;
+
+use super::{cancel, check_held, lock_held, lock_task, task_entry, Completion, Outcome};
+use crate::auth::Actor;
+use crate::db::audit;
+use crate::db::derive::{derive_user, derive_user_task, replan_waiting};
+use crate::db::outbox::{emit, PRIMARY};
+use crate::db::tasks::{fetch, Task};
+use crate::db::{notify_tasks, Store};
+use crate::error::{Error, Result};
+use crate::reconcile::evidence::check_fields;
+use crate::reconcile::TaskState;
+
+impl Store {
+    /// Completes a held task. `done` and `not_applicable` move the subject's confirmed
+    /// state to the task's target in the same transaction; `failed` leaves it and flags
+    /// the subject. Completing again with the same lease or Idempotency-Key returns the
+    /// first result. The fields are checked against the task's completion fields (400
+    /// `Error::Invalid` when a required one is missing or a choice is not offered).
+    #[tracing::instrument(
+        name = "task.complete",
+        skip(self, actor, c),
+        fields(app = %actor.app_id, task_id = id, kind = Empty, outcome = ?c.outcome)
+    )]
+    pub async fn complete(&self, actor: &Actor, id: i64, c: Completion) -> Result<Task> {
+        let mut tx = self.pool.begin().await?;
+        let locked = lock_task(&mut tx, actor, id).await?;
+        let current = &locked.task;
+        let finished = current.state.is_in(&TaskState::COMPLETED);
+        let same_lease = c.lease_id.is_some() && current.lease_id == c.lease_id;
+        let same_key = c.idempotency_key.is_some() && current.completion_key == c.idempotency_key;
+        if finished && (same_lease || same_key) {
+            return Ok(locked.task);
+        }
+        let t = check_held(actor, locked, c.lease_id)?;
+        check_fields(
+            t.kind,
+            &t.completion_fields,
+            &c.fields,
+            c.outcome == Outcome::Done,
+        )
+        .map_err(|e| Error::Invalid {
+            code: e.code,
+            message: e.message,
+        })?;
+        match c.outcome {
+            Outcome::Done | Outcome::NotApplicable => {
+                sqlx::query(
+                    "update scim_user set confirmed = $2, confirmed_at = now(), needs_attention = false where user_id = $1",
+                )
+                .bind(t.subject.id)
+                .bind(if t.target.is_null() { None } else { Some(&t.target) })
+                .execute(&mut *tx)
+                .await?;
+            }
+            Outcome::Failed => {
+                sqlx::query("update scim_user set needs_attention = true where user_id = $1")
+                    .bind(t.subject.id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        for (n, a) in c.attachments.iter().enumerate() {
+            sqlx::query(
+                "insert into task_attachment (task_id, n, filename, content_type, size, data) values ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(id)
+            .bind(n as i32 + 1)
+            .bind(&a.filename)
+            .bind(&a.content_type)
+            .bind(a.data.len() as i32)
+            .bind(&a.data)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let evidence = Value::Object(c.fields.clone());
+        sqlx::query(
+            "update task set state = $2, finished_at = now(), finished_by = $3, note = $4, \
+             evidence = $5, completion_key = $6, updated_at = now() where task_id = $1",
+        )
+        .bind(id)
+        .bind(c.outcome.state())
+        .bind(&actor.name)
+        .bind(&c.note)
+        .bind(&evidence)
+        .bind(&c.idempotency_key)
+        .execute(&mut *tx)
+        .await?;
+        // A waiting task was planned from this one's target; after a failure it must
+        // close the whole difference from the confirmed state instead.
+        // The subject's next task, if one waits, becomes claimable: wake the workers.
+        let next = match c.outcome {
+            Outcome::Done | Outcome::NotApplicable => {
+                derive_user_task(&mut tx, &self.profiles, actor, t.subject.id).await?
+            }
+            Outcome::Failed => replan_waiting(&mut tx, &self.profiles, actor, t.subject.id).await?,
+        };
+        if next.is_some() {
+            notify_tasks(&mut tx, &actor.app_id).await?;
+        }
+        let files: Vec<&str> = c.attachments.iter().map(|a| a.filename.as_str()).collect();
+        let detail = json!({"note": c.note, "fields": evidence, "attachments": files});
+        let (action, outcome) = match c.outcome {
+            Outcome::Done => ("task.complete", "done"),
+            Outcome::NotApplicable => ("task.complete", "not_applicable"),
+            Outcome::Failed => ("task.fail", "failed"),
+        };
+        let event = json!({"task_id": id, "user_id": t.subject.id, "kind": t.kind, "title": t.title,
+            "outcome": outcome, "by": actor.name, "note": c.note});
+        let event_kind = match c.outcome {
+            Outcome::Failed => "task.failed",
+            Outcome::Done | Outcome::NotApplicable => "task.completed",
+        };
+        emit(&mut tx, &actor.app_id, event_kind, Some(id), event, PRIMARY).await?;
+        let done = fetch(&mut tx, &actor.app_id, id).await?;
+        audit::write(
+            &mut tx,
+            actor,
+            task_entry(action, id, t.subject.id, outcome, detail),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(done)
+    }
+
+    /// Gives a held task back to the queue. If a newer task of the subject is waiting,
+    /// this one is cancelled and the waiting one re-planned to cover both.
+    #[tracing::instrument(
+        name = "task.release",
+        skip(self, actor, lease),
+        fields(app = %actor.app_id, task_id = id, kind = Empty)
+    )]
+    pub async fn release(&self, actor: &Actor, id: i64, lease: Option<Uuid>) -> Result<Task> {
+        let mut tx = self.pool.begin().await?;
+        let t = lock_held(&mut tx, actor, id, lease).await?;
+        let waiting: Option<i64> = sqlx::query_scalar(concat!(
+            "select task_id from task where user_id = $1 and state in ",
+            unclaimed_states!()
+        ))
+        .bind(t.subject.id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        match waiting {
+            Some(next) => {
+                let why = format!("Released; task #{next} now covers this change.");
+                cancel(&mut tx, actor, id, &why).await?;
+            }
+            None => {
+                sqlx::query(
+                    "update task set state = 'open', claimed_by = null, claimed_token = null, claimed_at = null, \
+                     lease_id = null, lease_expires_at = null, updated_at = now() where task_id = $1",
+                )
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        derive_user(&mut tx, &self.profiles, actor, t.subject.id).await?;
+        notify_tasks(&mut tx, &actor.app_id).await?;
+        audit::write(
+            &mut tx,
+            actor,
+            task_entry(
+                "task.release",
+                id,
+                t.subject.id,
+                "released",
+                json!({"superseded_by": waiting}),
+            ),
+        )
+        .await?;
+        let released = fetch(&mut tx, &actor.app_id, id).await?;
+        tx.commit().await?;
+        Ok(released)
+    }
+}
