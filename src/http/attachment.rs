@@ -5,7 +5,7 @@
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 
-use crate::queue::evidence::{MAX_ATTACHMENTS, MAX_ATTACHMENT_BYTES};
+use crate::reconcile::evidence::{MAX_ATTACHMENTS, MAX_ATTACHMENT_BYTES};
 
 /// Longest file name kept, in bytes.
 pub const MAX_FILENAME_BYTES: usize = 200;

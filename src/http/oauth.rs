@@ -75,6 +75,7 @@ impl From<Error> for OAuthError {
             | Error::PreconditionFailed(_)
             | Error::TaskConflict { .. }
             | Error::Invalid { .. }
+            | Error::Misconfigured(_)
             | Error::Db(_) => {
                 tracing::error!(error = ?e, "internal error");
                 OAuthError::internal()
