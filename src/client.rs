@@ -759,6 +759,9 @@ pub struct HistoryRecord {
 pub struct Task {
     /// Task id.
     pub id: i64,
+    /// The app it belongs to.
+    #[serde(default)]
+    pub app: String,
     /// `create_account`, `update_attributes`, `change_role`, `deactivate`,
     /// `reactivate` or `remove`.
     pub kind: String,

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use crate::client::{Backoff, Claim, Client, ClientError, Connection, Task};
 use handler::Handler;
@@ -296,6 +297,13 @@ pub(crate) async fn killing(phase: &mut watch::Receiver<Phase>) {
 }
 
 /// Works one claimed task: handler, heartbeats, completion (or release on shutdown).
+/// Everything it logs, the heartbeats' too, is inside one `agent.job` span with the
+/// task's id, app and kind, so a job can be followed in the logs.
+#[tracing::instrument(
+    name = "agent.job",
+    skip_all,
+    fields(worker = n, task_id = task.id, app = %task.app, kind = %task.kind)
+)]
 async fn work(n: usize, s: &Shared, task: Task, phase: &mut watch::Receiver<Phase>) {
     let started = Instant::now();
     let (id, kind) = (task.id, task.kind.clone());
@@ -308,7 +316,10 @@ async fn work(n: usize, s: &Shared, task: Task, phase: &mut watch::Receiver<Phas
         return;
     };
     tracing::info!(worker = n, task = id, kind = %kind, user = %task.subject.user_name, attempt = task.attempts, "task claimed; running handler");
-    let heartbeats = tokio::spawn(heartbeat(s.client.clone(), id, lease_id.clone(), s.lease));
+    let heartbeats = tokio::spawn(
+        heartbeat(s.client.clone(), id, lease_id.clone(), s.lease)
+            .instrument(tracing::Span::current()),
+    );
     let ran = s.handler.run(&task, phase).await;
     heartbeats.abort();
     let ending = ran.ending.to_string();

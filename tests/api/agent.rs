@@ -768,3 +768,39 @@ async fn a_completion_whose_answer_is_lost_is_resent_and_recorded_once(pool: PgP
         .count();
     assert_eq!(completes, 1, "recorded exactly once: {:#}", t["history"]);
 }
+
+/// Issue #16 item 7: a job is one span carrying the task's id, app and kind, so every
+/// line the agent logs about it (claim, handler, heartbeats, outcome) can be found by task.
+#[sqlx::test]
+async fn every_log_line_of_a_job_names_its_task_app_and_kind(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    create(&app, "ann@x.com").await;
+    let dir = scratch();
+    let handler = script(
+        &dir,
+        "handler",
+        r#"printf '{"fields": {"app_account_id": "pa-1"}}'"#,
+    );
+    let agent = Agent::start(&app, &handler, &["--wait", "2"]);
+    let tasks = until(
+        &app,
+        &agent,
+        Duration::from_secs(30),
+        "the task done",
+        finished,
+    )
+    .await;
+    let (_, log) = agent.stop(Duration::from_secs(10)).await;
+    let id = tasks[0]["id"].as_i64().unwrap();
+    let job = format!("task_id={id} app=peopleai kind=create_account");
+    for what in ["task claimed; running handler", "task finished"] {
+        let line = log
+            .lines()
+            .find(|l| l.contains(what))
+            .unwrap_or_else(|| panic!("no {what:?} line in\n{log}"));
+        assert!(
+            line.contains("agent.job{") && line.contains(&job),
+            "{what:?} is logged outside the job's span: {line}"
+        );
+    }
+}

@@ -490,3 +490,89 @@ async fn a_failed_task_gets_no_automatic_successor_until_retried(pool: PgPool) {
     assert_eq!(open.len(), 1);
     assert_eq!(open[0]["target"]["given_name"], "Annie");
 }
+
+/// The log output of the test's thread (the in-process server runs on it).
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+
+    fn make_writer(&'a self) -> Captured {
+        self.clone()
+    }
+}
+
+/// Issue #16 item 7: each transition is a span named after it that carries the task's
+/// id, app and kind, so a task can be followed through the server's logs.
+#[sqlx::test]
+async fn each_task_transition_is_a_span_naming_its_task_app_and_kind(pool: PgPool) {
+    let logs = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(logs.clone())
+        .with_ansi(false)
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let app = TestApp::spawn(pool).await;
+    create(&app, "ann@x.com").await;
+    let t = app.claim(&app.agent_token).await.unwrap();
+    let id = t["id"].as_i64().unwrap();
+    let lease = json!({"lease_id": t["lease_id"]});
+    let (s, _) = post(
+        &app,
+        &format!("/tasks/{id}/heartbeat"),
+        &app.agent_token,
+        lease.clone(),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (s, _) = post(
+        &app,
+        &format!("/tasks/{id}/release"),
+        &app.agent_token,
+        lease,
+    )
+    .await;
+    assert_eq!(s, 200);
+    let t = app.claim(&app.agent_token).await.unwrap();
+    let res = app
+        .complete(
+            &t,
+            json!({"outcome": "done", "fields": {"app_account_id": "pa-1"}}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+
+    let out = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    for name in [
+        "task.claim_next",
+        "task.heartbeat",
+        "task.release",
+        "task.complete",
+    ] {
+        let line = out
+            .lines()
+            .find(|l| l.contains(&format!("{name}{{")))
+            .unwrap_or_else(|| panic!("no {name} span in\n{out}"));
+        for field in [
+            "app=peopleai".to_owned(),
+            format!("task_id={id}"),
+            "kind=create_account".to_owned(),
+        ] {
+            assert!(line.contains(&field), "{name} lacks {field}: {line}");
+        }
+    }
+}

@@ -58,7 +58,6 @@ async fn lease_to(
     pick: Pick,
 ) -> Result<Option<Task>> {
     let id = pick.task_id;
-    tracing::Span::current().record("task_id", id);
     // Re-checked with a fresh snapshot while holding the subject's lock.
     let lease_id = Uuid::new_v4();
     let updated = sqlx::query(&format!(
@@ -108,7 +107,7 @@ impl Store {
     /// Fails the app's tasks whose lease lapsed after the last allowed attempt and flags
     /// their subjects; returns how many. Locks are taken with SKIP LOCKED, so a worker
     /// completing one of them just now wins.
-    #[tracing::instrument(name = "task.fail_exhausted", skip(self), fields(app = %app_id))]
+    #[tracing::instrument(name = "task.fail_exhausted", skip_all, fields(app = %app_id))]
     pub(crate) async fn fail_exhausted(&self, app_id: &str, max_attempts: i32) -> Result<u64> {
         // Every claim calls this first; nearly always nothing lapsed, and one indexed
         // read (task_lease_idx) says so without opening a transaction.
@@ -242,6 +241,7 @@ impl Store {
             let Some(candidate) = candidate else {
                 return Ok(None);
             };
+            tracing::Span::current().record("task_id", candidate.pick.task_id);
             if let Some(t) = lease_to(&mut tx, actor, lease, candidate.pick).await? {
                 tx.commit().await?;
                 return Ok(Some(t));
@@ -257,7 +257,7 @@ impl Store {
     /// Recorded like [`Store::claim_next`].
     #[tracing::instrument(
         name = "task.claim_chosen",
-        skip(self, actor, lease),
+        skip_all,
         fields(app = %actor.app_id, task_id = id, kind = Empty)
     )]
     pub async fn claim_chosen(&self, actor: &Actor, lease: Lease, id: i64) -> Result<Option<Task>> {
@@ -289,7 +289,7 @@ impl Store {
     /// from now. Heartbeats are not audited: they change no state anyone acts on.
     #[tracing::instrument(
         name = "task.heartbeat",
-        skip(self, actor, lease),
+        skip_all,
         fields(app = %actor.app_id, task_id = id, kind = Empty)
     )]
     pub async fn heartbeat(

@@ -37,7 +37,7 @@ impl Store {
     /// Approves a task waiting for approval: it becomes open, and can be claimed.
     #[tracing::instrument(
         name = "task.approve",
-        skip(self, actor),
+        skip_all,
         fields(app = %actor.app_id, task_id = id, kind = Empty)
     )]
     pub async fn approve(&self, actor: &Actor, id: i64) -> Result<Task> {
@@ -73,7 +73,7 @@ impl Store {
     /// marked rejected (visible over SCIM) until the IdP changes the user again.
     #[tracing::instrument(
         name = "task.reject",
-        skip(self, actor, reason),
+        skip_all,
         fields(app = %actor.app_id, task_id = id, kind = Empty)
     )]
     pub async fn reject(&self, actor: &Actor, id: i64, reason: Option<&str>) -> Result<Task> {
@@ -111,7 +111,7 @@ impl Store {
     /// difference from the confirmed state), unless a newer task already exists.
     #[tracing::instrument(
         name = "task.retry",
-        skip(self, actor),
+        skip_all,
         fields(app = %actor.app_id, task_id = id, kind = Empty)
     )]
     pub async fn retry(&self, actor: &Actor, id: i64) -> Result<Task> {
@@ -174,14 +174,14 @@ impl Store {
 
     /// Releases a held batch as a whole: its tasks go to the queue (or wait for approval
     /// if their change needs one).
-    #[tracing::instrument(name = "batch.release", skip(self, actor), fields(app = %actor.app_id))]
+    #[tracing::instrument(name = "batch.release", skip_all, fields(app = %actor.app_id, batch_id = id))]
     pub async fn release_batch(&self, actor: &Actor, id: i64) -> Result<Batch> {
         self.decide_batch(actor, id, true).await
     }
 
     /// Cancels a held batch as a whole: its tasks are cancelled and their users marked
     /// rejected (the app stays as it was).
-    #[tracing::instrument(name = "batch.cancel", skip(self, actor), fields(app = %actor.app_id))]
+    #[tracing::instrument(name = "batch.cancel", skip_all, fields(app = %actor.app_id, batch_id = id))]
     pub async fn cancel_batch(&self, actor: &Actor, id: i64) -> Result<Batch> {
         self.decide_batch(actor, id, false).await
     }

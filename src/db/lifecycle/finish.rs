@@ -24,7 +24,7 @@ impl Store {
     /// `Error::Invalid` when a required one is missing or a choice is not offered).
     #[tracing::instrument(
         name = "task.complete",
-        skip(self, actor, c),
+        skip_all,
         fields(app = %actor.app_id, task_id = id, kind = Empty, outcome = ?c.outcome)
     )]
     pub async fn complete(&self, actor: &Actor, id: i64, c: Completion) -> Result<Task> {
@@ -132,7 +132,7 @@ impl Store {
     /// this one is cancelled and the waiting one re-planned to cover both.
     #[tracing::instrument(
         name = "task.release",
-        skip(self, actor, lease),
+        skip_all,
         fields(app = %actor.app_id, task_id = id, kind = Empty)
     )]
     pub async fn release(&self, actor: &Actor, id: i64, lease: Option<Uuid>) -> Result<Task> {

@@ -134,7 +134,7 @@ pub(super) fn task_entry(
 /// Records the task's kind in the current transition span (declared `kind = Empty`),
 /// once the task has been read.
 fn record_kind(t: &Task) {
-    tracing::Span::current().record("kind", t.kind.as_str());
+    tracing::Span::current().record("kind", tracing::field::display(t.kind.as_str()));
 }
 
 /// Cancels an unclaimed or released task with the reason people will read (the caller

@@ -12,8 +12,9 @@ use axum::routing::post;
 use serde_json::{json, Map, Value};
 
 use super::extract::etag_versions;
-use super::groups::{self, write_group};
-use super::users::{self, write_user, Write};
+use super::groups::Groups;
+use super::resources::{write_rendered, Rendered, Write};
+use super::users::Users;
 use super::{reply, BaseUrl, ScimActor, ScimJson, ScimReply};
 use crate::http::{AppState, Route};
 use crate::scim::resource::etag;
@@ -225,18 +226,13 @@ async fn run(
     let created = matches!(write, Write::Create(_));
     let if_match = op.version.as_deref().and_then(etag_versions);
     let rendered = if what == "User" {
-        write_user(s, actor, write, if_match.as_deref())
-            .await
-            .map_err(ScimReply::into_error)?
-            .map(|r| (r.id, r.version, users::render(base, r)))
+        write_rendered::<Users>(s, actor, base, write, if_match.as_deref()).await
     } else {
-        write_group(s, actor, write, if_match.as_deref(), true)
-            .await
-            .map_err(ScimReply::into_error)?
-            .map(|r| (r.id, r.version, groups::render(base, r)))
-    };
+        write_rendered::<Groups>(s, actor, base, write, if_match.as_deref()).await
+    }
+    .map_err(ScimReply::into_error)?;
     Ok(match rendered {
-        Some((id, version, body)) => (
+        Some(Rendered { id, version, body }) => (
             if created { 201 } else { 200 },
             body["meta"]["location"].as_str().map(str::to_owned),
             Some(etag(version)),

@@ -2,8 +2,8 @@
 //!
 //! | endpoint                 | methods                          | module      |
 //! |--------------------------|----------------------------------|-------------|
-//! | /Users, /Users/{id}      | GET POST / GET PUT PATCH DELETE  | `users`     |
-//! | /Groups, /Groups/{id}    | GET POST / GET PUT PATCH DELETE  | `groups`    |
+//! | /Users, /Users/{id}      | GET POST / GET PUT PATCH DELETE  | `resources` over `users`  |
+//! | /Groups, /Groups/{id}    | GET POST / GET PUT PATCH DELETE  | `resources` over `groups` |
 //! | /ServiceProviderConfig   | GET (others 405)                 | `discovery` |
 //! | /ResourceTypes[/{id}]    | GET (others 405)                 | `discovery` |
 //! | /Schemas[/{id}]          | GET (others 405)                 | `discovery` |
@@ -15,6 +15,7 @@ mod discovery;
 mod error;
 mod extract;
 mod groups;
+mod resources;
 mod search;
 mod users;
 
@@ -34,8 +35,8 @@ pub const BASE: &str = super::surface::SCIM_BASE;
 
 pub(super) fn routes() -> Vec<Route> {
     [
-        users::routes(),
-        groups::routes(),
+        resources::routes::<users::Users>(),
+        resources::routes::<groups::Groups>(),
         search::routes(),
         bulk::routes(),
         discovery::routes(),

@@ -7,7 +7,10 @@ use axum::http::Method;
 use axum::response::Response;
 use axum::routing::post;
 
-use super::{groups, list_reply, users, BaseUrl, ScimActor, ScimJson, ScimReply};
+use super::groups::Groups;
+use super::resources::list_page;
+use super::users::Users;
+use super::{list_reply, BaseUrl, ScimActor, ScimJson, ScimReply};
 use crate::http::{AppState, Route};
 use crate::scim::list::{ListRequest, Page, Paging};
 use crate::scim::{ScimError, ScimType};
@@ -38,9 +41,9 @@ async fn search_all(
         }),
         ..req.clone()
     };
-    let user_total = tolerant(users::list(&s, &actor, &base, &counting).await)?;
-    let group_total = tolerant(groups::list(&s, &actor, &base, &counting).await)?;
-    let (Some((users_n, _, _)), Some((groups_n, _, _))) = (&user_total, &group_total) else {
+    let user_total = tolerant(list_page::<Users>(&s, &actor, &base, &counting).await)?;
+    let group_total = tolerant(list_page::<Groups>(&s, &actor, &base, &counting).await)?;
+    let (Some(users_page), Some(groups_page)) = (&user_total, &group_total) else {
         return match (&user_total, &group_total) {
             (None, None) => Err(ScimError::bad_request(
                 ScimType::InvalidFilter,
@@ -50,11 +53,11 @@ async fn search_all(
             _ => search_one(&s, &actor, &base, &req, page, user_total.is_some()).await,
         };
     };
-    let (users_n, groups_n) = (*users_n, *groups_n);
+    let (users_n, groups_n) = (users_page.total, groups_page.total);
     let mut resources = Vec::new();
     if page.count > 0 && page.start_index <= users_n {
-        let (_, u, _) = users::list(&s, &actor, &base, &req).await?;
-        resources.extend(u);
+        let u = list_page::<Users>(&s, &actor, &base, &req).await?;
+        resources.extend(u.resources);
     }
     let left = page.count - resources.len() as i64;
     if left > 0 {
@@ -66,8 +69,8 @@ async fn search_all(
             }),
             ..req.clone()
         };
-        let (_, g, _) = groups::list(&s, &actor, &base, &group_req).await?;
-        resources.extend(g);
+        let g = list_page::<Groups>(&s, &actor, &base, &group_req).await?;
+        resources.extend(g.resources);
     }
     Ok(list_reply(&req.paging, users_n + groups_n, None, resources))
 }
@@ -81,12 +84,17 @@ async fn search_one(
     page: Page,
     users_only: bool,
 ) -> Result<Response, ScimReply> {
-    let (total, resources, _) = if users_only {
-        users::list(s, actor, base, req).await?
+    let found = if users_only {
+        list_page::<Users>(s, actor, base, req).await?
     } else {
-        groups::list(s, actor, base, req).await?
+        list_page::<Groups>(s, actor, base, req).await?
     };
-    Ok(list_reply(&Paging::Index(page), total, None, resources))
+    Ok(list_reply(
+        &Paging::Index(page),
+        found.total,
+        None,
+        found.resources,
+    ))
 }
 
 /// An invalidFilter for one resource type means "no match of this type" at the root.
