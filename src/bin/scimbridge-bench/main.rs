@@ -211,8 +211,7 @@ async fn full_walk(ctx: &Ctx, cursor: bool, limit: f64) -> (u64, f64, bool) {
         } else {
             format!("{}/scim/v2/Users?startIndex={index}&count=100", ctx.base)
         };
-        let Ok(v) =
-            scenarios::check(ctx.http.get(url).bearer_auth(&ctx.scim).send().await).await
+        let Ok(v) = scenarios::check(ctx.http.get(url).bearer_auth(&ctx.scim).send().await).await
         else {
             return (pages, start.elapsed().as_secs_f64(), false);
         };
@@ -416,8 +415,7 @@ async fn run_all(args: &Args, url: &str, run: &str) -> anyhow::Result<()> {
     populate::minimal_tables(&pool).await?;
     let store = scimbridge::db::Store::new(pool.clone());
     let (scim, scim_actor) = token(&store, scimbridge::auth::Role::Scim, "okta").await?;
-    let (agent, agent_actor) =
-        token(&store, scimbridge::auth::Role::Agent, "bench-agent").await?;
+    let (agent, agent_actor) = token(&store, scimbridge::auth::Role::Agent, "bench-agent").await?;
     let groups = args.groups.max(1);
     let mut populated = None;
     if args.fresh {

@@ -142,8 +142,10 @@ pub async fn through_api(
         let v = check(
             http.post(format!("{base}/scim/v2/Groups"))
                 .bearer_auth(token)
-                .json(&json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
-                              "displayName": format!("Team {k}")}))
+                .json(
+                    &json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                              "displayName": format!("Team {k}")}),
+                )
                 .send()
                 .await,
         )
@@ -158,8 +160,12 @@ pub async fn through_api(
             .iter()
             .enumerate()
             .flat_map(|(k, g)| {
-                let members: Vec<Uuid> =
-                    ids.iter().skip(k).step_by(groups).map(|(_, id)| *id).collect();
+                let members: Vec<Uuid> = ids
+                    .iter()
+                    .skip(k)
+                    .step_by(groups)
+                    .map(|(_, id)| *id)
+                    .collect();
                 members
                     .chunks(100)
                     .map(|c| (*g, c.to_vec()))

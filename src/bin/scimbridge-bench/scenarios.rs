@@ -342,7 +342,15 @@ pub async fn http_op(ctx: Arc<Ctx>, s: Scenario, n: u64) -> Option<OpResult> {
         }
         Scenario::Drain => {
             let url = format!("{}/api/v1/tasks/claim", ctx.base);
-            let claimed = match check(h.post(url).bearer_auth(&ctx.agent).json(&json!({})).send().await).await {
+            let claimed = match check(
+                h.post(url)
+                    .bearer_auth(&ctx.agent)
+                    .json(&json!({}))
+                    .send()
+                    .await,
+            )
+            .await
+            {
                 Ok(Value::Null) => return None,
                 Ok(v) => v,
                 Err(e) => return Some(Err(e)),
