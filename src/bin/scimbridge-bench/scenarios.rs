@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use rand::Rng;
 use scimbridge::auth::Actor;
 use scimbridge::db::filter::ListQuery;
-use scimbridge::db::queue::{Completion, Lease, Outcome as TaskOutcome};
+use scimbridge::db::lifecycle::{Completion, Lease, Outcome as TaskOutcome};
 use scimbridge::db::Store;
 use scimbridge::scim::list::{Page, Paging};
 use scimbridge::scim::members::MemberDelta;
@@ -496,7 +496,7 @@ pub async fn store_op(ctx: Arc<Ctx>, s: Scenario, n: u64) -> Option<OpResult> {
                 seconds: 900,
                 max_attempts: 3,
             };
-            let t = match st.claim(&ctx.agent_actor, lease, &[]).await {
+            let t = match st.claim_next(&ctx.agent_actor, lease, &[]).await {
                 Ok(Some(t)) => t,
                 Ok(None) => return None,
                 Err(e) => return Some(Err(err(e))),
