@@ -1,12 +1,10 @@
 //! Apps: the manual-only systems this deployment serves.
 
-use sqlx::Row;
-
 use super::Store;
 use crate::error::Result;
 
 /// One app row.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
 pub struct App {
     /// Stable id used in tokens and URLs (`peopleai`).
     pub app_id: String,
@@ -17,10 +15,11 @@ pub struct App {
 }
 
 /// An app with what `scimbridge apps list` shows about it.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
 pub struct AppSummary {
     /// The app row.
     #[serde(flatten)]
+    #[sqlx(flatten)]
     pub app: App,
     /// Users the IdP has provisioned and not deleted.
     pub live_users: i64,
@@ -28,27 +27,20 @@ pub struct AppSummary {
     pub open_tasks: i64,
 }
 
-fn app(r: &sqlx::postgres::PgRow) -> App {
-    App {
-        app_id: r.get("app_id"),
-        display_name: r.get("display_name"),
-        profile: r.get("profile"),
-    }
-}
-
 impl Store {
     /// Every app, by id (checked against the profiles at start).
     pub async fn apps(&self) -> Result<Vec<App>> {
-        let rows = sqlx::query("select app_id, display_name, profile from app order by app_id")
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.iter().map(app).collect())
+        Ok(
+            sqlx::query_as("select app_id, display_name, profile from app order by app_id")
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 
     /// Every app with its counts; each count runs on a partial index of its table
     /// (live users, unfinished tasks), so this stays cheap as apps grow.
     pub async fn app_summaries(&self) -> Result<Vec<AppSummary>> {
-        let rows = sqlx::query(concat!(
+        Ok(sqlx::query_as(concat!(
             r#"
             select a.app_id, a.display_name, a.profile,
                    (select count(*) from scim_user u
@@ -62,15 +54,7 @@ impl Store {
             "#
         ))
         .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|r| AppSummary {
-                app: app(r),
-                live_users: r.get("live_users"),
-                open_tasks: r.get("open_tasks"),
-            })
-            .collect())
+        .await?)
     }
 
     /// Adds an app; false when the id is taken (the app is left as it was).
@@ -94,11 +78,12 @@ impl Store {
 
     /// Finds an app by id.
     pub async fn app(&self, app_id: &str) -> Result<Option<App>> {
-        let row = sqlx::query("select app_id, display_name, profile from app where app_id = $1")
-            .bind(app_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.as_ref().map(app))
+        Ok(
+            sqlx::query_as("select app_id, display_name, profile from app where app_id = $1")
+                .bind(app_id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 }
 

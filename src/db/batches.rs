@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
-use sqlx::{PgConnection, Row};
+use sqlx::PgConnection;
 
 use super::audit::{self, Entry};
 use super::outbox::{emit, PRIMARY};
@@ -66,9 +66,10 @@ pub(super) fn batch_entry(
 }
 
 /// A held (or decided) batch with the preview of what it would do.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
 pub struct Batch {
     /// Id.
+    #[sqlx(rename = "batch_id")]
     pub id: i64,
     /// `leavers` or `group_push`.
     pub kind: String,
@@ -105,42 +106,24 @@ const SELECT: &str = r#"
       from batch b
 "#;
 
-fn batch(r: &sqlx::postgres::PgRow) -> Batch {
-    Batch {
-        id: r.get("batch_id"),
-        kind: r.get("kind"),
-        state: r.get("state"),
-        reason: r.get("reason"),
-        created_at: r.get("created_at"),
-        decided_by: r.get("decided_by"),
-        decided_at: r.get("decided_at"),
-        tasks: r.get("tasks"),
-        by_kind: r.get("by_kind"),
-        causes: r.get("causes"),
-        users: r.get("users"),
-    }
-}
-
 impl Store {
     /// The app's batches, held ones first, newest first.
     pub async fn batches(&self, app_id: &str) -> Result<Vec<Batch>> {
-        let rows = sqlx::query(&format!(
+        Ok(sqlx::query_as(&format!(
             "{SELECT} where b.app_id = $1 order by b.state = 'held' desc, b.batch_id desc limit 100"
         ))
         .bind(app_id)
         .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.iter().map(batch).collect())
+        .await?)
     }
 
     /// One batch of the app with its preview.
     pub async fn batch(&self, app_id: &str, id: i64) -> Result<Batch> {
-        let row = sqlx::query(&format!("{SELECT} where b.app_id = $1 and b.batch_id = $2"))
+        sqlx::query_as(&format!("{SELECT} where b.app_id = $1 and b.batch_id = $2"))
             .bind(app_id)
             .bind(id)
             .fetch_optional(&self.pool)
             .await?
-            .ok_or_else(|| Error::NotFound(format!("batch {id}")))?;
-        Ok(batch(&row))
+            .ok_or_else(|| Error::NotFound(format!("batch {id}")))
     }
 }

@@ -4,7 +4,7 @@
 //! is `lifecycle`'s `claim_chosen`.)
 
 use chrono::{DateTime, Utc};
-use sqlx::{postgres::PgRow, Postgres, QueryBuilder, Row};
+use sqlx::{Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use super::users::STATE;
@@ -69,9 +69,10 @@ pub struct BoardQuery {
 }
 
 /// One task as a row of the board.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct BoardRow {
     /// Task id.
+    #[sqlx(rename = "task_id")]
     pub id: i64,
     /// What to do.
     pub kind: TaskKind,
@@ -103,31 +104,11 @@ pub struct BoardRow {
     pub sla_state: String,
 }
 
-fn board_row(r: &PgRow) -> BoardRow {
-    let kind: String = r.get("kind");
-    BoardRow {
-        id: r.get("task_id"),
-        kind: TaskKind::parse(&kind).unwrap_or(TaskKind::UpdateAttributes),
-        state: r.get("state"),
-        title: r.get("title"),
-        user_id: r.get("user_id"),
-        user_name: r.get("user_name"),
-        email: r.get("email"),
-        created_at: r.get("created_at"),
-        claimed_by: r.get("claimed_by"),
-        lease_expires_at: r.get("lease_expires_at"),
-        finished_at: r.get("finished_at"),
-        blocked_by: r.get("blocked_by"),
-        rank: r.get("rank"),
-        due_at: r.get("due_at"),
-        sla_state: r.get("sla_state"),
-    }
-}
-
 /// One user as a row of the user list.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct UserRow {
     /// SCIM id.
+    #[sqlx(rename = "user_id")]
     pub id: Uuid,
     /// userName.
     pub user_name: String,
@@ -163,7 +144,7 @@ pub struct SeatReport {
 }
 
 /// How long finished tasks of one kind took from creation to completion.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct CompletionTimes {
     /// The kind.
     pub kind: TaskKind,
@@ -182,7 +163,7 @@ impl Store {
     /// One page of the app's tasks for the board; true when more follow.
     pub async fn board(&self, app_id: &str, q: &BoardQuery) -> Result<(Vec<BoardRow>, bool)> {
         let mut b: QueryBuilder<'_, Postgres> = QueryBuilder::new(format!(
-            "select * from (select t.task_id, t.kind::text as kind, t.state, t.title, t.user_id, \
+            "select * from (select t.task_id, t.kind, t.state, t.title, t.user_id, \
              u.user_name, coalesce(t.target->>'email', t.base->>'email') as email, t.created_at, t.claimed_by, \
              t.lease_expires_at, t.finished_at, t.due_at, t.sla_state, \
              (select p.task_id from task p where p.user_id = t.user_id and p.state = 'in_progress' \
@@ -231,12 +212,10 @@ impl Store {
         });
         // One row more than asked says whether another page follows.
         b.push(" limit ").push_bind(q.limit + 1);
-        let rows = b.build().fetch_all(&self.pool).await?;
+        let mut rows: Vec<BoardRow> = b.build_query_as().fetch_all(&self.pool).await?;
         let more = rows.len() as i64 > q.limit;
-        Ok((
-            rows.iter().take(q.limit as usize).map(board_row).collect(),
-            more,
-        ))
+        rows.truncate(q.limit as usize);
+        Ok((rows, more))
     }
 
     /// The token holding a task of the app (None: nobody, or no such task).
@@ -279,7 +258,7 @@ impl Store {
              where ($3::text is null or x.state = $3) order by x.seq limit $5",
             queued = queued_states!(),
         );
-        let rows = sqlx::query(&sql)
+        let mut rows: Vec<UserRow> = sqlx::query_as(&sql)
             .bind(app_id)
             .bind(search)
             .bind(state)
@@ -288,24 +267,8 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         let more = rows.len() as i64 > limit;
-        Ok((
-            rows.iter()
-                .take(limit as usize)
-                .map(|r| UserRow {
-                    id: r.get("user_id"),
-                    user_name: r.get("user_name"),
-                    display_name: r.get("display_name"),
-                    email: r.get("email"),
-                    active: r.get("active"),
-                    deleted_at: r.get("deleted_at"),
-                    state: r.get("state"),
-                    open_task_id: r.get("open_task_id"),
-                    confirmed_at: r.get("confirmed_at"),
-                    seq: r.get("seq"),
-                })
-                .collect(),
-            more,
-        ))
+        rows.truncate(limit as usize);
+        Ok((rows, more))
     }
 
     /// Seats now: active accounts the IdP wants against those the app is known to have,
@@ -320,7 +283,7 @@ impl Store {
         .bind(app_id)
         .fetch_one(&self.pool)
         .await?;
-        let pending: Vec<(String, i64)> = sqlx::query_as(concat!(
+        let pending: Vec<(TaskKind, i64)> = sqlx::query_as(concat!(
             "select kind::text, count(*) from task where app_id = $1 and state in ",
             queued_states!(),
             " group by 1 order by 1"
@@ -332,20 +295,17 @@ impl Store {
             desired_active,
             confirmed_active,
             needs_attention,
-            pending: pending
-                .into_iter()
-                .filter_map(|(k, n)| TaskKind::parse(&k).map(|k| (k, n)))
-                .collect(),
+            pending,
         })
     }
 
     /// Time from creation to completion of the tasks finished (done or not applicable)
     /// in the last [`COMPLETION_WINDOW_DAYS`] days, by kind.
     pub async fn completion_times(&self, app_id: &str) -> Result<Vec<CompletionTimes>> {
-        let rows: Vec<(String, i64, f64, f64)> = sqlx::query_as(concat!(
-            "select kind::text, count(*), \
-                    percentile_cont(0.5) within group (order by extract(epoch from finished_at - created_at))::float8, \
-                    max(extract(epoch from finished_at - created_at))::float8 \
+        Ok(sqlx::query_as(concat!(
+            "select kind::text as kind, count(*) as count, \
+                    percentile_cont(0.5) within group (order by extract(epoch from finished_at - created_at))::float8 as median_secs, \
+                    max(extract(epoch from finished_at - created_at))::float8 as max_secs \
              from task where app_id = $1 and state in ",
             confirmed_states!(),
             " and finished_at > now() - make_interval(days => $2) group by 1 order by 1"
@@ -353,17 +313,6 @@ impl Store {
         .bind(app_id)
         .bind(COMPLETION_WINDOW_DAYS)
         .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(k, count, median_secs, max_secs)| {
-                TaskKind::parse(&k).map(|kind| CompletionTimes {
-                    kind,
-                    count,
-                    median_secs,
-                    max_secs,
-                })
-            })
-            .collect())
+        .await?)
     }
 }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use serde_json::{json, Value};
-use sqlx::{PgConnection, Row};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::audit;
@@ -19,7 +19,7 @@ struct Subject {
     desired: Option<Account>,
     basis: Option<Account>,
     in_progress: Option<i64>,
-    open: Option<(i64, TaskKind, Option<Account>)>,
+    open: Option<OpenTask>,
     /// The batch holding the unclaimed task, if the mass-change guard holds it.
     open_batch: Option<i64>,
     /// An admin rejected the user's last change.
@@ -42,12 +42,38 @@ pub(super) fn app_profile(profiles: &Profiles, app_id: &str, key: &str) -> Resul
     })
 }
 
+/// The subject's unclaimed task, which derivation re-plans or cancels.
+#[derive(Clone)]
+struct OpenTask {
+    id: i64,
+    kind: TaskKind,
+    target: Option<Account>,
+}
+
+/// The row [`load`] reads.
+#[derive(sqlx::FromRow)]
+struct SubjectRow {
+    app_id: String,
+    doc: Value,
+    deleted: bool,
+    confirmed: Option<Value>,
+    profile: String,
+    group_names: Vec<String>,
+    in_progress_id: Option<i64>,
+    in_progress_target: Option<Value>,
+    open_id: Option<i64>,
+    open_kind: Option<TaskKind>,
+    open_target: Option<Value>,
+    open_batch: Option<i64>,
+    rejected: bool,
+}
+
 async fn load(
     conn: &mut PgConnection,
     profiles: &Profiles,
     user_id: Uuid,
 ) -> Result<Option<Subject>> {
-    let row = sqlx::query(concat!(
+    let row: Option<SubjectRow> = sqlx::query_as(concat!(
         r#"
         select u.app_id, u.doc, u.deleted_at is not null as deleted, u.confirmed, a.profile,
                coalesce((select array_agg(g.display_name)
@@ -55,7 +81,7 @@ async fn load(
                           where m.user_id = u.user_id and g.deleted_at is null),
                         '{}') as group_names,
                p.task_id as in_progress_id, p.target as in_progress_target,
-               o.task_id as open_id, o.kind::text as open_kind, o.target as open_target,
+               o.task_id as open_id, o.kind as open_kind, o.target as open_target,
                o.batch_id as open_batch, u.rejected_at is not null as rejected
           from scim_user u
           join app a using (app_id)
@@ -71,20 +97,18 @@ async fn load(
     .fetch_optional(&mut *conn)
     .await?;
     let Some(r) = row else { return Ok(None) };
-    let app_id: String = r.get("app_id");
-    let profile = app_profile(profiles, &app_id, r.get("profile"))?;
-    let deleted: bool = r.get("deleted");
-    let desired = if deleted {
+    let profile = app_profile(profiles, &r.app_id, &r.profile)?;
+    let desired = if r.deleted {
         None
     } else {
-        let doc: Value = r.get("doc");
-        let groups: Vec<String> = r.get("group_names");
+        let doc = r.doc;
+        let groups = r.group_names;
         let roles: Vec<&str> = doc
             .get("roles")
             .and_then(Value::as_array)
             .map(|rs| {
                 rs.iter()
-                    .filter_map(|r| r.get("value").and_then(Value::as_str))
+                    .filter_map(|role| role.get("value").and_then(Value::as_str))
                     .collect()
             })
             .unwrap_or_default();
@@ -92,27 +116,27 @@ async fn load(
         Some(Account::from_user_doc(&doc, role))
     };
     let account = |v: Option<Value>| v.and_then(|v| serde_json::from_value::<Account>(v).ok());
-    let in_progress: Option<i64> = r.get("in_progress_id");
+    let in_progress = r.in_progress_id;
     let basis = if in_progress.is_some() {
-        account(r.get("in_progress_target"))
+        account(r.in_progress_target)
     } else {
-        account(r.get("confirmed"))
+        account(r.confirmed)
     };
-    let open_id: Option<i64> = r.get("open_id");
-    let open = match open_id {
-        Some(id) => {
-            let kind: String = r.get("open_kind");
-            TaskKind::parse(&kind).map(|k| (id, k, account(r.get("open_target"))))
-        }
-        None => None,
+    let open = match (r.open_id, r.open_kind) {
+        (Some(id), Some(kind)) => Some(OpenTask {
+            id,
+            kind,
+            target: account(r.open_target),
+        }),
+        _ => None,
     };
     Ok(Some(Subject {
         desired,
         basis,
         in_progress,
         open,
-        open_batch: r.get("open_batch"),
-        rejected: r.get("rejected"),
+        open_batch: r.open_batch,
+        rejected: r.rejected,
         profile,
     }))
 }
@@ -261,7 +285,7 @@ async fn derive(
     let plan = reconcile::plan(s.desired.as_ref(), s.basis.as_ref());
     match (plan, s.open.clone()) {
         (None, None) => Ok(None),
-        (None, Some((task_id, _, _))) => {
+        (None, Some(OpenTask { id: task_id, .. })) => {
             let reason = cancel_reason(&s.desired, s.in_progress);
             cancel(conn, actor, task_id, &reason).await?;
             audit::write(
@@ -278,12 +302,22 @@ async fn derive(
             .await?;
             Ok(None)
         }
-        (Some(plan), Some((task_id, kind, target)))
-            if kind == plan.kind && target == plan.target =>
-        {
-            Ok(Some(task_id))
-        }
-        (Some(plan), Some((task_id, old_kind, _))) => {
+        (
+            Some(plan),
+            Some(OpenTask {
+                id: task_id,
+                kind,
+                target,
+            }),
+        ) if kind == plan.kind && target == plan.target => Ok(Some(task_id)),
+        (
+            Some(plan),
+            Some(OpenTask {
+                id: task_id,
+                kind: old_kind,
+                ..
+            }),
+        ) => {
             let (title, steps) = s.profile.render(&plan);
             let at = place(conn, actor, &s, &plan, hold).await?;
             // A changed plan needs a fresh approval; its due time follows its kind.

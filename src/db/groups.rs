@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
-use sqlx::{postgres::PgRow, PgConnection, Row};
+use sqlx::{FromRow, PgConnection};
 use uuid::Uuid;
 
 use super::audit::{self, Entry};
@@ -50,18 +50,30 @@ pub fn select(with_members: bool) -> String {
     format!("select g.group_id, g.seq, g.doc, g.version, g.created_at, g.updated_at, {members} as members from scim_group g")
 }
 
-fn record(r: &PgRow) -> GroupRecord {
-    let members: Option<Value> = r.get("members");
-    GroupRecord {
-        id: r.get("group_id"),
-        doc: r.get("doc"),
-        version: r.get("version"),
-        created_at: r.get("created_at"),
-        updated_at: r.get("updated_at"),
-        members: members.map(|m| match m {
-            Value::Array(a) => a,
-            _ => Vec::new(),
-        }),
+/// A row of [`select`].
+#[derive(sqlx::FromRow)]
+struct GroupRow {
+    group_id: Uuid,
+    doc: Value,
+    version: i64,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    members: Option<Value>,
+}
+
+impl From<GroupRow> for GroupRecord {
+    fn from(r: GroupRow) -> GroupRecord {
+        GroupRecord {
+            id: r.group_id,
+            doc: r.doc,
+            version: r.version,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            members: r.members.map(|m| match m {
+                Value::Array(a) => a,
+                _ => Vec::new(),
+            }),
+        }
     }
 }
 
@@ -298,7 +310,7 @@ async fn fetch(
     id: Uuid,
     with_members: bool,
 ) -> Result<GroupRecord> {
-    let row = sqlx::query(&format!(
+    let row: Option<GroupRow> = sqlx::query_as(&format!(
         "{} where g.app_id = $1 and g.group_id = $2 and g.deleted_at is null",
         select(with_members)
     ))
@@ -306,8 +318,7 @@ async fn fetch(
     .bind(id)
     .fetch_optional(conn)
     .await?;
-    row.as_ref()
-        .map(record)
+    row.map(GroupRecord::from)
         .ok_or_else(|| Error::NotFound(format!("Group {id}")))
 }
 
@@ -568,10 +579,11 @@ impl Store {
             None,
         )
         .await?;
-        Ok((
-            page.total,
-            page.rows.iter().map(record).collect(),
-            page.next,
-        ))
+        let records = page
+            .rows
+            .iter()
+            .map(|r| GroupRow::from_row(r).map(GroupRecord::from))
+            .collect::<Result<_, sqlx::Error>>()?;
+        Ok((page.total, records, page.next))
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::{PgConnection, Row};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::Store;
@@ -44,7 +44,7 @@ pub async fn emit(
 }
 
 /// A configured webhook (its secret never leaves the store through this type).
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
 pub struct Webhook {
     /// Id.
     pub webhook_id: Uuid,
@@ -84,7 +84,7 @@ pub struct NewWebhook<'a> {
 }
 
 /// A delivery due now, with what sending it needs.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Due {
     /// The event.
     pub event_id: i64,
@@ -109,13 +109,14 @@ pub struct Due {
 }
 
 /// A delivery as the API lists it.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
 pub struct DeliveryView {
     /// Event id.
     pub event_id: i64,
     /// Event kind.
     pub kind: String,
     /// Webhook name.
+    #[sqlx(rename = "name")]
     pub webhook: String,
     /// pending, delivered or failed.
     pub state: String,
@@ -154,26 +155,13 @@ impl Store {
 
     /// Live webhooks, optionally of one app.
     pub async fn webhooks(&self, app_id: Option<&str>) -> Result<Vec<Webhook>> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "select webhook_id, app_id, name, url, format, events, channel, created_at from webhook \
              where disabled_at is null and ($1::text is null or app_id = $1) order by app_id, created_at",
         )
         .bind(app_id)
         .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|r| Webhook {
-                webhook_id: r.get("webhook_id"),
-                app_id: r.get("app_id"),
-                name: r.get("name"),
-                url: r.get("url"),
-                format: r.get("format"),
-                events: r.get("events"),
-                channel: r.get("channel"),
-                created_at: r.get("created_at"),
-            })
-            .collect())
+        .await?)
     }
 
     /// Disables a webhook (its history stays); false when none is live with this id.
@@ -202,7 +190,7 @@ impl Store {
         Fut: Future<Output = std::result::Result<(), String>>,
     {
         let mut tx = self.pool.begin().await?;
-        let row = sqlx::query(
+        let due: Option<Due> = sqlx::query_as(
             "select d.event_id, d.webhook_id, d.attempts, w.url, w.format, w.secret, e.kind, e.app_id, e.payload, e.created_at \
                from delivery d join webhook w using (webhook_id) join event e using (event_id) \
               where d.state = 'pending' and d.next_attempt_at <= now() \
@@ -210,19 +198,7 @@ impl Store {
         )
         .fetch_optional(&mut *tx)
         .await?;
-        let Some(r) = row else { return Ok(false) };
-        let due = Due {
-            event_id: r.get("event_id"),
-            webhook_id: r.get("webhook_id"),
-            url: r.get("url"),
-            format: r.get("format"),
-            secret: r.get("secret"),
-            kind: r.get("kind"),
-            app_id: r.get("app_id"),
-            payload: r.get("payload"),
-            created_at: r.get("created_at"),
-            attempts: r.get("attempts"),
-        };
+        let Some(due) = due else { return Ok(false) };
         let (event_id, webhook_id, attempts) = (due.event_id, due.webhook_id, due.attempts + 1);
         let outcome = send(due).await;
         let backoff_secs = (backoff.as_secs_f64() * 2f64.powi(attempts - 1)).min(3600.0);
@@ -265,7 +241,7 @@ impl Store {
         state: Option<&str>,
         limit: i64,
     ) -> Result<Vec<DeliveryView>> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "select d.event_id, e.kind, w.name, d.state, d.attempts, d.last_error, d.next_attempt_at, d.delivered_at, e.payload \
                from delivery d join event e using (event_id) join webhook w using (webhook_id) \
               where e.app_id = $1 and ($2::text is null or d.state = $2) order by d.event_id desc limit $3",
@@ -274,21 +250,7 @@ impl Store {
         .bind(state)
         .bind(limit)
         .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|r| DeliveryView {
-                event_id: r.get("event_id"),
-                kind: r.get("kind"),
-                webhook: r.get("name"),
-                state: r.get("state"),
-                attempts: r.get("attempts"),
-                last_error: r.get("last_error"),
-                next_attempt_at: r.get("next_attempt_at"),
-                delivered_at: r.get("delivered_at"),
-                payload: r.get("payload"),
-            })
-            .collect())
+        .await?)
     }
 
     /// Puts the app's failed deliveries back in the queue; returns how many.

@@ -3,7 +3,6 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::Row;
 use uuid::Uuid;
 
 use super::Store;
@@ -11,7 +10,7 @@ use crate::error::Result;
 use crate::reconcile::TaskState;
 
 /// Seats of one app: what the IdP wants against what the app is known to have.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
 pub struct Seats {
     /// Users the IdP wants active in the app.
     pub desired_active: i64,
@@ -27,17 +26,20 @@ pub struct Seats {
 }
 
 /// Time to complete one kind of task.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
 pub struct SlaLine {
     /// Task kind.
     pub kind: String,
     /// Tasks finished (done or not applicable).
     pub completed: i64,
     /// Median hours from the IdP's change to completion.
+    #[sqlx(rename = "p50")]
     pub p50_hours: Option<f64>,
     /// 90th percentile.
+    #[sqlx(rename = "p90")]
     pub p90_hours: Option<f64>,
     /// 95th percentile.
+    #[sqlx(rename = "p95")]
     pub p95_hours: Option<f64>,
     /// Share finished by their due time.
     pub within_sla: Option<f64>,
@@ -72,10 +74,63 @@ pub struct Leaver {
     pub ownership_moved_to: Option<String>,
 }
 
+/// A row of the leavers query.
+#[derive(sqlx::FromRow)]
+struct LeaverRow {
+    user_id: Uuid,
+    user_name: String,
+    task_id: i64,
+    kind: String,
+    state: TaskState,
+    created_at: DateTime<Utc>,
+    due_at: Option<DateTime<Utc>>,
+    finished_by: Option<String>,
+    finished_at: Option<DateTime<Utc>>,
+    seat_freed: Option<String>,
+    ownership_moved_to: Option<String>,
+}
+
+impl From<LeaverRow> for Leaver {
+    fn from(r: LeaverRow) -> Leaver {
+        // Who and when only once access is gone (done or not applicable).
+        let finished = r.state.is_in(&TaskState::CONFIRMED);
+        Leaver {
+            user_id: r.user_id,
+            user_name: r.user_name,
+            task_id: r.task_id,
+            kind: r.kind,
+            state: r.state,
+            asked_at: r.created_at,
+            due_at: r.due_at,
+            done_by: r.finished_by.filter(|_| finished),
+            done_at: r.finished_at.filter(|_| finished),
+            seat_freed: r.seat_freed,
+            ownership_moved_to: r.ownership_moved_to,
+        }
+    }
+}
+
+/// A row of the audit trail as the CSV export reads it.
+#[derive(sqlx::FromRow)]
+struct AuditCsvRow {
+    chain_seq: i64,
+    at: DateTime<Utc>,
+    actor: String,
+    actor_role: String,
+    action: String,
+    subject_type: String,
+    subject_id: String,
+    task_id: Option<i64>,
+    request_id: Option<String>,
+    outcome: String,
+    detail: Value,
+    hash: Vec<u8>,
+}
+
 impl Store {
     /// Seats of the app.
     pub async fn seats(&self, app_id: &str) -> Result<Seats> {
-        let r = sqlx::query(concat!(
+        Ok(sqlx::query_as(concat!(
             "select \
                (select count(*) from scim_user where app_id = $1 and deleted_at is null and active) as desired_active, \
                (select count(*) from scim_user where app_id = $1 and (confirmed->>'active')::boolean) as confirmed_active, \
@@ -92,19 +147,12 @@ impl Store {
         ))
         .bind(app_id)
         .fetch_one(&self.pool)
-        .await?;
-        Ok(Seats {
-            desired_active: r.get("desired_active"),
-            confirmed_active: r.get("confirmed_active"),
-            pending_creations: r.get("pending_creations"),
-            pending_removals: r.get("pending_removals"),
-            removals_seat_unconfirmed: r.get("removals_seat_unconfirmed"),
-        })
+        .await?)
     }
 
     /// Time to complete by kind (percentiles), and what is overdue now.
     pub async fn sla_report(&self, app_id: &str) -> Result<Vec<SlaLine>> {
-        let rows = sqlx::query(&format!(
+        Ok(sqlx::query_as(&format!(
             "select k.kind, \
                count(t.task_id) filter (where t.state in {confirmed}) as completed, \
                percentile_cont(0.5) within group (order by extract(epoch from t.finished_at - t.created_at)::float8 / 3600) \
@@ -125,24 +173,12 @@ impl Store {
         ))
         .bind(app_id)
         .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|r| SlaLine {
-                kind: r.get::<String, _>("kind"),
-                completed: r.get("completed"),
-                p50_hours: r.get("p50"),
-                p90_hours: r.get("p90"),
-                p95_hours: r.get("p95"),
-                within_sla: r.get("within_sla"),
-                overdue_now: r.get("overdue_now"),
-            })
-            .collect())
+        .await?)
     }
 
     /// Every removal and deactivation of the app, newest first.
     pub async fn leavers(&self, app_id: &str, limit: i64) -> Result<Vec<Leaver>> {
-        let rows = sqlx::query(
+        let rows: Vec<LeaverRow> = sqlx::query_as(
             "select t.user_id, u.user_name, t.task_id, t.kind::text as kind, t.state, t.created_at, t.due_at, \
                     t.finished_by, t.finished_at, t.evidence->>'seat_freed' as seat_freed, \
                     t.evidence->>'ownership_moved_to' as ownership_moved_to \
@@ -154,26 +190,7 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .iter()
-            .map(|r| {
-                let state: TaskState = r.get("state");
-                let finished = state.is_in(&TaskState::CONFIRMED);
-                Leaver {
-                    user_id: r.get("user_id"),
-                    user_name: r.get("user_name"),
-                    task_id: r.get("task_id"),
-                    kind: r.get("kind"),
-                    asked_at: r.get("created_at"),
-                    due_at: r.get("due_at"),
-                    done_by: if finished { r.get("finished_by") } else { None },
-                    done_at: if finished { r.get("finished_at") } else { None },
-                    seat_freed: r.get("seat_freed"),
-                    ownership_moved_to: r.get("ownership_moved_to"),
-                    state,
-                }
-            })
-            .collect())
+        Ok(rows.into_iter().map(Leaver::from).collect())
     }
 
     /// Audit records of the app in chain order, for one subject or a period, as CSV
@@ -185,7 +202,7 @@ impl Store {
         from: Option<DateTime<Utc>>,
         to: Option<DateTime<Utc>>,
     ) -> Result<String> {
-        let rows = sqlx::query(
+        let rows: Vec<AuditCsvRow> = sqlx::query_as(
             "select chain_seq, at, actor, actor_role, action, subject_type, subject_id, task_id, request_id, outcome, \
                     detail, hash from audit where app_id = $1 and ($2::text is null or subject_id = $2) \
                 and ($3::timestamptz is null or at >= $3) and ($4::timestamptz is null or at < $4) order by chain_seq",
@@ -199,24 +216,20 @@ impl Store {
         let mut out = String::from(
             "chain_seq,at,actor,actor_role,action,subject_type,subject_id,task_id,request_id,outcome,detail,hash\r\n",
         );
-        for r in &rows {
-            let at: DateTime<Utc> = r.get("at");
-            let task: Option<i64> = r.get("task_id");
-            let detail: Value = r.get("detail");
-            let hash: Vec<u8> = r.get("hash");
+        for r in rows {
             let fields = [
-                r.get::<i64, _>("chain_seq").to_string(),
-                super::rfc3339(at),
-                r.get("actor"),
-                r.get("actor_role"),
-                r.get("action"),
-                r.get("subject_type"),
-                r.get("subject_id"),
-                task.map(|t| t.to_string()).unwrap_or_default(),
-                r.get::<Option<String>, _>("request_id").unwrap_or_default(),
-                r.get("outcome"),
-                detail.to_string(),
-                hex::encode(hash),
+                r.chain_seq.to_string(),
+                super::rfc3339(r.at),
+                r.actor,
+                r.actor_role,
+                r.action,
+                r.subject_type,
+                r.subject_id,
+                r.task_id.map(|t| t.to_string()).unwrap_or_default(),
+                r.request_id.unwrap_or_default(),
+                r.outcome,
+                r.detail.to_string(),
+                hex::encode(r.hash),
             ];
             let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
             out.push_str(&line.join(","));

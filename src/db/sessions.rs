@@ -4,7 +4,6 @@
 //! once (no cache in between, unlike bearer tokens).
 
 use chrono::{DateTime, Utc};
-use sqlx::Row;
 use uuid::Uuid;
 
 use super::tokens::TokenInfo;
@@ -35,19 +34,34 @@ pub struct WebSession {
     pub expires_at: DateTime<Utc>,
 }
 
-fn session(r: &sqlx::postgres::PgRow) -> WebSession {
-    let role: String = r.get("role");
-    WebSession {
-        session_hash: r.get("session_id"),
-        app_id: r.get("app_id"),
-        app_name: r.get("display_name"),
-        token_id: r.get("token_id"),
-        token_name: r.get("token_name"),
-        // The table's check constraint allows agent and admin only.
-        role: Role::parse(&role).unwrap_or(Role::Agent),
-        csrf_token: r.get("csrf_token"),
-        created_at: r.get("created_at"),
-        expires_at: r.get("expires_at"),
+/// A row of [`SELECT`].
+#[derive(sqlx::FromRow)]
+struct SessionRow {
+    session_id: String,
+    app_id: String,
+    display_name: String,
+    token_id: Uuid,
+    token_name: String,
+    role: String,
+    csrf_token: String,
+    created_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+}
+
+impl From<SessionRow> for WebSession {
+    fn from(r: SessionRow) -> WebSession {
+        WebSession {
+            session_hash: r.session_id,
+            app_id: r.app_id,
+            app_name: r.display_name,
+            token_id: r.token_id,
+            token_name: r.token_name,
+            // The table's check constraint allows agent and admin only.
+            role: Role::parse(&r.role).unwrap_or(Role::Agent),
+            csrf_token: r.csrf_token,
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+        }
     }
 }
 
@@ -82,24 +96,24 @@ impl Store {
         .bind(ttl.num_seconds() as f64)
         .execute(&mut *tx)
         .await?;
-        let row = sqlx::query(&format!("{SELECT} where s.session_id = $1"))
+        let row: SessionRow = sqlx::query_as(&format!("{SELECT} where s.session_id = $1"))
             .bind(session_hash)
             .fetch_one(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(session(&row))
+        Ok(row.into())
     }
 
     /// The session with this hash whose token is still live, expired or not (the caller
     /// tells an expired session apart to say so). None: unknown, signed out or revoked.
     pub async fn session(&self, session_hash: &str) -> Result<Option<WebSession>> {
-        let row = sqlx::query(&format!(
+        let row: Option<SessionRow> = sqlx::query_as(&format!(
             "{SELECT} where s.session_id = $1 and t.revoked_at is null"
         ))
         .bind(session_hash)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.as_ref().map(session))
+        Ok(row.map(WebSession::from))
     }
 
     /// Ends a session (sign-out, or found expired).

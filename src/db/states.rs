@@ -1,5 +1,6 @@
-//! [`TaskState`] in SQL: the sqlx mapping to the `task_state` Postgres enum, and the
-//! state sets of [`TaskState`]'s constants as SQL lists for queries.
+//! [`TaskState`] and [`TaskKind`] in SQL: the sqlx mappings to the `task_state` and
+//! `task_kind` Postgres enums, and the state sets of [`TaskState`]'s constants as SQL
+//! lists for queries.
 //!
 //! The lists are literals (macros, so `concat!` can build static query text) rather than
 //! bound arrays: partial indexes and the planner's estimates match `state in ('open', …)`
@@ -11,7 +12,7 @@ use sqlx::error::BoxDynError;
 use sqlx::postgres::{PgArgumentBuffer, PgHasArrayType, PgTypeInfo, PgValueRef};
 use sqlx::{Decode, Encode, Postgres, Type};
 
-use crate::reconcile::TaskState;
+use crate::reconcile::{TaskKind, TaskState};
 
 /// `TaskState::UNFINISHED` as an SQL list.
 macro_rules! unfinished_states {
@@ -68,6 +69,24 @@ impl<'r> Decode<'r, Postgres> for TaskState {
 impl Encode<'_, Postgres> for TaskState {
     fn encode_by_ref(&self, buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
         <&str as Encode<Postgres>>::encode(self.as_str(), buf)
+    }
+}
+
+impl Type<Postgres> for TaskKind {
+    fn type_info() -> PgTypeInfo {
+        PgTypeInfo::with_name("task_kind")
+    }
+
+    /// Also reads `kind::text` columns.
+    fn compatible(ty: &PgTypeInfo) -> bool {
+        *ty == Self::type_info() || <&str as Type<Postgres>>::compatible(ty)
+    }
+}
+
+impl<'r> Decode<'r, Postgres> for TaskKind {
+    fn decode(value: PgValueRef<'r>) -> Result<Self, BoxDynError> {
+        let s = <&str as Decode<Postgres>>::decode(value)?;
+        TaskKind::parse(s).ok_or_else(|| format!("unknown task kind {s:?}").into())
     }
 }
 

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::{postgres::PgRow, PgConnection, Postgres, QueryBuilder, Row};
+use sqlx::{PgConnection, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use super::audit::Record;
@@ -111,7 +111,7 @@ pub struct TaskQuery {
 }
 
 const SELECT: &str = r#"
-    select t.task_id, t.app_id, t.kind::text as kind, t.state, t.user_id, u.user_name,
+    select t.task_id, t.app_id, t.kind, t.state, t.user_id, u.user_name,
            t.title, t.instructions, t.completion_fields, t.changes, t.base, t.target, t.created_at, t.updated_at,
            t.claimed_by, t.claimed_at, t.lease_id, t.lease_expires_at, t.attempts, t.finished_at,
            t.finished_by, t.note, t.evidence, t.cancel_reason, t.completion_key,
@@ -125,57 +125,95 @@ const SELECT: &str = r#"
       from task t join scim_user u on u.user_id = t.user_id
 "#;
 
-fn task(r: &PgRow) -> Task {
-    let kind: String = r.get("kind");
-    let kind = TaskKind::parse(&kind).unwrap_or(TaskKind::UpdateAttributes);
-    Task {
-        id: r.get("task_id"),
-        app: r.get("app_id"),
-        kind,
-        state: r.get("state"),
-        subject: Subject {
-            kind: "user",
-            id: r.get("user_id"),
-            user_name: r.get("user_name"),
-        },
-        title: r.get("title"),
-        instructions: r.get("instructions"),
-        changes: r.get("changes"),
-        base: r.get::<Option<Value>, _>("base").unwrap_or(Value::Null),
-        target: r.get::<Option<Value>, _>("target").unwrap_or(Value::Null),
-        completion_fields: serde_json::from_value(r.get("completion_fields")).unwrap_or_default(),
-        blocked_by: r.get("blocked_by"),
-        created_at: r.get("created_at"),
-        updated_at: r.get("updated_at"),
-        claimed_by: r.get("claimed_by"),
-        claimed_at: r.get("claimed_at"),
-        lease_id: r.get("lease_id"),
-        lease_expires_at: r.get("lease_expires_at"),
-        attempts: r.get("attempts"),
-        finished_at: r.get("finished_at"),
-        finished_by: r.get("finished_by"),
-        note: r.get("note"),
-        evidence: r.get("evidence"),
-        attachments: r.get("attachments"),
-        due_at: r.get("due_at"),
-        sla_state: r.get("sla_state"),
-        needs_approval: r.get("needs_approval"),
-        approved_by: r.get("approved_by"),
-        approved_at: r.get("approved_at"),
-        batch_id: r.get("batch_id"),
-        completion_key: r.get("completion_key"),
-        cancel_reason: r.get("cancel_reason"),
+/// A row of [`SELECT`].
+#[derive(sqlx::FromRow)]
+struct TaskRow {
+    task_id: i64,
+    app_id: String,
+    kind: TaskKind,
+    state: TaskState,
+    user_id: Uuid,
+    user_name: String,
+    title: String,
+    instructions: Value,
+    completion_fields: Value,
+    changes: Value,
+    base: Option<Value>,
+    target: Option<Value>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    claimed_by: Option<String>,
+    claimed_at: Option<DateTime<Utc>>,
+    lease_id: Option<Uuid>,
+    lease_expires_at: Option<DateTime<Utc>>,
+    attempts: i32,
+    finished_at: Option<DateTime<Utc>>,
+    finished_by: Option<String>,
+    note: Option<String>,
+    evidence: Option<Value>,
+    cancel_reason: Option<String>,
+    completion_key: Option<String>,
+    due_at: Option<DateTime<Utc>>,
+    sla_state: String,
+    needs_approval: bool,
+    approved_by: Option<String>,
+    approved_at: Option<DateTime<Utc>>,
+    batch_id: Option<i64>,
+    attachments: Value,
+    blocked_by: Option<i64>,
+}
+
+impl From<TaskRow> for Task {
+    fn from(r: TaskRow) -> Task {
+        Task {
+            id: r.task_id,
+            app: r.app_id,
+            kind: r.kind,
+            state: r.state,
+            subject: Subject {
+                kind: "user",
+                id: r.user_id,
+                user_name: r.user_name,
+            },
+            title: r.title,
+            instructions: r.instructions,
+            changes: r.changes,
+            base: r.base.unwrap_or(Value::Null),
+            target: r.target.unwrap_or(Value::Null),
+            completion_fields: serde_json::from_value(r.completion_fields).unwrap_or_default(),
+            blocked_by: r.blocked_by,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            claimed_by: r.claimed_by,
+            claimed_at: r.claimed_at,
+            lease_id: r.lease_id,
+            lease_expires_at: r.lease_expires_at,
+            attempts: r.attempts,
+            finished_at: r.finished_at,
+            finished_by: r.finished_by,
+            note: r.note,
+            evidence: r.evidence,
+            attachments: r.attachments,
+            due_at: r.due_at,
+            sla_state: r.sla_state,
+            needs_approval: r.needs_approval,
+            approved_by: r.approved_by,
+            approved_at: r.approved_at,
+            batch_id: r.batch_id,
+            completion_key: r.completion_key,
+            cancel_reason: r.cancel_reason,
+        }
     }
 }
 
 pub(super) async fn fetch(conn: &mut PgConnection, app_id: &str, id: i64) -> Result<Task> {
-    let row = sqlx::query(&format!("{SELECT} where t.app_id = $1 and t.task_id = $2"))
-        .bind(app_id)
-        .bind(id)
-        .fetch_optional(conn)
-        .await?;
-    row.as_ref()
-        .map(task)
+    let row: Option<TaskRow> =
+        sqlx::query_as(&format!("{SELECT} where t.app_id = $1 and t.task_id = $2"))
+            .bind(app_id)
+            .bind(id)
+            .fetch_optional(conn)
+            .await?;
+    row.map(Task::from)
         .ok_or_else(|| Error::NotFound(format!("task {id}")))
 }
 
@@ -198,9 +236,15 @@ impl Store {
         }
         // One row more than asked says whether another page follows.
         b.push(" order by t.task_id limit ").push_bind(q.limit + 1);
-        let rows = b.build().fetch_all(&self.pool).await?;
+        let rows: Vec<TaskRow> = b.build_query_as().fetch_all(&self.pool).await?;
         let more = rows.len() as i64 > q.limit;
-        Ok((rows.iter().take(q.limit as usize).map(task).collect(), more))
+        Ok((
+            rows.into_iter()
+                .take(q.limit as usize)
+                .map(Task::from)
+                .collect(),
+            more,
+        ))
     }
 
     /// One task of the app.
@@ -218,16 +262,12 @@ impl Store {
 
     /// How many tasks of the app are in each state, by kind.
     pub async fn task_counts(&self, app_id: &str) -> Result<Vec<(TaskState, TaskKind, i64)>> {
-        let rows: Vec<(TaskState, String, i64)> = sqlx::query_as(
-            "select state, kind::text, count(*) from task where app_id = $1 group by 1, 2 order by 1, 2",
+        Ok(sqlx::query_as(
+            "select state::text, kind::text, count(*) from task where app_id = $1 group by 1, 2 order by 1, 2",
         )
         .bind(app_id)
         .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(state, kind, n)| TaskKind::parse(&kind).map(|k| (state, k, n)))
-            .collect())
+        .await?)
     }
 
     /// One attachment of a task of the app: file name, media type and bytes.

@@ -1,7 +1,6 @@
 //! Bearer tokens, stored as SHA-256 hashes only.
 
 use chrono::{DateTime, Utc};
-use sqlx::Row;
 use uuid::Uuid;
 
 use super::Store;
@@ -25,15 +24,28 @@ pub struct TokenInfo {
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
-fn info(r: &sqlx::postgres::PgRow) -> TokenInfo {
-    let role: String = r.get("role");
-    TokenInfo {
-        token_id: r.get("token_id"),
-        app_id: r.get("app_id"),
-        role: Role::parse(&role).unwrap_or(Role::Scim),
-        name: r.get("name"),
-        created_at: r.get("created_at"),
-        revoked_at: r.get("revoked_at"),
+/// A row of [`COLUMNS`].
+#[derive(sqlx::FromRow)]
+struct TokenRow {
+    token_id: Uuid,
+    app_id: String,
+    role: String,
+    name: String,
+    created_at: DateTime<Utc>,
+    revoked_at: Option<DateTime<Utc>>,
+}
+
+impl From<TokenRow> for TokenInfo {
+    fn from(r: TokenRow) -> TokenInfo {
+        TokenInfo {
+            token_id: r.token_id,
+            app_id: r.app_id,
+            // The enum has no other value; the least-privileged role if one is added.
+            role: Role::parse(&r.role).unwrap_or(Role::Scim),
+            name: r.name,
+            created_at: r.created_at,
+            revoked_at: r.revoked_at,
+        }
     }
 }
 
@@ -65,25 +77,25 @@ impl Store {
 
     /// The live (not revoked) token with this hash.
     pub async fn token_by_hash(&self, secret_hash: &[u8]) -> Result<Option<TokenInfo>> {
-        let row = sqlx::query(&format!(
+        let row: Option<TokenRow> = sqlx::query_as(&format!(
             "select {COLUMNS} from token where secret_hash = $1 and revoked_at is null"
         ))
         .bind(secret_hash)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.as_ref().map(info))
+        Ok(row.map(TokenInfo::from))
     }
 
     /// All tokens, optionally of one app, oldest first.
     pub async fn tokens(&self, app_id: Option<&str>) -> Result<Vec<TokenInfo>> {
-        let rows = sqlx::query(&format!(
+        let rows: Vec<TokenRow> = sqlx::query_as(&format!(
             "select {COLUMNS} from token where ($1::text is null or app_id = $1) \
              order by app_id, created_at"
         ))
         .bind(app_id)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.iter().map(info).collect())
+        Ok(rows.into_iter().map(TokenInfo::from).collect())
     }
 
     /// Revokes a token; false when no live token has this id.
