@@ -42,6 +42,57 @@ impl Role {
     }
 }
 
+/// What a caller asks to do on the task surfaces (the task API and the web UI). Both
+/// surfaces ask [`Role::may`], so a person in the browser can do exactly what their token
+/// can do over the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Read tasks, users, batches, reports and evidence files.
+    Read,
+    /// Claim, extend, complete, release or retry a task.
+    Work,
+    /// Approve or reject a task awaiting approval.
+    Approve,
+    /// Release or cancel a held batch.
+    DecideBatch,
+    /// Verify or export the audit trail.
+    Audit,
+    /// See webhooks and deliveries, requeue failed deliveries.
+    Deliveries,
+}
+
+impl Action {
+    /// Who may do it, in words for refusals ("an admin", "an agent or admin").
+    pub fn who(self) -> &'static str {
+        match self {
+            Action::Read | Action::Work => "an agent or admin",
+            Action::Approve | Action::DecideBatch | Action::Audit | Action::Deliveries => {
+                "an admin"
+            }
+        }
+    }
+}
+
+impl Role {
+    /// Whether a caller with this role may do `action` (the one rule of both task
+    /// surfaces; governance decisions are for people administering the app, DESIGN.md).
+    pub fn may(self, action: Action) -> bool {
+        match (self, action) {
+            (Role::Agent | Role::Admin, Action::Read | Action::Work) => true,
+            (
+                Role::Admin,
+                Action::Approve | Action::DecideBatch | Action::Audit | Action::Deliveries,
+            ) => true,
+            (
+                Role::Agent,
+                Action::Approve | Action::DecideBatch | Action::Audit | Action::Deliveries,
+            ) => false,
+            // A scim token speaks SCIM only; the system is never a caller of these surfaces.
+            (Role::Scim | Role::System, _) => false,
+        }
+    }
+}
+
 /// The authenticated caller of one request, recorded in the audit trail.
 #[derive(Debug, Clone)]
 pub struct Actor {
@@ -88,6 +139,17 @@ pub fn hash_token(token: &str) -> [u8; 32] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_admins_decide_and_only_agents_and_admins_work() {
+        use Action::*;
+        for a in [Read, Work, Approve, DecideBatch, Audit, Deliveries] {
+            assert!(Role::Admin.may(a), "{a:?}");
+            assert!(!Role::Scim.may(a), "{a:?}");
+            assert!(!Role::System.may(a), "{a:?}");
+            assert_eq!(Role::Agent.may(a), matches!(a, Read | Work), "{a:?}");
+        }
+    }
 
     #[test]
     fn tokens_are_unique_prefixed_and_hashed() {

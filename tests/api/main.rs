@@ -21,3 +21,4 @@ mod quirks;
 mod tasks;
 mod users;
 mod web;
+mod web_roles;

@@ -10,9 +10,9 @@ use scimbridge::auth::Role;
 
 /// A browser-like client of one person: no automatic redirects (tests check them), the
 /// session cookie kept by hand.
-struct Browser<'a> {
+pub(crate) struct Browser<'a> {
     app: &'a TestApp,
-    client: Client,
+    pub(crate) client: Client,
     session: Option<String>,
 }
 
@@ -31,14 +31,14 @@ fn set_cookie(res: &Response, name: &str) -> Option<(String, String)> {
 }
 
 /// The value of the hidden input `name` in a page.
-fn hidden(html: &str, name: &str) -> Option<String> {
+pub(crate) fn hidden(html: &str, name: &str) -> Option<String> {
     let marker = format!("name=\"{name}\" value=\"");
     let start = html.find(&marker)? + marker.len();
     let end = html[start..].find('"')?;
     Some(html[start..start + end].to_owned())
 }
 
-fn location(res: &Response) -> String {
+pub(crate) fn location(res: &Response) -> String {
     res.headers()
         .get(header::LOCATION)
         .and_then(|v| v.to_str().ok())
@@ -47,7 +47,7 @@ fn location(res: &Response) -> String {
 }
 
 impl<'a> Browser<'a> {
-    fn new(app: &'a TestApp) -> Browser<'a> {
+    pub(crate) fn new(app: &'a TestApp) -> Browser<'a> {
         Browser {
             app,
             client: Client::builder()
@@ -58,7 +58,7 @@ impl<'a> Browser<'a> {
         }
     }
 
-    fn cookie_header(&self, extra: Option<&str>) -> String {
+    pub(crate) fn cookie_header(&self, extra: Option<&str>) -> String {
         [
             self.session.as_ref().map(|s| format!("sb_session={s}")),
             extra.map(str::to_owned),
@@ -69,7 +69,7 @@ impl<'a> Browser<'a> {
         .join("; ")
     }
 
-    async fn get(&self, path: &str) -> Response {
+    pub(crate) async fn get(&self, path: &str) -> Response {
         self.client
             .get(self.app.url(path))
             .header(header::COOKIE, self.cookie_header(None))
@@ -78,13 +78,13 @@ impl<'a> Browser<'a> {
             .unwrap()
     }
 
-    async fn page(&self, path: &str) -> String {
+    pub(crate) async fn page(&self, path: &str) -> String {
         let res = self.get(path).await;
         assert_eq!(res.status(), 200, "GET {path}");
         res.text().await.unwrap()
     }
 
-    async fn post(&self, path: &str, form: &[(&str, &str)]) -> Response {
+    pub(crate) async fn post(&self, path: &str, form: &[(&str, &str)]) -> Response {
         self.client
             .post(self.app.url(path))
             .header(header::COOKIE, self.cookie_header(None))
@@ -95,7 +95,7 @@ impl<'a> Browser<'a> {
     }
 
     /// Opens the sign-in page and posts the token with the form's secret.
-    async fn try_login(&mut self, token: &str, forwarded_https: bool) -> Response {
+    pub(crate) async fn try_login(&mut self, token: &str, forwarded_https: bool) -> Response {
         let res = self.get("/ui/login").await;
         assert_eq!(res.status(), 200);
         let (login_cookie, _) = set_cookie(&res, "sb_login").expect("sign-in form cookie");
@@ -119,14 +119,14 @@ impl<'a> Browser<'a> {
         res
     }
 
-    async fn login(&mut self, token: &str) {
+    pub(crate) async fn login(&mut self, token: &str) {
         let res = self.try_login(token, false).await;
         assert_eq!(res.status(), 303, "sign-in redirects");
         assert!(self.session.is_some(), "sign-in sets the session cookie");
     }
 
     /// The session's CSRF secret, read from a page's forms.
-    async fn csrf(&self) -> String {
+    pub(crate) async fn csrf(&self) -> String {
         hidden(&self.page("/ui/tasks").await, "csrf").expect("csrf field")
     }
 }

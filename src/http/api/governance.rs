@@ -20,8 +20,8 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::audit::admin_only;
-use super::{ApiActor, ApiError, ApiJson};
+use super::{permit, ApiActor, ApiError, ApiJson};
+use crate::auth::Action;
 use crate::http::{AppState, Route};
 
 pub(super) fn routes() -> Vec<Route> {
@@ -75,7 +75,7 @@ async fn approve_task(
     ApiActor(actor): ApiActor,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    admin_only(actor.role)?;
+    permit(&actor, Action::Approve)?;
     Ok(Json(json!(
         s.store.approve(&actor, id_of("task", &id)?).await?
     )))
@@ -87,7 +87,7 @@ async fn reject_task(
     Path(id): Path<String>,
     ApiJson(d): ApiJson<Decision>,
 ) -> Result<Json<Value>, ApiError> {
-    admin_only(actor.role)?;
+    permit(&actor, Action::Approve)?;
     let task = s
         .store
         .reject(&actor, id_of("task", &id)?, d.reason.as_deref())
@@ -119,7 +119,7 @@ async fn release_batch(
     ApiActor(actor): ApiActor,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    admin_only(actor.role)?;
+    permit(&actor, Action::DecideBatch)?;
     Ok(Json(json!(
         s.store.release_batch(&actor, id_of("batch", &id)?).await?
     )))
@@ -130,7 +130,7 @@ async fn cancel_batch(
     ApiActor(actor): ApiActor,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    admin_only(actor.role)?;
+    permit(&actor, Action::DecideBatch)?;
     Ok(Json(json!(
         s.store.cancel_batch(&actor, id_of("batch", &id)?).await?
     )))
@@ -148,7 +148,7 @@ async fn list_deliveries(
     ApiActor(actor): ApiActor,
     query: Result<Query<DeliveryQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    admin_only(actor.role)?;
+    permit(&actor, Action::Deliveries)?;
     let Query(q) = query.map_err(|e| ApiError::new(400, "invalid_query", e.body_text()))?;
     if let Some(st) = &q.state {
         if !["pending", "delivered", "failed"].contains(&st.as_str()) {
@@ -169,7 +169,7 @@ async fn retry_deliveries(
     State(s): State<AppState>,
     ApiActor(actor): ApiActor,
 ) -> Result<Json<Value>, ApiError> {
-    admin_only(actor.role)?;
+    permit(&actor, Action::Deliveries)?;
     Ok(Json(
         json!({"requeued": s.store.retry_failed_deliveries(&actor.app_id).await?}),
     ))
@@ -179,7 +179,7 @@ async fn list_webhooks(
     State(s): State<AppState>,
     ApiActor(actor): ApiActor,
 ) -> Result<Json<Value>, ApiError> {
-    admin_only(actor.role)?;
+    permit(&actor, Action::Deliveries)?;
     Ok(Json(
         json!({"webhooks": s.store.webhooks(Some(&actor.app_id)).await?}),
     ))
@@ -228,7 +228,7 @@ async fn export_audit(
     ApiActor(actor): ApiActor,
     query: Result<Query<ExportQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    admin_only(actor.role)?;
+    permit(&actor, Action::Audit)?;
     let Query(q) = query.map_err(|e| ApiError::new(400, "invalid_query", e.body_text()))?;
     let csv = s
         .store

@@ -16,7 +16,7 @@ pub use error::ApiError;
 
 use super::auth::authenticate;
 use super::{AppState, Route};
-use crate::auth::{Actor, Role};
+use crate::auth::{Action, Actor};
 
 pub(super) fn routes() -> Vec<Route> {
     [
@@ -40,14 +40,32 @@ impl FromRequestParts<AppState> for ApiActor {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let actor = authenticate(state, &parts.headers).await?;
-        match actor.role {
-            Role::Agent | Role::Admin => Ok(ApiActor(actor)),
-            Role::Scim | Role::System => Err(ApiError::new(
+        if actor.role.may(Action::Read) {
+            Ok(ApiActor(actor))
+        } else {
+            Err(ApiError::new(
                 403,
                 "forbidden_role",
-                "a scim token cannot use the task API; use an agent or admin token",
-            )),
+                format!(
+                    "a {} token cannot use the task API; use an agent or admin token",
+                    actor.role.as_str()
+                ),
+            ))
         }
+    }
+}
+
+/// Refuses an action the caller's role may not do (403 `forbidden_role`), by the rule the
+/// web UI applies too ([`Role::may`](crate::auth::Role::may)).
+pub(super) fn permit(actor: &Actor, action: Action) -> Result<(), ApiError> {
+    if actor.role.may(action) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            403,
+            "forbidden_role",
+            format!("this needs {} token", action.who()),
+        ))
     }
 }
 

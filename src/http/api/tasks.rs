@@ -25,8 +25,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::{ApiActor, ApiError, ApiJson};
-use crate::auth::Actor;
+use super::{permit, ApiActor, ApiError, ApiJson};
+use crate::auth::{Action, Actor};
 use crate::db::lifecycle::{Completion, Lease, NewAttachment, Outcome};
 use crate::db::tasks::TaskQuery;
 use crate::http::attachment::{self, Unfit};
@@ -253,6 +253,7 @@ async fn claim_next_task(
     ApiActor(actor): ApiActor,
     ApiJson(req): ApiJson<ClaimRequest>,
 ) -> Result<Response, ApiError> {
+    permit(&actor, Action::Work)?;
     check_app(&actor, req.app.as_deref())?;
     let lease = Lease {
         seconds: check_lease(req.lease_seconds.unwrap_or(s.config.lease_secs))?,
@@ -310,6 +311,7 @@ async fn heartbeat_task(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<HeartbeatRequest>,
 ) -> Result<Json<Value>, ApiError> {
+    permit(&actor, Action::Work)?;
     let seconds = req.lease_seconds.map(check_lease).transpose()?;
     let task = s
         .store
@@ -404,6 +406,7 @@ async fn complete_task(
     headers: HeaderMap,
     ApiJson(req): ApiJson<CompleteRequest>,
 ) -> Result<Json<Value>, ApiError> {
+    permit(&actor, Action::Work)?;
     let id = task_id(&id)?;
     let idempotency_key = headers
         .get("idempotency-key")
@@ -435,6 +438,7 @@ async fn release_task(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<ReleaseRequest>,
 ) -> Result<Json<Value>, ApiError> {
+    permit(&actor, Action::Work)?;
     let task = s.store.release(&actor, task_id(&id)?, req.lease_id).await?;
     Ok(Json(json!(task)))
 }
@@ -445,6 +449,7 @@ async fn retry_task(
     ApiActor(actor): ApiActor,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    permit(&actor, Action::Work)?;
     Ok(Json(json!(s.store.retry(&actor, task_id(&id)?).await?)))
 }
 

@@ -12,6 +12,7 @@ use axum::Form;
 
 use super::view::{duration, kind_label};
 use super::{render, Nav, PageError, SignedIn};
+use crate::auth::Action;
 use crate::db::board::{CompletionTimes, COMPLETION_WINDOW_DAYS};
 use crate::http::{AppState, Route};
 use crate::reconcile::TaskKind;
@@ -70,7 +71,10 @@ struct ReportsPage {
     seat_unconfirmed: i64,
     leavers: Vec<crate::db::reports::Leaver>,
     batches: Vec<crate::db::batches::Batch>,
-    admin: bool,
+    /// The session may release or cancel held batches.
+    decide_batches: bool,
+    /// The session may download the audit trail.
+    export_audit: bool,
     csrf: String,
 }
 
@@ -123,7 +127,8 @@ async fn reports_page(State(s): State<AppState>, me: SignedIn) -> Result<Respons
         seat_unconfirmed,
         leavers,
         batches,
-        admin: me.session.role == crate::auth::Role::Admin,
+        decide_batches: me.session.role.may(Action::DecideBatch),
+        export_audit: me.session.role.may(Action::Audit),
         csrf: me.session.csrf_token.clone(),
         nav: Some(me.nav("reports")),
         desired_active: seats.desired_active,
@@ -159,11 +164,7 @@ async fn audit_csv(
     me: SignedIn,
     Query(q): Query<ExportQuery>,
 ) -> Result<Response, PageError> {
-    if me.session.role != crate::auth::Role::Admin {
-        return Err(PageError::Forbidden(
-            "The audit export is for admins.".into(),
-        ));
-    }
+    me.permit(Action::Audit)?;
     let subject = q
         .subject
         .as_deref()
@@ -203,11 +204,7 @@ async fn decide(
         message: "The form could not be read; reload the page and try again.".into(),
     })?;
     me.check_csrf(f.csrf.as_deref())?;
-    if me.session.role != crate::auth::Role::Admin {
-        return Err(PageError::Forbidden(
-            "Only an admin can release or cancel a held batch.".into(),
-        ));
-    }
+    me.permit(Action::DecideBatch)?;
     let id: i64 = id
         .parse()
         .map_err(|_| PageError::NotFound("There is no such batch in this app.".into()))?;

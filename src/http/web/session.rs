@@ -12,7 +12,7 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method};
 
 use super::{Nav, PageError};
-use crate::auth::{hash_token, Actor, Role};
+use crate::auth::{hash_token, Action, Actor, Role};
 use crate::db::sessions::WebSession;
 use crate::http::AppState;
 
@@ -114,6 +114,26 @@ impl SignedIn {
         }
     }
 
+    /// Refuses an action the session's role may not do, by the rule the task API applies
+    /// too ([`Role::may`]): the page says who may, and nothing changes.
+    pub fn permit(&self, action: Action) -> Result<(), PageError> {
+        if self.session.role.may(action) {
+            return Ok(());
+        }
+        let what = match action {
+            Action::Read => "see this",
+            Action::Work => "work tasks",
+            Action::Approve => "approve or reject a task",
+            Action::DecideBatch => "release or cancel a held batch",
+            Action::Audit => "export the audit trail",
+            Action::Deliveries => "manage notifications",
+        };
+        Err(PageError::Forbidden(format!(
+            "Only {} can {what}, so nothing was changed. Sign in with such a token to do it.",
+            action.who()
+        )))
+    }
+
     /// Refuses a form whose hidden `csrf` field is not this session's secret.
     pub fn check_csrf(&self, sent: Option<&str>) -> Result<(), PageError> {
         match sent {
@@ -162,14 +182,17 @@ impl FromRequestParts<AppState> for SignedIn {
                 expired: true,
             });
         }
-        Ok(SignedIn {
+        let me = SignedIn {
             session,
             request_id: parts
                 .headers
                 .get("x-request-id")
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned),
-        })
+        };
+        // Sign-in admits agent and admin tokens only; this keeps any other out regardless.
+        me.permit(Action::Read)?;
+        Ok(me)
     }
 }
 

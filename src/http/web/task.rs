@@ -21,6 +21,7 @@ use super::view::{
     TrailRow,
 };
 use super::{render, see_other, Nav, PageError, SignedIn};
+use crate::auth::Action;
 use crate::db::lifecycle::{Completion, Lease, NewAttachment, Outcome};
 use crate::db::tasks::Task;
 use crate::error::Error;
@@ -238,7 +239,7 @@ async fn show(
         TaskState::InProgress if mine => actions.work = true,
         TaskState::InProgress if lapsed => actions.take_over = true,
         TaskState::Failed => actions.retry = true,
-        TaskState::AwaitingApproval if me.session.role == crate::auth::Role::Admin => {
+        TaskState::AwaitingApproval if me.session.role.may(Action::Approve) => {
             actions.approve = true
         }
         _ => {}
@@ -491,6 +492,7 @@ async fn claim_chosen_task(
     let id = task_id(&id)?;
     let Form(f) = form.map_err(form_rejected)?;
     me.check_csrf(f.csrf.as_deref())?;
+    me.permit(Action::Work)?;
     let lease = Lease {
         seconds: s.config.lease_secs,
         max_attempts: s.config.max_attempts,
@@ -524,6 +526,7 @@ async fn release(
     let id = task_id(&id)?;
     let Form(f) = form.map_err(form_rejected)?;
     me.check_csrf(f.csrf.as_deref())?;
+    me.permit(Action::Work)?;
     match s.store.release(&me.actor(), id, None).await {
         Ok(_) => Ok(see_other(&format!("/ui/tasks/{id}?notice=released"))),
         Err(e) => refused(&s, &me, id, e).await,
@@ -539,6 +542,7 @@ async fn retry(
     let id = task_id(&id)?;
     let Form(f) = form.map_err(form_rejected)?;
     me.check_csrf(f.csrf.as_deref())?;
+    me.permit(Action::Work)?;
     match s.store.retry(&me.actor(), id).await {
         Ok(new) => Ok(see_other(&format!("/ui/tasks/{}?notice=retried", new.id))),
         Err(e) => refused(&s, &me, id, e).await,
@@ -560,6 +564,7 @@ async fn approve(
     let id = task_id(&id)?;
     let Form(f) = form.map_err(form_rejected)?;
     me.check_csrf(f.csrf.as_deref())?;
+    me.permit(Action::Approve)?;
     match s.store.approve(&me.actor(), id).await {
         Ok(_) => Ok(see_other(&format!("/ui/tasks/{id}?notice=approved"))),
         Err(e) => refused(&s, &me, id, e).await,
@@ -575,6 +580,7 @@ async fn reject(
     let id = task_id(&id)?;
     let Form(f) = form.map_err(form_rejected)?;
     me.check_csrf(f.csrf.as_deref())?;
+    me.permit(Action::Approve)?;
     let reason = f.reason.as_deref().map(str::trim).filter(|r| !r.is_empty());
     match s.store.reject(&me.actor(), id, reason).await {
         Ok(_) => Ok(see_other(&format!("/ui/tasks/{id}?notice=rejected"))),
@@ -686,6 +692,7 @@ async fn complete(
     })?;
     let f = read_complete(mp).await?;
     me.check_csrf(f.csrf.as_deref())?;
+    me.permit(Action::Work)?;
     let outcome = match f.outcome.as_deref().unwrap_or("done") {
         "done" => Outcome::Done,
         "failed" => Outcome::Failed,

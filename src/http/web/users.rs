@@ -204,7 +204,7 @@ async fn user_page(
             .unwrap_or_else(|| "never".into()),
         side: side_by_side(u.desired.as_ref(), u.confirmed.as_ref()),
         history: trail(&history),
-        export: (me.session.role == crate::auth::Role::Admin)
+        export: (me.session.role.may(crate::auth::Action::Audit))
             .then(|| format!("/ui/reports/audit.csv?subject={}", u.id)),
     };
     Ok(render(StatusCode::OK, &page))
