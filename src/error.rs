@@ -71,11 +71,13 @@ fn is_unavailable(e: &sqlx::Error) -> bool {
         sqlx::Error::Protocol(_) => true,
         sqlx::Error::Database(db) => db.code().is_some_and(|code| {
             // Class 08: connection exception; 57P01..57P03: admin/crash shutdown, cannot
-            // connect now; 53300: too many connections; 57014: query cancelled (timeout).
+            // connect now; 53300: too many connections; 57014: query cancelled (timeout);
+            // 40001/40P01: serialization failure, deadlock (the transaction was rolled
+            // back whole; the same request can simply be sent again).
             code.starts_with("08")
                 || matches!(
                     code.as_ref(),
-                    "57P01" | "57P02" | "57P03" | "53300" | "57014"
+                    "57P01" | "57P02" | "57P03" | "53300" | "57014" | "40001" | "40P01"
                 )
         }),
         _ => false,

@@ -759,3 +759,79 @@ async fn the_cli_manages_webhooks_verifies_the_audit_and_prints_reports(pool: Pg
     assert!(!out.status.success(), "the audit export is for admins");
     assert!(String::from_utf8_lossy(&out.stderr).contains("forbidden_role"));
 }
+
+/// Inserts a live user of `app` in an open transaction.
+async fn raw_user(tx: &mut sqlx::PgConnection, app: &str, name: &str) {
+    sqlx::query(
+        "insert into scim_user (user_id, app_id, user_name, active, doc) \
+         values (gen_random_uuid(), $1, $2, true, '{}')",
+    )
+    .bind(app)
+    .bind(name)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+}
+
+/// The first writes of an app take its locks in the one order (chain head, then user
+/// counter). A writer whose counter update ran before the app had a chain head used to
+/// hold the counter without the head, and deadlock (40P01, a 500) with a writer that
+/// came after the head existed. Deferred triggers are fired one at a time here to make
+/// the interleaving happen every time.
+#[sqlx::test]
+async fn the_first_writes_of_a_new_app_cannot_deadlock(pool: PgPool) {
+    sqlx::query(
+        "insert into app (app_id, display_name, profile) values ('fresh', 'Fresh', 'peopleai')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query("delete from audit_head where app_id = 'fresh'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    // A: its user counter update fires now.
+    let mut a = pool.begin().await.unwrap();
+    raw_user(&mut a, "fresh", "a").await;
+    sqlx::query("set constraints scim_user_live_count immediate")
+        .execute(&mut *a)
+        .await
+        .unwrap();
+    // Another writer's first audit record creates the chain head and commits.
+    let p = pool.clone();
+    let head = tokio::spawn(async move {
+        sqlx::query("insert into audit_head (app_id, last_hash) values ('fresh', '\\x') on conflict do nothing")
+            .execute(&p)
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // B: a user write that commits now.
+    let p = pool.clone();
+    let b = tokio::spawn(async move {
+        let mut b = p.begin().await?;
+        raw_user(&mut b, "fresh", "b").await;
+        b.commit().await
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A: its audit record links the chain, then it commits.
+    sqlx::query(
+        "insert into audit (app_id, actor, actor_role, action, subject_type, subject_id, outcome) \
+         values ('fresh', 'okta', 'scim', 'user.create', 'user', 'a', 'created')",
+    )
+    .execute(&mut *a)
+    .await
+    .unwrap();
+    let linked = sqlx::query("set constraints audit_chain immediate")
+        .execute(&mut *a)
+        .await;
+    assert!(linked.is_ok(), "A: {linked:?}");
+    a.commit().await.unwrap();
+    head.await.unwrap().unwrap();
+    let b = b.await.unwrap();
+    assert!(b.is_ok(), "B: {b:?}");
+    let live: i64 = sqlx::query_scalar("select live from app_user_count where app_id = 'fresh'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(live, 2);
+}
