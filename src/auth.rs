@@ -59,6 +59,8 @@ pub enum Action {
     Audit,
     /// See webhooks and deliveries, requeue failed deliveries.
     Deliveries,
+    /// Hand a task to another token or take it back to the queue.
+    Reassign,
 }
 
 impl Action {
@@ -66,9 +68,11 @@ impl Action {
     pub fn who(self) -> &'static str {
         match self {
             Action::Read | Action::Work => "an agent or admin",
-            Action::Approve | Action::DecideBatch | Action::Audit | Action::Deliveries => {
-                "an admin"
-            }
+            Action::Approve
+            | Action::DecideBatch
+            | Action::Audit
+            | Action::Deliveries
+            | Action::Reassign => "an admin",
         }
     }
 }
@@ -81,11 +85,19 @@ impl Role {
             (Role::Agent | Role::Admin, Action::Read | Action::Work) => true,
             (
                 Role::Admin,
-                Action::Approve | Action::DecideBatch | Action::Audit | Action::Deliveries,
+                Action::Approve
+                | Action::DecideBatch
+                | Action::Audit
+                | Action::Deliveries
+                | Action::Reassign,
             ) => true,
             (
                 Role::Agent,
-                Action::Approve | Action::DecideBatch | Action::Audit | Action::Deliveries,
+                Action::Approve
+                | Action::DecideBatch
+                | Action::Audit
+                | Action::Deliveries
+                | Action::Reassign,
             ) => false,
             // A scim token speaks SCIM only; the system is never a caller of these surfaces.
             (Role::Scim | Role::System, _) => false,

@@ -217,8 +217,16 @@ async fn token(database_url: &str, cmd: TokenCommand) -> anyhow::Result<()> {
             }
         }
         TokenCommand::Revoke { id } => {
-            anyhow::ensure!(store.revoke_token(id).await?, "no live token with id {id}");
+            let Some(done) = store.revoke_token_by(id, None).await? else {
+                anyhow::bail!("no live token with id {id}");
+            };
             println!("revoked {id} (servers stop accepting it within their token cache time, 30 s by default)");
+            for task in done.returned {
+                println!(
+                    "returned task #{task} to the queue (it was held by {})",
+                    done.token.name
+                );
+            }
         }
     }
     Ok(())

@@ -292,6 +292,27 @@ impl Client {
         )
     }
 
+    /// `POST /tasks/{id}/reassign` (admins): to another token (id or name) or `queue`.
+    pub async fn reassign(
+        &self,
+        id: i64,
+        to: &str,
+        reason: Option<&str>,
+        lease_seconds: Option<i64>,
+    ) -> Result<Task> {
+        let mut body = json!({"to": to});
+        if let Some(r) = reason {
+            body["reason"] = json!(r);
+        }
+        if let Some(l) = lease_seconds {
+            body["lease_seconds"] = json!(l);
+        }
+        Task::from_value(
+            self.call_json(Request::post(&format!("/tasks/{id}/reassign"), &body))
+                .await?,
+        )
+    }
+
     /// `GET /tasks`: one page of tasks, oldest first.
     pub async fn tasks(&self, q: &TaskQuery) -> Result<TaskPage> {
         let mut params = Vec::new();

@@ -136,6 +136,24 @@ pub enum TasksCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Admins: hand a claimed task to another person or agent (a token of the app, by
+    /// name or id), or give it back to the queue; the old holder's lease stops working.
+    Reassign {
+        /// Task id.
+        id: i64,
+        /// `queue`, or the name or id of an agent or admin token of the app.
+        #[arg(long)]
+        to: String,
+        /// Why (recorded in the audit trail and sent with the `task.reassigned` event).
+        #[arg(long)]
+        reason: Option<String>,
+        /// Lease of the new holder in seconds (default: the server's --lease-secs).
+        #[arg(long)]
+        lease_seconds: Option<i64>,
+        /// Print the API's JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// How many tasks there are per state and kind.
     Counts {
         /// Print the API's JSON.

@@ -108,6 +108,38 @@ pub(super) async fn run(client: &Client, cmd: TasksCommand) -> anyhow::Result<()
             }
             Ok(())
         }
+        TasksCommand::Reassign {
+            id,
+            to,
+            reason,
+            lease_seconds,
+            json,
+        } => {
+            let t = client
+                .reassign(id, &to, reason.as_deref(), lease_seconds)
+                .await?;
+            if json {
+                println!("{}", pretty(&t.raw));
+            } else if t.state == TaskState::InProgress {
+                println!(
+                    "task {id} now held by {} (lease until {})",
+                    t.claimed_by.as_deref().unwrap_or("?"),
+                    t.lease_expires_at
+                        .map(crate::db::rfc3339)
+                        .unwrap_or_else(|| "-".into())
+                );
+            } else if t.state == TaskState::Cancelled {
+                println!(
+                    "task {id} back to the queue and cancelled: {}",
+                    t.cancel_reason
+                        .as_deref()
+                        .unwrap_or("a newer task covers it")
+                );
+            } else {
+                println!("task {id} is back in the queue ({})", t.state);
+            }
+            Ok(())
+        }
         TasksCommand::Counts { json } => {
             let c = client.task_counts().await?;
             if json {

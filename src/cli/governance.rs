@@ -50,7 +50,7 @@ pub enum WebhooksCommand {
 }
 
 /// The event kinds a webhook can ask for.
-pub const EVENT_KINDS: [&str; 8] = [
+pub const EVENT_KINDS: [&str; 9] = [
     "task.created",
     "task.due_soon",
     "task.overdue",
@@ -58,6 +58,7 @@ pub const EVENT_KINDS: [&str; 8] = [
     "task.escalated",
     "task.completed",
     "task.failed",
+    "task.reassigned",
     "batch.held",
 ];
 

@@ -30,14 +30,30 @@ pub struct SweepReport {
     pub escalated: usize,
 }
 
-type Marked = (i64, Uuid, String, String, Option<DateTime<Utc>>);
+/// A task the sweep marked: id, subject, kind, title, due time, and who holds it now.
+type Marked = (
+    i64,
+    Uuid,
+    String,
+    String,
+    Option<DateTime<Utc>>,
+    Option<String>,
+);
 
 /// States in which a task still waits for someone.
 const ACTIVE: &str = concat!("t.state in ", unfinished_states!());
 
+/// The event of a marked task. `held_by` is whoever holds the task at the sweep (null:
+/// nobody), read from the row the sweep updates, so after a reassignment the reminders
+/// name the new holder and a task returned to the queue names nobody.
 fn payload(m: &Marked) -> serde_json::Value {
-    json!({"task_id": m.0, "user_id": m.1, "kind": m.2, "title": m.3, "due_at": m.4.map(super::rfc3339)})
+    json!({"task_id": m.0, "user_id": m.1, "kind": m.2, "title": m.3,
+           "due_at": m.4.map(super::rfc3339), "held_by": m.5})
 }
+
+/// The holder column of a marked task: only an in-progress task has one (a finished or
+/// released task keeps its last `claimed_by` for the record).
+const HOLDER: &str = "case when t.state = 'in_progress' then t.claimed_by end";
 
 impl Store {
     /// One sweep over every app.
@@ -64,7 +80,7 @@ impl Store {
                 "update task t set sla_state = 'due_soon', updated_at = now() \
                  where t.app_id = $1 and {ACTIVE} and t.sla_state = 'ok' and t.due_at is not null \
                    and now() >= t.due_at - (t.due_at - t.created_at) * $2 and now() < t.due_at \
-                 returning t.task_id, t.user_id, t.kind::text, t.title, t.due_at"
+                 returning t.task_id, t.user_id, t.kind::text, t.title, t.due_at, {HOLDER}"
             ))
             .bind(&app_id)
             .bind(gov.due_soon_share)
@@ -84,7 +100,7 @@ impl Store {
             let overdue: Vec<Marked> = sqlx::query_as(&format!(
                 "update task t set sla_state = 'overdue', last_reminder_at = now(), updated_at = now() \
                  where t.app_id = $1 and {ACTIVE} and t.sla_state <> 'overdue' and t.due_at <= now() \
-                 returning t.task_id, t.user_id, t.kind::text, t.title, t.due_at"
+                 returning t.task_id, t.user_id, t.kind::text, t.title, t.due_at, {HOLDER}"
             ))
             .bind(&app_id)
             .fetch_all(&mut *tx)
@@ -131,7 +147,7 @@ impl Store {
                 "update task t set last_reminder_at = now() \
                  where t.app_id = $1 and {ACTIVE} and t.sla_state = 'overdue' \
                    and t.last_reminder_at <= now() - make_interval(secs => $2) \
-                 returning t.task_id, t.user_id, t.kind::text, t.title, t.due_at"
+                 returning t.task_id, t.user_id, t.kind::text, t.title, t.due_at, {HOLDER}"
             ))
             .bind(&app_id)
             .bind(gov.reminder_every().as_secs_f64())

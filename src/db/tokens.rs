@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::Store;
-use crate::auth::Role;
+use crate::auth::{Actor, Role};
 use crate::error::Result;
 
 /// A token as listed to operators (never the secret).
@@ -47,6 +47,15 @@ impl From<TokenRow> for TokenInfo {
             revoked_at: r.revoked_at,
         }
     }
+}
+
+/// What a revocation did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Revocation {
+    /// The token, as it is now (revoked).
+    pub token: TokenInfo,
+    /// The tasks it held, returned to the queue.
+    pub returned: Vec<i64>,
 }
 
 const COLUMNS: &str = "token_id, app_id, role::text as role, name, created_at, revoked_at";
@@ -98,15 +107,45 @@ impl Store {
         Ok(rows.into_iter().map(TokenInfo::from).collect())
     }
 
-    /// Revokes a token; false when no live token has this id.
+    /// Revokes a token; false when no live token has this id. The tasks it holds return
+    /// to the queue in the same transaction (recorded as done by scimbridge itself);
+    /// [`Store::revoke_token_by`] records who revoked it.
     pub async fn revoke_token(&self, token_id: Uuid) -> Result<bool> {
-        let done = sqlx::query(
-            "update token set revoked_at = now() where token_id = $1 and revoked_at is null",
-        )
+        Ok(self.revoke_token_by(token_id, None).await?.is_some())
+    }
+
+    /// Revokes a token and, in the same transaction, returns every task it holds to the
+    /// queue (each audited as `task.release` by `by`, or by scimbridge itself when `by`
+    /// is None, naming the revoked token). None when no live token has this id. Every
+    /// revocation path (CLI, API, web UI) goes through here, so a revoked person's claims
+    /// never wait for their leases to lapse.
+    pub async fn revoke_token_by(
+        &self,
+        token_id: Uuid,
+        by: Option<&Actor>,
+    ) -> Result<Option<Revocation>> {
+        let mut tx = self.pool.begin().await?;
+        // The row lock taken here makes claims in flight by this token finish first
+        // (claims take it `for share`), so their tasks are found below.
+        let row: Option<TokenRow> = sqlx::query_as(&format!(
+            "update token set revoked_at = now() where token_id = $1 and revoked_at is null \
+             returning {COLUMNS}"
+        ))
         .bind(token_id)
-        .execute(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
-        Ok(done.rows_affected() == 1)
+        let Some(token) = row.map(TokenInfo::from) else {
+            return Ok(None);
+        };
+        let system = Actor::system(&token.app_id);
+        let by = match by {
+            Some(a) if a.app_id == token.app_id => a,
+            _ => &system,
+        };
+        let returned =
+            super::lifecycle::return_claims_of(&mut tx, &self.profiles, by, &token).await?;
+        tx.commit().await?;
+        Ok(Some(Revocation { token, returned }))
     }
 
     /// Number of live admin tokens (to guide a first start).

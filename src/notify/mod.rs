@@ -63,14 +63,34 @@ pub fn slack_body(d: &Due) -> Value {
         .as_str()
         .map(|t| format!(", due {t}"))
         .unwrap_or_default();
+    // SLA events name whoever holds the task at the sweep (after a reassignment, the new
+    // holder), so a reminder reaches a person rather than the room.
+    let held = p["held_by"]
+        .as_str()
+        .map(|h| format!(", held by {h}"))
+        .unwrap_or_default();
     let text = match d.kind.as_str() {
         "task.created" => format!("New task: {title}{task}{due}"),
-        "task.due_soon" => format!(":hourglass: Due soon: {title}{task}{due}"),
-        "task.overdue" => format!(":warning: Overdue: {title}{task}{due}"),
-        "task.reminder" => format!(":warning: Still overdue: {title}{task}{due}"),
+        "task.due_soon" => format!(":hourglass: Due soon: {title}{task}{due}{held}"),
+        "task.overdue" => format!(":warning: Overdue: {title}{task}{due}{held}"),
+        "task.reminder" => format!(":warning: Still overdue: {title}{task}{due}{held}"),
         "task.escalated" => {
-            format!(":rotating_light: Overdue leaver task, escalated: {title}{task}{due}")
+            format!(":rotating_light: Overdue leaver task, escalated: {title}{task}{due}{held}")
         }
+        "task.reassigned" => match p["to"].as_str() {
+            Some(to) => format!(
+                ":arrows_counterclockwise: Reassigned to {to} by {}: {title}{task}{due}",
+                p["by"].as_str().unwrap_or("an admin")
+            ),
+            None => format!(
+                ":arrows_counterclockwise: Back in the queue ({} by {}): {title}{task}{due}",
+                p["from"]
+                    .as_str()
+                    .map(|f| format!("taken from {f}"))
+                    .unwrap_or_else(|| "returned".into()),
+                p["by"].as_str().unwrap_or("an admin")
+            ),
+        },
         "task.completed" => format!(":white_check_mark: Done: {title}{task}"),
         "task.failed" => format!(":x: Failed: {title}{task}"),
         "batch.held" => format!(

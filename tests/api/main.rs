@@ -18,6 +18,7 @@ mod profiles;
 mod protocol;
 mod queue;
 mod quirks;
+mod reassign;
 mod tasks;
 mod users;
 mod web;

@@ -770,3 +770,99 @@ async fn a_profile_missing_at_run_time_is_a_server_fault_on_every_surface(pool: 
         .unwrap();
     assert_ne!(name, "Bo B");
 }
+
+#[sqlx::test]
+async fn an_admin_reassigns_a_claimed_task_from_its_page(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    app.token("peopleai", Role::Agent, "bob").await;
+    app.create_user(okta_user("ann@x.com")).await;
+    let t = app.claim(&app.agent_token).await.unwrap();
+    let id = t["id"].clone();
+    let bob: uuid::Uuid = sqlx::query_scalar("select token_id from token where name = 'bob'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+
+    // An agent sees no reassignment form and cannot post one.
+    let mut agent = Browser::new(&app);
+    agent.login(&app.agent_token).await;
+    let page = agent.page(&format!("/ui/tasks/{id}")).await;
+    assert!(!page.contains("reassign-form"), "agents do not reassign");
+    let csrf = agent.csrf().await;
+    let res = agent
+        .post(
+            &format!("/ui/tasks/{id}/reassign"),
+            &[("csrf", &csrf), ("to", "queue")],
+        )
+        .await;
+    assert_eq!(res.status(), 403);
+
+    let mut admin = Browser::new(&app);
+    admin.login(&app.admin_token).await;
+    let page = admin.page(&format!("/ui/tasks/{id}")).await;
+    assert!(page.contains("reassign-form"), "{page}");
+    assert!(page.contains("Back to the queue") && page.contains("bob (agent)"));
+    assert!(
+        !page.contains("robot (agent)</option>"),
+        "the holder is not offered"
+    );
+    let csrf = admin.csrf().await;
+    let res = admin
+        .post(
+            &format!("/ui/tasks/{id}/reassign"),
+            &[
+                ("to", bob.to_string().as_str()),
+                ("reason", "robot is down"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), 403, "no CSRF token, no reassignment");
+    let res = admin
+        .post(
+            &format!("/ui/tasks/{id}/reassign"),
+            &[
+                ("csrf", &csrf),
+                ("to", bob.to_string().as_str()),
+                ("reason", "robot is down"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), 303);
+    assert_eq!(location(&res), format!("/ui/tasks/{id}?notice=reassigned"));
+    let page = admin.page(&location(&res)).await;
+    assert!(page.contains("Reassigned") && page.contains("bob, lease until"));
+    assert!(
+        page.contains("robot is down"),
+        "the reason is in the history"
+    );
+    let res = admin
+        .post(
+            &format!("/ui/tasks/{id}/reassign"),
+            &[("csrf", &csrf), ("to", "not-a-token")],
+        )
+        .await;
+    assert_eq!(res.status(), 400);
+    let res = admin
+        .post(
+            &format!("/ui/tasks/{id}/reassign"),
+            &[("csrf", &csrf), ("to", "queue")],
+        )
+        .await;
+    assert_eq!(location(&res), format!("/ui/tasks/{id}?notice=requeued"));
+    let states: Vec<String> = app
+        .tasks("")
+        .await
+        .iter()
+        .map(|t| t["state"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(states, ["open"]);
+    // A refused move says why on the page.
+    let res = admin
+        .post(
+            &format!("/ui/tasks/{id}/reassign"),
+            &[("csrf", &csrf), ("to", "queue")],
+        )
+        .await;
+    assert_eq!(res.status(), 409);
+    assert!(res.text().await.unwrap().contains("in the queue already"));
+}

@@ -6,6 +6,7 @@ use sqlx::PgConnection;
 use tracing::field::Empty;
 use uuid::Uuid;
 
+use super::assign::{lock_live_token, revoked};
 use super::{lock_held, record_kind, task_entry, Lease, CLAIMABLE};
 use crate::auth::Actor;
 use crate::db::audit;
@@ -15,6 +16,15 @@ use crate::db::tasks::{fetch, Task};
 use crate::db::Store;
 use crate::error::Result;
 use crate::reconcile::{TaskKind, TaskState};
+
+/// SQL of a claim's first lock: the claimer's token row (parameter `$n`), `for share`
+/// and only while the token is live. Used as a CTE the pick tests first (a one-time
+/// filter, so it is locked before any task or user row): a revocation in flight waits
+/// for the claim or the claim sees it, and a token revoked but still in a replica's
+/// token cache claims nothing (see `assign.rs`).
+fn live_holder(n: usize) -> String {
+    format!("select 1 from token where token_id = ${n} and revoked_at is null for share")
+}
 
 /// A task a claim picked, its row and its subject's row locked.
 #[derive(Debug, sqlx::FromRow)]
@@ -206,11 +216,12 @@ impl Store {
             let mut tx = self.pool.begin().await?;
             let candidate: Option<Candidate> = sqlx::query_as(&format!(
                 r#"
+                with holder as ({holder})
                 select t.task_id, t.user_id, t.state, t.claimed_by, t.attempts,
                        exists (select 1 from task x where x.app_id = $1 and x.state = 'in_progress'
                                   and x.lease_expires_at < now() and x.attempts >= $3) as exhausted
                   from task t join scim_user u on u.user_id = t.user_id
-                 where t.app_id = $1 and t.state in {queued}
+                 where exists (select 1 from holder) and t.app_id = $1 and t.state in {queued}
                    and (t.state = 'open' or t.attempts < $3)
                    and ($2::text[] is null or t.kind::text = any($2)) and {CLAIMABLE}
                  order by t.priority, t.task_id
@@ -218,12 +229,17 @@ impl Store {
                  for update of t, u skip locked
                 "#,
                 queued = queued_states!(),
+                holder = live_holder(4),
             ))
             .bind(&actor.app_id)
             .bind(&kinds)
             .bind(lease.max_attempts)
+            .bind(actor.token_id)
             .fetch_optional(&mut *tx)
             .await?;
+            if candidate.is_none() && !lock_live_token(&mut tx, actor.token_id).await? {
+                return Err(revoked());
+            }
             let exhausted = candidate.as_ref().is_none_or(|c| c.exhausted);
             if exhausted && !swept {
                 tx.rollback().await?;
@@ -266,16 +282,22 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         // SKIP LOCKED: a worker completing or claiming it right now wins; no waiting.
         let pick: Option<Pick> = sqlx::query_as(&format!(
-            "select t.task_id, t.user_id, t.state, t.claimed_by, t.attempts \
+            "with holder as ({holder}) \
+             select t.task_id, t.user_id, t.state, t.claimed_by, t.attempts \
                from task t join scim_user u on u.user_id = t.user_id \
-              where t.app_id = $1 and t.task_id = $2 and {CLAIMABLE} \
-              for update of t, u skip locked"
+              where exists (select 1 from holder) and t.app_id = $1 and t.task_id = $2 and {CLAIMABLE} \
+              for update of t, u skip locked",
+            holder = live_holder(3)
         ))
         .bind(&actor.app_id)
         .bind(id)
+        .bind(actor.token_id)
         .fetch_optional(&mut *tx)
         .await?;
         let Some(pick) = pick else {
+            if !lock_live_token(&mut tx, actor.token_id).await? {
+                return Err(revoked());
+            }
             return Ok(None);
         };
         let Some(t) = lease_to(&mut tx, actor, lease, pick).await? else {

@@ -5,10 +5,11 @@ use serde_json::{json, Value};
 use tracing::field::Empty;
 use uuid::Uuid;
 
-use super::{cancel, check_held, lock_held, lock_task, task_entry, Completion, Outcome};
+use super::assign::return_to_queue;
+use super::{check_held, lock_held, lock_task, task_entry, Completion, Outcome};
 use crate::auth::Actor;
 use crate::db::audit;
-use crate::db::derive::{derive_user, derive_user_task, replan_waiting};
+use crate::db::derive::{derive_user_task, replan_waiting};
 use crate::db::outbox::{emit, PRIMARY};
 use crate::db::tasks::{fetch, Task};
 use crate::db::{notify_tasks, Store};
@@ -138,40 +139,13 @@ impl Store {
     pub async fn release(&self, actor: &Actor, id: i64, lease: Option<Uuid>) -> Result<Task> {
         let mut tx = self.pool.begin().await?;
         let t = lock_held(&mut tx, actor, id, lease).await?;
-        let waiting: Option<i64> = sqlx::query_scalar(concat!(
-            "select task_id from task where user_id = $1 and state in ",
-            unclaimed_states!()
-        ))
-        .bind(t.subject.id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        match waiting {
-            Some(next) => {
-                let why = format!("Released; task #{next} now covers this change.");
-                cancel(&mut tx, actor, id, &why).await?;
-            }
-            None => {
-                sqlx::query(
-                    "update task set state = 'open', claimed_by = null, claimed_token = null, claimed_at = null, \
-                     lease_id = null, lease_expires_at = null, updated_at = now() where task_id = $1",
-                )
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-            }
-        }
-        derive_user(&mut tx, &self.profiles, actor, t.subject.id).await?;
-        notify_tasks(&mut tx, &actor.app_id).await?;
-        audit::write(
+        return_to_queue(
             &mut tx,
+            &self.profiles,
             actor,
-            task_entry(
-                "task.release",
-                id,
-                t.subject.id,
-                "released",
-                json!({"superseded_by": waiting}),
-            ),
+            &t,
+            "task.release",
+            json!({}),
         )
         .await?;
         let released = fetch(&mut tx, &actor.app_id, id).await?;

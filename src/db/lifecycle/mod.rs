@@ -14,6 +14,10 @@
 //! | failed → (a new task planned)   | [`Store::retry`]           | `decide.rs`  |
 //! | held → open/awaiting approval   | [`Store::release_batch`]   | `decide.rs`  |
 //! | held → cancelled                | [`Store::cancel_batch`]    | `decide.rs`  |
+//! | in progress → in progress (another holder) | [`Store::reassign`] | `assign.rs` |
+//! | open → in progress (assigned by an admin) | [`Store::reassign`] | `assign.rs` |
+//! | in progress → open (taken back by an admin) | [`Store::reassign`] | `assign.rs` |
+//! | in progress → open (its token revoked) | [`return_claims_of`], called by revocation | `assign.rs` |
 //! | unclaimed → cancelled (no longer needed) | [`cancel`], called by derivation | here |
 //!
 //! Planning itself (creating a task, re-planning the unclaimed one) is derivation, in
@@ -23,9 +27,13 @@
 //! transition runs in a span named after it with the task id, app and kind, so one task
 //! can be followed through the logs.
 
+mod assign;
 mod claim;
 mod decide;
 mod finish;
+
+pub(crate) use assign::return_claims_of;
+pub use assign::{Assignee, Reassignment};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

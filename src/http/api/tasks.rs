@@ -9,6 +9,7 @@
 //! | POST /tasks/{id}/heartbeat              | extend the lease                              |
 //! | POST /tasks/{id}/complete               | done / failed / not_applicable with evidence  |
 //! | POST /tasks/{id}/release                | give it back to the queue                     |
+//! | POST /tasks/{id}/reassign               | admin: to another token, or back to the queue |
 //! | POST /tasks/{id}/retry                  | plan a failed task's user afresh              |
 //! | GET  /tasks/{id}/attachments/{n}        | download an evidence file                     |
 
@@ -27,7 +28,7 @@ use uuid::Uuid;
 
 use super::{permit, ApiActor, ApiError, ApiJson};
 use crate::auth::{Action, Actor};
-use crate::db::lifecycle::{Completion, Lease, NewAttachment, Outcome};
+use crate::db::lifecycle::{Assignee, Completion, Lease, NewAttachment, Outcome, Reassignment};
 use crate::db::tasks::TaskQuery;
 use crate::http::attachment::{self, Unfit};
 use crate::http::{AppState, Route};
@@ -61,6 +62,11 @@ pub(super) fn routes() -> Vec<Route> {
             post(release_task),
         ),
         ("/api/v1/tasks/{id}/retry", Method::POST, post(retry_task)),
+        (
+            "/api/v1/tasks/{id}/reassign",
+            Method::POST,
+            post(reassign_task),
+        ),
         (
             "/api/v1/tasks/{id}/attachments/{n}",
             Method::GET,
@@ -441,6 +447,46 @@ async fn release_task(
     permit(&actor, Action::Work)?;
     let task = s.store.release(&actor, task_id(&id)?, req.lease_id).await?;
     Ok(Json(json!(task)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReassignRequest {
+    /// `queue`, or an agent or admin token of the app (its id, or its name when unique).
+    to: String,
+    /// Why (recorded and announced).
+    reason: Option<String>,
+    /// Lease of the new holder; default `--lease-seconds`.
+    lease_seconds: Option<i64>,
+}
+
+/// Reassigns a claimed (or open) task to another token or back to the queue (admins).
+async fn reassign_task(
+    State(s): State<AppState>,
+    ApiActor(actor): ApiActor,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<ReassignRequest>,
+) -> Result<Json<Value>, ApiError> {
+    permit(&actor, Action::Reassign)?;
+    let id = task_id(&id)?;
+    let lease_seconds = check_lease(req.lease_seconds.unwrap_or(s.config.lease_secs))?;
+    let to = match req.to.trim() {
+        "" => {
+            return Err(ApiError::new(
+                400,
+                "invalid_assignee",
+                "to must be \"queue\" or an agent or admin token of this app (id or name)",
+            ))
+        }
+        "queue" => Assignee::Queue,
+        who => Assignee::Token(s.store.find_assignee(&actor.app_id, who).await?.token_id),
+    };
+    let r = Reassignment {
+        to,
+        lease_seconds,
+        reason: req.reason,
+    };
+    Ok(Json(json!(s.store.reassign(&actor, id, r).await?)))
 }
 
 /// Plans a failed task's subject afresh: a new task closing the whole difference.

@@ -127,6 +127,7 @@ impl SignedIn {
             Action::DecideBatch => "release or cancel a held batch",
             Action::Audit => "export the audit trail",
             Action::Deliveries => "manage notifications",
+            Action::Reassign => "reassign a task",
         };
         Err(PageError::Forbidden(format!(
             "Only {} can {what}, so nothing was changed. Sign in with such a token to do it.",

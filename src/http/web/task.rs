@@ -22,7 +22,7 @@ use super::view::{
 };
 use super::{render, see_other, Nav, PageError, SignedIn};
 use crate::auth::Action;
-use crate::db::lifecycle::{Completion, Lease, NewAttachment, Outcome};
+use crate::db::lifecycle::{Assignee, Completion, Lease, NewAttachment, Outcome, Reassignment};
 use crate::db::tasks::Task;
 use crate::error::Error;
 use crate::http::attachment::{self, Unfit};
@@ -48,6 +48,7 @@ pub(super) fn routes() -> Vec<Route> {
         ),
         ("/ui/tasks/{id}/release", Method::POST, post(release)),
         ("/ui/tasks/{id}/retry", Method::POST, post(retry)),
+        ("/ui/tasks/{id}/reassign", Method::POST, post(reassign)),
         ("/ui/tasks/{id}/approve", Method::POST, post(approve)),
         ("/ui/tasks/{id}/reject", Method::POST, post(reject)),
         (
@@ -140,6 +141,9 @@ struct TaskPage {
     evidence: Vec<(String, String)>,
     attachments: Vec<AttachmentLink>,
     actions: Actions,
+    /// Admins only, for a claimed or claimable task: where it can be (re)assigned, as
+    /// (form value, label); empty hides the form.
+    assignees: Vec<(String, String)>,
     fields: Vec<FieldInput>,
     csrf: String,
     idem: String,
@@ -247,6 +251,31 @@ async fn show(
     if !(actions.claim || actions.work || actions.take_over) {
         actions.why_not = Some(explain(&t, mine));
     }
+    let assignable = match t.state.as_str() {
+        "in_progress" => true,
+        "open" => t.blocked_by.is_none(),
+        _ => false,
+    };
+    let assignees = if assignable && me.session.role.may(Action::Reassign) {
+        let current = holder.filter(|_| t.state == TaskState::InProgress);
+        let mut to: Vec<(String, String)> = s
+            .store
+            .assignees(app)
+            .await?
+            .into_iter()
+            .filter(|a| Some(a.token_id) != current)
+            .map(|a| {
+                let label = format!("{} ({})", a.name, a.role.as_str());
+                (a.token_id.to_string(), label)
+            })
+            .collect();
+        if t.state == TaskState::InProgress {
+            to.insert(0, ("queue".into(), "Back to the queue".into()));
+        }
+        to
+    } else {
+        Vec::new()
+    };
     let account = if t.target.is_null() {
         &t.base
     } else {
@@ -384,6 +413,7 @@ async fn show(
         evidence,
         attachments,
         actions,
+        assignees,
         fields,
         csrf: me.session.csrf_token.clone(),
         idem: random_secret(),
@@ -415,6 +445,12 @@ async fn task_page(
         ),
         Some("released") => Some("You gave this task back to the queue.".to_owned()),
         Some("retried") => Some("A new task was planned for this user.".to_owned()),
+        Some("reassigned") => Some(
+            "Reassigned: the new holder can work it now; the previous holder's lease no longer \
+             works."
+                .to_owned(),
+        ),
+        Some("requeued") => Some("The task is back in the queue.".to_owned()),
         Some("approved") => Some("Approved: the task is in the queue now.".to_owned()),
         Some("rejected") => Some(
             "Rejected: the task is cancelled and the app stays as it was until the IdP changes \
@@ -584,6 +620,56 @@ async fn reject(
     let reason = f.reason.as_deref().map(str::trim).filter(|r| !r.is_empty());
     match s.store.reject(&me.actor(), id, reason).await {
         Ok(_) => Ok(see_other(&format!("/ui/tasks/{id}?notice=rejected"))),
+        Err(e) => refused(&s, &me, id, e).await,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ReassignForm {
+    csrf: Option<String>,
+    to: Option<String>,
+    reason: Option<String>,
+}
+
+/// Admins: hands the task to another token, or back to the queue.
+async fn reassign(
+    State(s): State<AppState>,
+    me: SignedIn,
+    Path(id): Path<String>,
+    form: Result<Form<ReassignForm>, FormRejection>,
+) -> Result<Response, PageError> {
+    let id = task_id(&id)?;
+    let Form(f) = form.map_err(form_rejected)?;
+    me.check_csrf(f.csrf.as_deref())?;
+    me.permit(Action::Reassign)?;
+    let to = match f.to.as_deref().map(str::trim) {
+        Some("queue") => Assignee::Queue,
+        Some(t) => match uuid::Uuid::parse_str(t) {
+            Ok(token) => Assignee::Token(token),
+            Err(_) => {
+                return Err(PageError::Rejected {
+                    status: StatusCode::BAD_REQUEST,
+                    message: "Choose who gets the task from the list on the task page.".into(),
+                })
+            }
+        },
+        None => {
+            return Err(PageError::Rejected {
+                status: StatusCode::BAD_REQUEST,
+                message: "Choose who gets the task from the list on the task page.".into(),
+            })
+        }
+    };
+    let r = Reassignment {
+        to,
+        lease_seconds: s.config.lease_secs,
+        reason: f.reason,
+    };
+    match s.store.reassign(&me.actor(), id, r).await {
+        Ok(t) if t.state == TaskState::InProgress => {
+            Ok(see_other(&format!("/ui/tasks/{id}?notice=reassigned")))
+        }
+        Ok(_) => Ok(see_other(&format!("/ui/tasks/{id}?notice=requeued"))),
         Err(e) => refused(&s, &me, id, e).await,
     }
 }
