@@ -283,6 +283,7 @@ fn body_for(method: &Method, path: &str, b: &AppB) -> Option<Value> {
         ("PATCH", _) => Some(patch),
         ("POST", p) if p.ends_with("/complete") => Some(json!({"outcome": "done"})),
         ("POST", p) if p.ends_with("/reject") => Some(json!({"reason": "A says no"})),
+        ("POST", p) if p.ends_with("/reassign") => Some(json!({"to": "queue"})),
         ("POST", "/api/v1/tasks/claim") => Some(json!({"app": B_APP})),
         ("POST", p) if p.starts_with("/api/v1/") => Some(json!({})),
         _ => None,

@@ -642,6 +642,8 @@ async fn reassign(
     let Form(f) = form.map_err(form_rejected)?;
     me.check_csrf(f.csrf.as_deref())?;
     me.permit(Action::Reassign)?;
+    // Another app's task (or none) is "not found" before the form is looked at.
+    s.store.task(&me.session.app_id, id).await?;
     let to = match f.to.as_deref().map(str::trim) {
         Some("queue") => Assignee::Queue,
         Some(t) => match uuid::Uuid::parse_str(t) {
