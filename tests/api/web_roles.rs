@@ -17,7 +17,8 @@ fn admins_only(route: &str) -> Option<bool> {
         "/ui/tasks/{id}/approve"
         | "/ui/tasks/{id}/reject"
         | "/ui/batches/{id}/release"
-        | "/ui/batches/{id}/cancel" => Some(true),
+        | "/ui/batches/{id}/cancel"
+        | "/ui/tasks/{id}/reassign" => Some(true),
         "/ui/tasks/{id}/claim"
         | "/ui/tasks/{id}/complete"
         | "/ui/tasks/{id}/release"
@@ -180,8 +181,11 @@ async fn every_ui_action_applies_the_task_apis_role_rule(pool: PgPool) {
                 complete(&b, &app, id, "not_applicable").await
             } else {
                 let csrf = b.csrf().await;
-                b.post(&path, &[("csrf", &csrf), ("reason", "checked")])
-                    .await
+                b.post(
+                    &path,
+                    &[("csrf", &csrf), ("reason", "checked"), ("to", "queue")],
+                )
+                .await
             };
             let status = res.status().as_u16();
             let to = location(&res);
@@ -202,7 +206,7 @@ async fn every_ui_action_applies_the_task_apis_role_rule(pool: PgPool) {
                 let want = match route.as_str() {
                     "/ui/tasks/{id}/claim" => "in_progress",
                     "/ui/tasks/{id}/complete" => "not_applicable",
-                    "/ui/tasks/{id}/release" => "open",
+                    "/ui/tasks/{id}/release" | "/ui/tasks/{id}/reassign" => "open",
                     "/ui/tasks/{id}/retry" => "failed",
                     "/ui/tasks/{id}/approve" => "open",
                     "/ui/tasks/{id}/reject" => "cancelled",
