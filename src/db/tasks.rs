@@ -95,6 +95,17 @@ pub struct Subject {
     pub user_name: String,
 }
 
+/// How many tasks of an app are in one state and of one kind.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TaskCount {
+    /// The state.
+    pub state: TaskState,
+    /// The kind.
+    pub kind: TaskKind,
+    /// How many.
+    pub count: i64,
+}
+
 /// Filters of the task list.
 #[derive(Debug, Default, Clone)]
 pub struct TaskQuery {
@@ -261,9 +272,10 @@ impl Store {
     }
 
     /// How many tasks of the app are in each state, by kind.
-    pub async fn task_counts(&self, app_id: &str) -> Result<Vec<(TaskState, TaskKind, i64)>> {
+    pub async fn task_counts(&self, app_id: &str) -> Result<Vec<TaskCount>> {
         Ok(sqlx::query_as(
-            "select state::text, kind::text, count(*) from task where app_id = $1 group by 1, 2 order by 1, 2",
+            "select state::text as state, kind::text as kind, count(*) as count from task where app_id = $1 \
+             group by 1, 2 order by 1, 2",
         )
         .bind(app_id)
         .fetch_all(&self.pool)

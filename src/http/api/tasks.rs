@@ -175,19 +175,19 @@ async fn count_tasks(
         TaskState::ALL.iter().map(|st| (st.as_str(), 0)).collect();
     let mut by_kind: BTreeMap<&str, i64> = TaskKind::ALL.iter().map(|k| (k.as_str(), 0)).collect();
     let mut matrix: BTreeMap<String, BTreeMap<&str, i64>> = BTreeMap::new();
-    for (state, kind, n) in &rows {
-        if let Some(v) = by_state.get_mut(state.as_str()) {
-            *v += n;
+    for c in &rows {
+        if let Some(v) = by_state.get_mut(c.state.as_str()) {
+            *v += c.count;
         }
-        if let Some(v) = by_kind.get_mut(kind.as_str()) {
-            *v += n;
+        if let Some(v) = by_kind.get_mut(c.kind.as_str()) {
+            *v += c.count;
         }
         matrix
-            .entry(state.as_str().to_owned())
+            .entry(c.state.as_str().to_owned())
             .or_default()
-            .insert(kind.as_str(), *n);
+            .insert(c.kind.as_str(), c.count);
     }
-    let total: i64 = rows.iter().map(|r| r.2).sum();
+    let total: i64 = rows.iter().map(|c| c.count).sum();
     Ok(Json(
         json!({"total": total, "by_state": by_state, "by_kind": by_kind, "by_state_and_kind": matrix}),
     ))

@@ -185,13 +185,13 @@ async fn queue_page(
     let (rows, more) = s.store.board(app, &bq).await?;
     let counts = s.store.task_counts(app).await?;
     let mut by_tab: BTreeMap<&str, i64> = TABS.iter().map(|t| (tab_name(*t), 0)).collect();
-    for (st, k, n) in &counts {
-        if kind.is_some_and(|want| want != *k) {
+    for c in &counts {
+        if kind.is_some_and(|want| want != c.kind) {
             continue;
         }
-        for name in [st.as_str(), tab_name(None)] {
-            if let Some(c) = by_tab.get_mut(name) {
-                *c += n;
+        for name in [c.state.as_str(), tab_name(None)] {
+            if let Some(n) = by_tab.get_mut(name) {
+                *n += c.count;
             }
         }
     }
