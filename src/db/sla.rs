@@ -11,6 +11,7 @@ use super::outbox::{emit, ESCALATION, PRIMARY};
 use super::Store;
 use crate::auth::Actor;
 use crate::error::Result;
+use crate::reconcile::TaskKind;
 
 /// Advisory lock key of the sweeper (any fixed number unique to this job).
 const SWEEPER_LOCK: i64 = 0x5c1b_0001;
@@ -30,15 +31,17 @@ pub struct SweepReport {
     pub escalated: usize,
 }
 
-/// A task the sweep marked: id, subject, kind, title, due time, and who holds it now.
-type Marked = (
-    i64,
-    Uuid,
-    String,
-    String,
-    Option<DateTime<Utc>>,
-    Option<String>,
-);
+/// A task the sweep just marked, as its events and audit records describe it.
+#[derive(sqlx::FromRow)]
+struct Marked {
+    task_id: i64,
+    user_id: Uuid,
+    kind: TaskKind,
+    title: String,
+    due_at: Option<DateTime<Utc>>,
+    /// Who holds it now ([`HOLDER`]).
+    held_by: Option<String>,
+}
 
 /// States in which a task still waits for someone.
 const ACTIVE: &str = concat!("t.state in ", unfinished_states!());
@@ -47,13 +50,13 @@ const ACTIVE: &str = concat!("t.state in ", unfinished_states!());
 /// nobody), read from the row the sweep updates, so after a reassignment the reminders
 /// name the new holder and a task returned to the queue names nobody.
 fn payload(m: &Marked) -> serde_json::Value {
-    json!({"task_id": m.0, "user_id": m.1, "kind": m.2, "title": m.3,
-           "due_at": m.4.map(super::rfc3339), "held_by": m.5})
+    json!({"task_id": m.task_id, "user_id": m.user_id, "kind": m.kind, "title": m.title,
+        "due_at": m.due_at.map(super::rfc3339), "held_by": m.held_by})
 }
 
 /// The holder column of a marked task: only an in-progress task has one (a finished or
 /// released task keeps its last `claimed_by` for the record).
-const HOLDER: &str = "case when t.state = 'in_progress' then t.claimed_by end";
+const HOLDER: &str = "case when t.state = 'in_progress' then t.claimed_by end as held_by";
 
 impl Store {
     /// One sweep over every app.
@@ -91,7 +94,7 @@ impl Store {
                     &mut tx,
                     &app_id,
                     "task.due_soon",
-                    Some(m.0),
+                    Some(m.task_id),
                     payload(m),
                     PRIMARY,
                 )
@@ -111,22 +114,22 @@ impl Store {
                     &mut tx,
                     &app_id,
                     "task.overdue",
-                    Some(m.0),
+                    Some(m.task_id),
                     payload(m),
                     PRIMARY,
                 )
                 .await?;
                 // Leavers keep access while their task waits: tell a second channel.
-                if m.2 == "remove" || m.2 == "deactivate" {
+                if matches!(m.kind, TaskKind::Remove | TaskKind::Deactivate) {
                     sqlx::query("update task set escalated_at = now() where task_id = $1")
-                        .bind(m.0)
+                        .bind(m.task_id)
                         .execute(&mut *tx)
                         .await?;
                     emit(
                         &mut tx,
                         &app_id,
                         "task.escalated",
-                        Some(m.0),
+                        Some(m.task_id),
                         payload(m),
                         ESCALATION,
                     )
@@ -134,10 +137,10 @@ impl Store {
                     let entry = Entry {
                         action: "task.escalated",
                         subject_type: "user",
-                        subject_id: m.1.to_string(),
-                        task_id: Some(m.0),
+                        subject_id: m.user_id.to_string(),
+                        task_id: Some(m.task_id),
                         outcome: "escalated",
-                        detail: json!({"due_at": m.4.map(super::rfc3339)}),
+                        detail: json!({"due_at": m.due_at.map(super::rfc3339)}),
                     };
                     audit::write(&mut tx, &system, entry).await?;
                     report.escalated += 1;
@@ -158,7 +161,7 @@ impl Store {
                     &mut tx,
                     &app_id,
                     "task.reminder",
-                    Some(m.0),
+                    Some(m.task_id),
                     payload(m),
                     PRIMARY,
                 )
