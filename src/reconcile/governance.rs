@@ -45,6 +45,8 @@ pub struct SlaTimes {
     pub reactivate: String,
     /// Removal (leaver).
     pub remove: String,
+    /// Reviewing an account no IdP user owns (found by a snapshot).
+    pub review_account: String,
 }
 
 impl Default for SlaTimes {
@@ -57,6 +59,7 @@ impl Default for SlaTimes {
             deactivate: "4h".into(),
             reactivate: "24h".into(),
             remove: "4h".into(),
+            review_account: "24h".into(),
         }
     }
 }
@@ -119,6 +122,7 @@ impl Governance {
             TaskKind::Deactivate => &self.sla.deactivate,
             TaskKind::Reactivate => &self.sla.reactivate,
             TaskKind::Remove => &self.sla.remove,
+            TaskKind::ReviewAccount => &self.sla.review_account,
         }
     }
 

@@ -10,7 +10,9 @@ pub mod evidence;
 pub mod governance;
 pub mod plan;
 pub mod profile;
+pub mod snapshot;
 pub mod state;
+pub mod verify;
 
 pub use account::Account;
 pub use governance::Governance;

@@ -23,17 +23,22 @@ pub enum TaskKind {
     Reactivate,
     /// Remove the account (leaver, the IdP deleted the user).
     Remove,
+    /// Decide about an account the app has that no IdP user owns (an orphan a snapshot
+    /// found): remove it, link it to the IdP user it belongs to, or keep it. Never planned
+    /// by [`plan`]; made by applying a snapshot.
+    ReviewAccount,
 }
 
 impl TaskKind {
     /// Every kind, in a stable order (used for validation messages and docs).
-    pub const ALL: [TaskKind; 6] = [
+    pub const ALL: [TaskKind; 7] = [
         TaskKind::CreateAccount,
         TaskKind::UpdateAttributes,
         TaskKind::ChangeRole,
         TaskKind::Deactivate,
         TaskKind::Reactivate,
         TaskKind::Remove,
+        TaskKind::ReviewAccount,
     ];
 
     /// The stored and wire name (`create_account`, ...).
@@ -45,6 +50,7 @@ impl TaskKind {
             TaskKind::Deactivate => "deactivate",
             TaskKind::Reactivate => "reactivate",
             TaskKind::Remove => "remove",
+            TaskKind::ReviewAccount => "review_account",
         }
     }
 
@@ -58,7 +64,8 @@ impl TaskKind {
         match self {
             TaskKind::Remove | TaskKind::Deactivate => 0,
             TaskKind::ChangeRole => 1,
-            TaskKind::UpdateAttributes | TaskKind::Reactivate => 2,
+            // As stored (migration 20261128000004: kinds it does not name rank 2).
+            TaskKind::UpdateAttributes | TaskKind::Reactivate | TaskKind::ReviewAccount => 2,
             TaskKind::CreateAccount => 3,
         }
     }

@@ -20,6 +20,7 @@ use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+use super::snapshot::SnapshotConfig;
 use super::Governance;
 use super::{Account, Change, Plan, TaskKind};
 
@@ -28,6 +29,37 @@ pub const BUILTIN: &[(&str, &str)] = &[(
     "built-in profiles/peopleai.toml",
     include_str!("../../profiles/peopleai.toml"),
 )];
+
+/// The texts of `review_account` tasks for a profile that has none (the kind came with
+/// snapshots, after profiles were written; a profile may word it its own way).
+const DEFAULT_REVIEW_ACCOUNT: &str = r#"
+[tasks.review_account]
+title = "Review {{ app }} account {{ base.email }}: no IdP user has it"
+steps = [
+  "Sign in to {{ app }} with an administrator account.",
+  "Open the user record of {{ base.email }}{% if base.role %} (role {{ base.role }}){% endif %}.",
+  "Find out whose account it is. If it belongs to a person the IdP knows under another name or email, record resolution linked and who (linked_user).",
+  "If it is a legitimate account outside the IdP (a service or vendor account), record resolution kept: it is not flagged again.",
+  "Otherwise remove the account (or deactivate it if {{ app }} offers no removal) and record resolution removed.",
+]
+
+[[tasks.review_account.fields]]
+name = "resolution"
+label = "What became of the account?"
+required = true
+choices = ["removed", "linked", "kept"]
+
+[[tasks.review_account.fields]]
+name = "linked_user"
+label = "The IdP user it belongs to (userName or email), when linked"
+required = false
+
+[[tasks.review_account.fields]]
+name = "seat_freed"
+label = "Was the seat (licence) freed?"
+required = false
+choices = ["yes", "no", "unknown"]
+"#;
 
 /// Why a profile file was refused, and where: `file:line:column: message`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,6 +144,8 @@ pub struct Profile {
     pub source: String,
     /// SLAs, approvals and the mass-change guard (`[governance]`, defaults when absent).
     pub governance: Governance,
+    /// How the app's user export looks and the snapshot safeguard (`[snapshot]`).
+    pub snapshot: SnapshotConfig,
     /// One entry per task kind, in [`TaskKind::ALL`] order.
     tasks: Vec<TaskText>,
     /// The compiled templates, named by [`template_name`].
@@ -467,6 +501,14 @@ struct RawProfile {
     tasks: RawTasks,
     #[serde(default)]
     governance: Option<Spanned<Governance>>,
+    #[serde(default)]
+    snapshot: Option<Spanned<SnapshotConfig>>,
+}
+
+/// Only `[tasks]`, for [`DEFAULT_REVIEW_ACCOUNT`].
+#[derive(Debug, Deserialize)]
+struct RawTasksOnly {
+    tasks: RawTasks,
 }
 
 /// Named fields, so an unknown task kind is refused by `deny_unknown_fields` at its line.
@@ -479,6 +521,7 @@ struct RawTasks {
     deactivate: Option<RawTask>,
     reactivate: Option<RawTask>,
     remove: Option<RawTask>,
+    review_account: Option<RawTask>,
 }
 
 impl RawTasks {
@@ -490,6 +533,7 @@ impl RawTasks {
             TaskKind::Deactivate => self.deactivate.as_ref(),
             TaskKind::Reactivate => self.reactivate.as_ref(),
             TaskKind::Remove => self.remove.as_ref(),
+            TaskKind::ReviewAccount => self.review_account.as_ref(),
         }
     }
 }
@@ -644,12 +688,35 @@ fn build(src: &Source<'_>, raw: RawProfile) -> Result<Profile, ProfileError> {
     let mut tasks = Vec::with_capacity(TaskKind::ALL.len());
     // Spans of every template, to place errors found when rendering the samples.
     let mut spans: HashMap<String, Range<usize>> = HashMap::new();
+    let default_review: Option<RawTasksOnly> = match raw.tasks.get(TaskKind::ReviewAccount) {
+        Some(_) => None,
+        None => Some(
+            toml::from_str(DEFAULT_REVIEW_ACCOUNT)
+                .map_err(|e| src.err(format!("built-in review_account texts: {}", e.message())))?,
+        ),
+    };
     for kind in TaskKind::ALL {
+        if let (TaskKind::ReviewAccount, Some(d)) = (kind, &default_review) {
+            let Some(task) = d.tasks.get(kind) else {
+                return Err(src.err("built-in review_account texts are missing"));
+            };
+            let builtin = Source {
+                file: "built-in review_account texts",
+                text: DEFAULT_REVIEW_ACCOUNT,
+            };
+            tasks.push(build_task(&builtin, &mut env, &mut spans, kind, task)?);
+            continue;
+        }
         let Some(task) = raw.tasks.get(kind) else {
             return Err(src.err(format!(
                 "[tasks.{}] is missing: every task kind ({}) needs a title and steps",
                 kind.as_str(),
-                TaskKind::ALL.map(TaskKind::as_str).join(", ")
+                TaskKind::ALL
+                    .iter()
+                    .filter(|k| **k != TaskKind::ReviewAccount)
+                    .map(|k| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         };
         tasks.push(build_task(src, &mut env, &mut spans, kind, task)?);
@@ -681,8 +748,18 @@ fn build(src: &Source<'_>, raw: RawProfile) -> Result<Profile, ProfileError> {
             ..Governance::default()
         },
     };
+    let snapshot = match raw.snapshot {
+        Some(c) => {
+            let span = c.span();
+            let c = c.into_inner();
+            c.validate(&roles).map_err(|e| src.at(span, e))?;
+            c
+        }
+        None => SnapshotConfig::default(),
+    };
     let profile = Profile {
         key,
+        snapshot,
         display_name,
         roles,
         default_role,
@@ -879,7 +956,7 @@ fn check_samples(
                 TaskKind::UpdateAttributes | TaskKind::ChangeRole => (Some(&account), Some(&moved)),
                 TaskKind::Deactivate => (Some(&account), Some(&off)),
                 TaskKind::Reactivate => (Some(&off), Some(&moved)),
-                TaskKind::Remove => (Some(&account), None),
+                TaskKind::Remove | TaskKind::ReviewAccount => (Some(&account), None),
             };
             let changes = super::plan(target, base)
                 .map(|p| p.changes)

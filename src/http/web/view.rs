@@ -100,6 +100,7 @@ pub fn kind_label(k: TaskKind) -> &'static str {
         TaskKind::Deactivate => "Deactivate",
         TaskKind::Reactivate => "Reactivate",
         TaskKind::Remove => "Remove",
+        TaskKind::ReviewAccount => "Review account",
     }
 }
 
@@ -110,7 +111,8 @@ pub fn is_leaver(k: TaskKind) -> bool {
         TaskKind::CreateAccount
         | TaskKind::UpdateAttributes
         | TaskKind::ChangeRole
-        | TaskKind::Reactivate => false,
+        | TaskKind::Reactivate
+        | TaskKind::ReviewAccount => false,
     }
 }
 

@@ -247,6 +247,8 @@ fn hard_coded(plan: &Plan) -> (String, Vec<String>) {
         (TaskKind::CreateAccount | TaskKind::ChangeRole, None) => {
             (format!("Review {app} account of {who}"), changes)
         }
+        // Never planned from a difference (snapshots make these); no hard-coded text.
+        (TaskKind::ReviewAccount, _) => (String::new(), Vec::new()),
     }
 }
 
@@ -516,4 +518,54 @@ fn a_template_that_fails_on_real_data_still_yields_a_task_with_the_changes() {
     assert_eq!(title, "Review Mini account of Ann Lee (create_account)");
     assert!(steps[0].contains("could not be rendered"), "{steps:?}");
     assert!(steps.contains(&"Change email from (none) to \"ann@corp.com\".".to_string()));
+}
+
+#[test]
+fn peopleai_reads_its_export_and_words_orphan_reviews() {
+    let p = peopleai();
+    assert_eq!(
+        p.snapshot.key_field(),
+        Ok(crate::reconcile::snapshot::Field::Email)
+    );
+    assert_eq!(p.snapshot.role_of("administrator", &p.roles), "Admin");
+    assert_eq!(p.snapshot.status_of(" revoked "), Some(false));
+    let orphan = ann("Admin");
+    let review = Plan {
+        kind: TaskKind::ReviewAccount,
+        base: Some(orphan.clone()),
+        target: None,
+        changes: Vec::new(),
+    };
+    let (title, steps) = p.render(&review);
+    assert_eq!(
+        title,
+        "Review People.ai account ann@corp.com: no IdP user has it"
+    );
+    assert!(steps.iter().any(|s| s.contains("connector")));
+    let fields = p.completion_fields(TaskKind::ReviewAccount);
+    assert_eq!(fields[0].name, "resolution");
+    assert!(fields[0].required);
+}
+
+#[test]
+fn a_profile_without_review_texts_gets_the_default_and_a_bad_snapshot_table_its_line() {
+    let p = parse(MINIMAL).unwrap();
+    let (title, _) = p.render(&Plan {
+        kind: TaskKind::ReviewAccount,
+        base: Some(ann("Member")),
+        target: None,
+        changes: Vec::new(),
+    });
+    assert_eq!(
+        title,
+        "Review Mini account ann@corp.com: no IdP user has it"
+    );
+    assert_eq!(p.snapshot.threshold, 0.2);
+    let text = format!("{MINIMAL}\n[snapshot]\nthreshold = 3.0\n");
+    let e = parse(&text).unwrap_err();
+    assert!(e.message.contains("threshold"), "{e}");
+    assert_eq!(e.line, Some(line_of(&text, "[snapshot]")));
+    let text = format!("{MINIMAL}\n[snapshot.roles]\nBoss = \"Chief\"\n");
+    let e = parse(&text).unwrap_err();
+    assert!(e.message.contains("Chief"), "{e}");
 }
