@@ -1,7 +1,7 @@
 //! The command line: `serve`, `migrate`, `token create|list|revoke` and
 //! `apps list|show|create`.
 //!
-//! `agent`, `tasks` and `users` are clients of a running server's task API
+//! `agent`, `tasks`, `users`, `snapshot` and `reports` are clients of a running server's task API
 //! (`--url`/`SCIMBRIDGE_URL`, `--token`/`SCIMBRIDGE_TOKEN`) and need no database; their
 //! implementations live in [`crate::agent`] and [`crate::admin`].
 
@@ -55,6 +55,9 @@ pub enum Command {
     Tasks(crate::admin::TasksArgs),
     /// Users' provisioning state: list, show (desired vs confirmed), history.
     Users(crate::admin::UsersArgs),
+    /// The app's own user list: import a snapshot, list, show, apply or discard a held
+    /// one, findings.
+    Snapshot(crate::admin::snapshots::SnapshotArgs),
     /// Manage bearer tokens.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -129,6 +132,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Agent(args) => crate::agent::run(args).await,
         Command::Tasks(args) => crate::admin::tasks(args).await,
         Command::Users(args) => crate::admin::users(args).await,
+        Command::Snapshot(args) => crate::admin::snapshots::run(args).await,
         Command::Serve(config) => serve(&cli.database_url, config).await,
         Command::Migrate => {
             let store = Store::connect(&cli.database_url, 2)?;

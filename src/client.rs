@@ -406,6 +406,90 @@ impl Client {
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.api)
     }
+
+    /// `POST /snapshots`: submits a file of the app's user list (CSV or JSON rows; the
+    /// format from `format`, else the file's extension). Waits for it to be applied (or
+    /// held) for up to `timeout`. The server streams it; this client sends it from memory.
+    pub async fn import_snapshot(
+        &self,
+        path: &Path,
+        format: Option<&str>,
+        taken_at: Option<&str>,
+        timeout: Duration,
+    ) -> Result<Value> {
+        let data = tokio::fs::read(path)
+            .await
+            .map_err(|e| ClientError::Config(format!("cannot read {}: {e}", path.display())))?;
+        let format = match format {
+            Some(f) => f.to_owned(),
+            None => match path
+                .extension()
+                .and_then(|e| e.to_str())
+                .map(str::to_ascii_lowercase)
+            {
+                Some(e) if e == "json" || e == "ndjson" || e == "jsonl" => "json".into(),
+                _ => "csv".into(),
+            },
+        };
+        let content_type = if format == "json" {
+            "application/json"
+        } else {
+            "text/csv"
+        };
+        let mut params = vec![format!("format={}", encode(&format))];
+        push(&mut params, "taken_at", taken_at);
+        let name = path.file_name().and_then(|n| n.to_str());
+        push(&mut params, "filename", name);
+        let url = format!("{}/snapshots{}", self.api, query(&params));
+        let res = self
+            .http
+            .post(&url)
+            .bearer_auth(&self.token)
+            .header("content-type", content_type)
+            .timeout(timeout)
+            .body(data)
+            .send()
+            .await
+            .map_err(|e| unreachable(&url, &e))?;
+        let status = res.status();
+        let bytes = res.bytes().await.map_err(|e| unreachable(&url, &e))?;
+        if !status.is_success() {
+            return Err(api_error(status, &bytes));
+        }
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol {
+            url,
+            reason: format!("not JSON ({e})"),
+        })
+    }
+
+    /// `GET /snapshots`: the newest snapshots (one page of `limit`).
+    pub async fn snapshots(&self, limit: u32) -> Result<Value> {
+        self.call_json(Request::get(&format!("/snapshots?limit={limit}")))
+            .await
+    }
+
+    /// `GET /snapshots/{id}`.
+    pub async fn snapshot(&self, id: i64) -> Result<Value> {
+        self.call_json(Request::get(&format!("/snapshots/{id}")))
+            .await
+    }
+
+    /// `POST /snapshots/{id}/apply` (`apply`) or `/discard`: an admin's decision on a
+    /// held snapshot.
+    pub async fn decide_snapshot(&self, id: i64, apply: bool, timeout: Duration) -> Result<Value> {
+        let verb = if apply { "apply" } else { "discard" };
+        let body = json!({});
+        self.call_json(Request::post(&format!("/snapshots/{id}/{verb}"), &body).timeout(timeout))
+            .await
+    }
+
+    /// `GET /findings`.
+    pub async fn findings(&self, kind: Option<&str>, state: &str, limit: u32) -> Result<Value> {
+        let mut params = vec![format!("state={}", encode(state)), format!("limit={limit}")];
+        push(&mut params, "kind", kind);
+        self.call_json(Request::get(&format!("/findings{}", query(&params))))
+            .await
+    }
 }
 
 /// One request to send.

@@ -23,6 +23,18 @@ pub struct Config {
     #[arg(long, env = "SCIMBRIDGE_REQUEST_TIMEOUT", default_value_t = 30)]
     pub request_timeout_secs: u64,
 
+    /// Largest snapshot upload (an app's user list, `POST /api/v1/snapshots` and the web
+    /// UI's upload), in bytes; larger ones get 413. Separate from --body-limit because a
+    /// full export is far larger than any SCIM request (100 000 People.ai rows are ~8 MB);
+    /// the file is streamed, so this bounds disk, not memory.
+    #[arg(long, env = "SCIMBRIDGE_SNAPSHOT_LIMIT", default_value_t = 256 * 1024 * 1024)]
+    pub snapshot_limit: u64,
+
+    /// Seconds a snapshot upload may take (receiving and reconciling it); 503 after. The
+    /// reconciliation itself goes on even then, or if the client goes away.
+    #[arg(long, env = "SCIMBRIDGE_SNAPSHOT_TIMEOUT", default_value_t = 1800)]
+    pub snapshot_timeout_secs: u64,
+
     /// Seconds a verified token stays cached; a revoked token stops working within this time.
     #[arg(long, env = "SCIMBRIDGE_TOKEN_CACHE_SECONDS", default_value_t = 30)]
     pub token_cache_secs: u64,
@@ -92,6 +104,8 @@ impl Config {
             public_url: None,
             body_limit: 1024 * 1024,
             request_timeout_secs: 30,
+            snapshot_limit: 256 * 1024 * 1024,
+            snapshot_timeout_secs: 1800,
             token_cache_secs: 0,
             lease_secs: 900,
             max_attempts: 3,
@@ -128,6 +142,10 @@ impl Config {
         anyhow::ensure!(
             self.request_timeout_secs >= 1,
             "--request-timeout-secs must be at least 1 second"
+        );
+        anyhow::ensure!(
+            self.snapshot_timeout_secs >= 1,
+            "--snapshot-timeout-secs must be at least 1 second"
         );
         anyhow::ensure!(
             (10..=86_400).contains(&self.lease_secs),

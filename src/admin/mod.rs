@@ -7,6 +7,7 @@
 //! non-zero exit (printed by `main`).
 
 mod render;
+pub mod snapshots;
 mod tasks;
 mod users;
 

@@ -50,7 +50,7 @@ pub enum WebhooksCommand {
 }
 
 /// The event kinds a webhook can ask for.
-pub const EVENT_KINDS: [&str; 9] = [
+pub const EVENT_KINDS: [&str; 12] = [
     "task.created",
     "task.due_soon",
     "task.overdue",
@@ -60,6 +60,9 @@ pub const EVENT_KINDS: [&str; 9] = [
     "task.failed",
     "task.reassigned",
     "batch.held",
+    "task.reopened",
+    "snapshot.held",
+    "snapshot.applied",
 ];
 
 /// Runs a `webhooks` command.
@@ -168,6 +171,9 @@ pub enum ReportsCommand {
     Sla,
     /// Every removal and deactivation: asked when, done by whom and when, seat freed?
     Leavers,
+    /// What snapshots of the app's user list verified: verified %, drift, orphans,
+    /// missing, verification failures, seats desired vs confirmed vs observed.
+    Verification,
     /// The audit trail as CSV (chain order), for a subject or a period.
     Audit {
         /// A user, group or batch id.
@@ -198,6 +204,7 @@ pub async fn reports(conn: &Connection, cmd: ReportsCommand) -> anyhow::Result<(
         ReportsCommand::Seats => "/reports/seats".to_string(),
         ReportsCommand::Sla => "/reports/sla".to_string(),
         ReportsCommand::Leavers => "/reports/leavers".to_string(),
+        ReportsCommand::Verification => "/reports/verification".to_string(),
         ReportsCommand::Audit { subject, from, to } => {
             let q: Vec<String> = [("subject", subject), ("from", from), ("to", to)]
                 .iter()

@@ -24,7 +24,26 @@ struct Subject {
     open_batch: Option<i64>,
     /// An admin rejected the user's last change.
     rejected: bool,
+    /// An account no IdP user owns (an orphan a snapshot found): its only task is the
+    /// review a snapshot plans, never one derived from a difference.
+    orphan: bool,
     profile: Arc<Profile>,
+}
+
+/// The account the IdP wants for a stored user document: its role resolved by the
+/// profile from the user's group names and SCIM `roles` values.
+pub(super) fn desired_of(profile: &Profile, doc: &Value, groups: &[String]) -> Account {
+    let roles: Vec<&str> = doc
+        .get("roles")
+        .and_then(Value::as_array)
+        .map(|rs| {
+            rs.iter()
+                .filter_map(|r| r.get("value").and_then(Value::as_str))
+                .collect()
+        })
+        .unwrap_or_default();
+    let role = profile.resolve_role(groups.iter().map(String::as_str), roles);
+    Account::from_user_doc(doc, role)
 }
 
 /// The profile an app names, from the registry this process started with. `serve`
@@ -66,6 +85,7 @@ struct SubjectRow {
     open_target: Option<Value>,
     open_batch: Option<i64>,
     rejected: bool,
+    orphan: bool,
 }
 
 async fn load(
@@ -82,7 +102,8 @@ async fn load(
                         '{}') as group_names,
                p.task_id as in_progress_id, p.target as in_progress_target,
                o.task_id as open_id, o.kind as open_kind, o.target as open_target,
-               o.batch_id as open_batch, u.rejected_at is not null as rejected
+               o.batch_id as open_batch, u.rejected_at is not null as rejected,
+               u.subject_kind = 'account' as orphan
           from scim_user u
           join app a using (app_id)
           left join task p on p.user_id = u.user_id and p.state = 'in_progress'
@@ -101,19 +122,7 @@ async fn load(
     let desired = if r.deleted {
         None
     } else {
-        let doc = r.doc;
-        let groups = r.group_names;
-        let roles: Vec<&str> = doc
-            .get("roles")
-            .and_then(Value::as_array)
-            .map(|rs| {
-                rs.iter()
-                    .filter_map(|role| role.get("value").and_then(Value::as_str))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let role = profile.resolve_role(groups.iter().map(String::as_str), roles);
-        Some(Account::from_user_doc(&doc, role))
+        Some(desired_of(&profile, &r.doc, &r.group_names))
     };
     let account = |v: Option<Value>| v.and_then(|v| serde_json::from_value::<Account>(v).ok());
     let in_progress = r.in_progress_id;
@@ -137,6 +146,7 @@ async fn load(
         open,
         open_batch: r.open_batch,
         rejected: r.rejected,
+        orphan: r.orphan,
         profile,
     }))
 }
@@ -202,10 +212,19 @@ pub(super) async fn derive_user_held(
 
 /// Where a planned task starts: held in a batch (mass-change guard), waiting for an
 /// approval (profile rules), or open to claim.
-struct Placement {
+pub(super) struct Placement {
     state: TaskState,
     batch: Option<i64>,
     needs_approval: bool,
+}
+
+impl Placement {
+    /// Open to claim at once (a task no guard or approval applies to).
+    pub(super) const OPEN: Placement = Placement {
+        state: TaskState::Open,
+        batch: None,
+        needs_approval: false,
+    };
 }
 
 async fn place(
@@ -282,6 +301,9 @@ async fn derive(
     let Some(s) = load(conn, profiles, user_id).await? else {
         return Ok(None);
     };
+    if s.orphan {
+        return Ok(None);
+    }
     let plan = reconcile::plan(s.desired.as_ref(), s.basis.as_ref());
     match (plan, s.open.clone()) {
         (None, None) => Ok(None),
@@ -390,7 +412,8 @@ async fn derive(
     }
 }
 
-async fn insert(
+/// Inserts a planned task; returns its id, title and due time.
+pub(super) async fn insert(
     conn: &mut PgConnection,
     app_id: &str,
     user_id: Uuid,

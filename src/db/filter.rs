@@ -174,6 +174,20 @@ fn push_attr(
         return match name {
             "state" => push_text(qb, &format!("({})", super::users::STATE), true, cmp),
             "needsAttention" => push_bool(qb, "u.needs_attention", cmp),
+            "drift" => match cmp {
+                None => {
+                    qb.push("u.observed_snapshot is not null");
+                    Ok(())
+                }
+                Some(_) => push_bool(qb, "u.drift", cmp),
+            },
+            "lastVerified" => match cmp {
+                None => {
+                    qb.push("u.verified_at is not null");
+                    Ok(())
+                }
+                Some(_) => push_time(qb, "u.verified_at", cmp),
+            },
             "lastConfirmed" => match cmp {
                 None => {
                     qb.push("u.confirmed_at is not null");

@@ -23,6 +23,64 @@ pub struct Seats {
     /// Completed removals/deactivations whose seat release was not confirmed ("no" or
     /// "unknown"): licences that may still be paid for.
     pub removals_seat_unconfirmed: i64,
+    /// Accounts active in the app per its last applied snapshot (None: no snapshot yet):
+    /// the seats the app really uses, orphans included.
+    pub observed_active: Option<i64>,
+    /// When that snapshot's export was taken.
+    pub observed_at: Option<DateTime<Utc>>,
+}
+
+/// How far the app's own user list confirms what scimbridge believes (snapshots).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Verification {
+    /// The last applied snapshot.
+    pub last_snapshot: Option<i64>,
+    /// When its export was taken.
+    pub last_taken_at: Option<DateTime<Utc>>,
+    /// IdP users (not deleted).
+    pub users: i64,
+    /// Of them, those whose account the last snapshot that saw them showed as wanted.
+    pub verified: i64,
+    /// `verified` as a percentage of `users` (None without users).
+    pub verified_pct: Option<f64>,
+    /// Users (deleted ones included: a leaver still present) whose account the last
+    /// snapshot showed differing from what the IdP wants.
+    pub drift: i64,
+    /// IdP users no applied snapshot has compared yet.
+    pub never_verified: i64,
+    /// Accounts in the app that no IdP user owns, awaiting review.
+    pub orphans: i64,
+    /// Users the IdP wants whose account the app does not have (open findings).
+    pub missing: i64,
+    /// Tasks completed as done that a snapshot contradicted (reopened), ever.
+    pub verification_failures: i64,
+    /// Seats: active accounts the IdP wants, the app is confirmed to have, and the app
+    /// showed in its last snapshot.
+    pub seats: SeatCounts,
+}
+
+/// The counts of [`Store::verification`], as read.
+#[derive(sqlx::FromRow)]
+struct VerificationCounts {
+    last_snapshot: Option<i64>,
+    users: i64,
+    verified: i64,
+    drift: i64,
+    never_verified: i64,
+    orphans: i64,
+    missing: i64,
+    verification_failures: i64,
+}
+
+/// Seats three ways.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SeatCounts {
+    /// Users the IdP wants active.
+    pub desired_active: i64,
+    /// Accounts confirmed active (tasks completed, or snapshots).
+    pub confirmed_active: i64,
+    /// Accounts active in the last applied snapshot.
+    pub observed_active: Option<i64>,
 }
 
 /// Time to complete one kind of task.
@@ -143,11 +201,61 @@ impl Store {
             unfinished_states!(),
             ") as pending_removals, \
                (select count(*) from task where app_id = $1 and kind in ('remove', 'deactivate') and state = 'done' \
-                  and coalesce(evidence->>'seat_freed', 'unknown') <> 'yes') as removals_seat_unconfirmed"
+                  and coalesce(evidence->>'seat_freed', 'unknown') <> 'yes') as removals_seat_unconfirmed, \
+               l.taken_at as observed_at, \
+               case when l.snapshot_id is not null then \
+                 (select count(*) from snapshot_row r where r.snapshot_id = l.snapshot_id \
+                    and (r.observed->>'active')::boolean) end as observed_active \
+             from (select 1) one left join lateral (select snapshot_id, taken_at from snapshot \
+                  where app_id = $1 and state = 'applied' order by snapshot_id desc limit 1) l on true"
         ))
         .bind(app_id)
         .fetch_one(&self.pool)
         .await?)
+    }
+
+    /// What snapshots of the app's user list verified, and what they found.
+    pub async fn verification(&self, app_id: &str) -> Result<Verification> {
+        let seats = self.seats(app_id).await?;
+        let c: VerificationCounts = sqlx::query_as(
+            "select \
+               (select snapshot_id from snapshot where app_id = $1 and state = 'applied' \
+                  order by snapshot_id desc limit 1) as last_snapshot, \
+               (select count(*) from scim_user where app_id = $1 and deleted_at is null) as users, \
+               (select count(*) from scim_user where app_id = $1 and deleted_at is null \
+                  and observed_snapshot is not null and not drift) as verified, \
+               (select count(*) from scim_user where app_id = $1 and subject_kind = 'user' \
+                  and observed_snapshot is not null and drift) as drift, \
+               (select count(*) from scim_user where app_id = $1 and deleted_at is null \
+                  and observed_snapshot is null) as never_verified, \
+               (select count(*) from scim_user where app_id = $1 and subject_kind = 'account' \
+                  and resolution is null) as orphans, \
+               (select count(*) from finding where app_id = $1 and kind = 'missing' \
+                  and resolved_at is null) as missing, \
+               (select count(*) from finding where app_id = $1 and kind = 'contradiction') \
+                  as verification_failures",
+        )
+        .bind(app_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Verification {
+            last_snapshot: c.last_snapshot,
+            last_taken_at: seats.observed_at,
+            users: c.users,
+            verified: c.verified,
+            verified_pct: (c.users > 0)
+                .then(|| (c.verified as f64 * 1000.0 / c.users as f64).round() / 10.0),
+            drift: c.drift,
+            never_verified: c.never_verified,
+            orphans: c.orphans,
+            missing: c.missing,
+            verification_failures: c.verification_failures,
+            seats: SeatCounts {
+                desired_active: seats.desired_active,
+                confirmed_active: seats.confirmed_active,
+                observed_active: seats.observed_active,
+            },
+        })
     }
 
     /// Time to complete by kind (percentiles), and what is overdue now.

@@ -78,6 +78,9 @@ pub struct Task {
     pub approved_at: Option<DateTime<Utc>>,
     /// The held batch it belongs to (mass-change guard).
     pub batch_id: Option<i64>,
+    /// What snapshots of the app's user list found about it, oldest first:
+    /// `[{"finding", "snapshot", "text", "at"}]`.
+    pub findings: Value,
     /// The Idempotency-Key of the completion (not shown; used to answer retries).
     #[serde(skip)]
     pub completion_key: Option<String>,
@@ -86,12 +89,13 @@ pub struct Task {
 /// The subject of a task.
 #[derive(Debug, Clone, Serialize)]
 pub struct Subject {
-    /// Always `user` for now.
+    /// `user` (an IdP user) or `account` (an account in the app no IdP user owns, found
+    /// by a snapshot; its task is a `review_account`).
     #[serde(rename = "type")]
     pub kind: &'static str,
-    /// SCIM id of the user.
+    /// SCIM id of the user (or the id of the orphan account).
     pub id: Uuid,
-    /// The user's userName.
+    /// The user's userName (an orphan account's email).
     pub user_name: String,
 }
 
@@ -123,6 +127,7 @@ pub struct TaskQuery {
 
 const SELECT: &str = r#"
     select t.task_id, t.app_id, t.kind, t.state, t.user_id, u.user_name,
+           u.subject_kind, t.findings,
            t.title, t.instructions, t.completion_fields, t.changes, t.base, t.target, t.created_at, t.updated_at,
            t.claimed_by, t.claimed_at, t.lease_id, t.lease_expires_at, t.attempts, t.finished_at,
            t.finished_by, t.note, t.evidence, t.cancel_reason, t.completion_key,
@@ -145,6 +150,8 @@ struct TaskRow {
     state: TaskState,
     user_id: Uuid,
     user_name: String,
+    subject_kind: String,
+    findings: Value,
     title: String,
     instructions: Value,
     completion_fields: Value,
@@ -182,7 +189,10 @@ impl From<TaskRow> for Task {
             kind: r.kind,
             state: r.state,
             subject: Subject {
-                kind: "user",
+                kind: match r.subject_kind.as_str() {
+                    "account" => "account",
+                    _ => "user",
+                },
                 id: r.user_id,
                 user_name: r.user_name,
             },
@@ -211,6 +221,7 @@ impl From<TaskRow> for Task {
             approved_by: r.approved_by,
             approved_at: r.approved_at,
             batch_id: r.batch_id,
+            findings: r.findings,
             completion_key: r.completion_key,
             cancel_reason: r.cancel_reason,
         }

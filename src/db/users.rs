@@ -57,7 +57,9 @@ const SELECT_TEMPLATE: &str = r#"
                                  and t.state in ('open', 'awaiting_approval', 'held', 'in_progress')
                                order by t.task_id limit 1),
                'lastConfirmed', to_char(u.confirmed_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
-               'needsAttention', u.needs_attention)) as provisioning
+               'needsAttention', u.needs_attention,
+               'lastVerified', to_char(u.verified_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+               'drift', case when u.observed_snapshot is not null then u.drift end)) as provisioning
       from scim_user u
 "#;
 
@@ -341,11 +343,25 @@ pub struct UserView {
     pub confirmed: Option<Value>,
     /// When the app last confirmed it.
     pub confirmed_at: Option<DateTime<Utc>>,
+    /// `user` (an IdP user) or `account` (an account in the app no IdP user owns).
+    pub kind: String,
+    /// The account as the last applied snapshot showed it: `{"key", "active", "fields"}`
+    /// with only the columns the export had (None: not in that snapshot, or no snapshot).
+    pub observed: Option<Value>,
+    /// The snapshot that last saw this user (None: no snapshot yet).
+    pub observed_snapshot: Option<i64>,
+    /// When that snapshot's export was taken.
+    pub observed_at: Option<DateTime<Utc>>,
+    /// When a snapshot last showed the account as the IdP wants it.
+    pub last_verified: Option<DateTime<Utc>>,
+    /// The last snapshot showed the account differing from what the IdP wanted.
+    pub drift: bool,
 }
 
 const VIEW: &str =
     "select u.user_id, u.user_name, u.active, u.deleted_at, u.needs_attention, u.confirmed, \
-    u.confirmed_at, {STATE} as state, \
+    u.confirmed_at, {STATE} as state, u.subject_kind, u.observed, u.observed_snapshot, \
+    u.observed_at, u.verified_at, u.drift, \
     (select t.task_id from task t where t.user_id = u.user_id \
       and t.state in ('open', 'awaiting_approval', 'held', 'in_progress') \
       order by t.task_id limit 1) as open_task_id \
@@ -363,6 +379,12 @@ fn view(r: &PgRow) -> UserView {
         desired: None,
         confirmed: r.get("confirmed"),
         confirmed_at: r.get("confirmed_at"),
+        kind: r.get("subject_kind"),
+        observed: r.get("observed"),
+        observed_snapshot: r.get("observed_snapshot"),
+        observed_at: r.get("observed_at"),
+        last_verified: r.get("verified_at"),
+        drift: r.get("drift"),
     }
 }
 
@@ -380,7 +402,7 @@ impl Store {
     ) -> Result<(Vec<(i64, UserView)>, bool)> {
         let sql = format!(
             "select * from (select v.*, u2.seq from ({}) v join scim_user u2 on u2.user_id = v.user_id \
-             where u2.app_id = $1) x \
+             where u2.app_id = $1 and u2.subject_kind = 'user') x \
              where ($2::text is null or starts_with(lower(x.user_name), lower($2))) \
              and ($3::text is null or x.state = $3) and ($4::bigint is null or x.seq > $4) \
              order by x.seq limit $5",

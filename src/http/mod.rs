@@ -87,6 +87,7 @@ pub fn router(state: AppState) -> Router {
         router = router.route(path, handler);
     }
     let timeout = state.config.request_timeout();
+    let snapshot_timeout = std::time::Duration::from_secs(state.config.snapshot_timeout_secs);
     let limiter = Arc::new(ratelimit::RateLimiter::new(
         state.config.rate_limit_per_second,
         state.config.rate_limit_burst,
@@ -123,8 +124,21 @@ pub fn router(state: AppState) -> Router {
                 .layer(axum::middleware::from_fn(move |req, next| {
                     ratelimit::limit(limiter.clone(), req, next)
                 }))
-                .layer(axum::middleware::from_fn(move |req, next| deadline(timeout, req, next))),
+                .layer(axum::middleware::from_fn(move |req: axum::extract::Request, next| {
+                    // Snapshot uploads carry a whole user list: their own, longer bound.
+                    let t = if is_snapshot_upload(req.uri().path()) {
+                        snapshot_timeout
+                    } else {
+                        timeout
+                    };
+                    deadline(t, req, next)
+                })),
         )
+}
+
+/// Whether a path takes a snapshot upload or applies one (long-running by design).
+fn is_snapshot_upload(path: &str) -> bool {
+    path.starts_with("/api/v1/snapshots") || path.starts_with("/ui/snapshots")
 }
 
 /// Bounds every request: past the deadline the handler is dropped (its transaction rolls

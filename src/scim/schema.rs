@@ -539,6 +539,20 @@ pub static PROVISIONING: Schema = Schema {
         )
         .read_only()
         .returned(Returned::Request),
+        date_time(
+            "lastVerified",
+            "When the export of a snapshot of the app's user list last showed this user's \
+             account as the IdP wants it (absent: never).",
+        )
+        .read_only()
+        .returned(Returned::Request),
+        boolean(
+            "drift",
+            "The last applied snapshot of the app's user list showed this user's account \
+             differing from what the IdP wants (absent: no snapshot has been applied).",
+        )
+        .read_only()
+        .returned(Returned::Request),
     ],
 };
 

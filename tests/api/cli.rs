@@ -598,3 +598,51 @@ async fn users_list_show_side_by_side_and_history(pool: PgPool) {
     let err = fails(&cli(&app, &app.admin_token, &["users", "show", "not-a-user"]).await);
     assert_eq!(err, "error: user not-a-user not found (not_found)");
 }
+
+#[sqlx::test]
+async fn snapshot_import_shows_what_it_found_and_a_held_one_exits_2_until_applied(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    for i in 0..4 {
+        app.create_user(okta_user(&format!("u{i}@corp.com"))).await;
+    }
+    let dir = scratch();
+    let file = dir.join("peopleai-users.csv");
+    let mut csv = "Email,First Name,Last Name,Role,Status\n".to_owned();
+    for i in 0..4 {
+        csv += &format!("u{i}@corp.com,Ann,Lee,User,Active\n");
+    }
+    std::fs::write(&file, &csv).unwrap();
+    let path = file.to_str().unwrap();
+    let out = ok(&cli(&app, &app.admin_token, &["snapshot", "import", path]).await);
+    assert!(out.contains("Snapshot 1  APPLIED  (csv, 4 rows"), "{out}");
+    assert!(out.contains("verified 4 (closed 4 tasks)"), "{out}");
+    // Everyone inactive: held, exit 2, the flagged accounts listed.
+    std::fs::write(&file, csv.replace("Active", "Inactive")).unwrap();
+    let held = cli(&app, &app.agent_token, &["snapshot", "import", path]).await;
+    assert_eq!(held.status.code(), Some(2), "{}", stderr(&held));
+    let out = stdout(&held);
+    assert!(out.contains("HELD: it would flag 4 accounts"), "{out}");
+    assert!(out.contains("u0@corp.com"), "{out}");
+    assert!(out.contains("scimbridge snapshot apply 2"), "{out}");
+    let e = fails(&cli(&app, &app.agent_token, &["snapshot", "apply", "2"]).await);
+    assert!(e.contains("forbidden_role"), "{e}");
+    let out = ok(&cli(&app, &app.admin_token, &["snapshot", "apply", "2"]).await);
+    assert!(out.contains("APPLIED"), "{out}");
+    let out = ok(&cli(&app, &app.admin_token, &["snapshot", "findings"]).await);
+    assert_eq!(out.lines().count(), 5, "header and 4 findings:\n{out}");
+    let out = ok(&cli(&app, &app.admin_token, &["snapshot", "list"]).await);
+    assert!(out.lines().nth(1).unwrap().starts_with("2 "), "{out}");
+    let out = ok(&cli(&app, &app.admin_token, &["reports", "verification"]).await);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["drift"], 4, "{v}");
+    assert_eq!(v["seats"]["observed_active"], 0, "{v}");
+    let e = fails(
+        &cli(
+            &app,
+            &app.admin_token,
+            &["snapshot", "import", "/nonexistent.csv"],
+        )
+        .await,
+    );
+    assert!(e.contains("cannot read /nonexistent.csv"), "{e}");
+}

@@ -28,6 +28,8 @@ struct AppB {
     /// A task held in a batch (approve/reject target).
     held_task_id: String,
     batch_id: String,
+    /// A snapshot of B's user list the safeguard holds (apply/discard target).
+    snapshot_id: String,
 }
 
 impl AppB {
@@ -185,7 +187,21 @@ async fn seed_b(app: &TestApp) -> AppB {
         .trim_matches('"')
         .to_owned();
     assert!(held_task_id != "null", "app B has a held task: {held}");
+    let snap = b_json(
+        b_request(app, Method::POST, "/api/v1/snapshots", &admin)
+            .await
+            .header("content-type", "text/csv")
+            .body(format!("Email,Status\n{B_USER_NAME},Inactive\n"))
+            .send()
+            .await
+            .unwrap(),
+        201,
+    )
+    .await;
+    assert_eq!(snap["state"], "held", "app B has a held snapshot: {snap}");
+    let snapshot_id = snap["id"].to_string();
     AppB {
+        snapshot_id,
         scim,
         agent,
         admin,
@@ -222,6 +238,8 @@ fn fill(path: &str, b: &AppB) -> Option<String> {
         &b.task_id
     } else if path.starts_with("/api/v1/batches/") || path.starts_with("/ui/batches/") {
         &b.batch_id
+    } else if path.starts_with("/api/v1/snapshots/") || path.starts_with("/ui/snapshots/") {
+        &b.snapshot_id
     } else {
         return None;
     };
@@ -348,6 +366,7 @@ async fn snapshot(app: &TestApp, b: &AppB) -> Value {
         (format!("/api/v1/tasks/{}", b.task_id), &b.agent),
         (format!("/api/v1/tasks/{}", b.held_task_id), &b.admin),
         (format!("/api/v1/batches/{}", b.batch_id), &b.admin),
+        (format!("/api/v1/snapshots/{}", b.snapshot_id), &b.admin),
         ("/api/v1/tasks/counts".to_owned(), &b.admin),
     ] {
         let res = b_request(app, Method::GET, &path, token)

@@ -19,6 +19,7 @@ mod protocol;
 mod queue;
 mod quirks;
 mod reassign;
+mod snapshots;
 mod tasks;
 mod users;
 mod web;

@@ -66,12 +66,21 @@ impl Store {
                     .await?;
             }
         }
+        // A task a snapshot reopened may already have files from its first completion.
+        let before: i32 = if c.attachments.is_empty() {
+            0
+        } else {
+            sqlx::query_scalar("select coalesce(max(n), 0) from task_attachment where task_id = $1")
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await?
+        };
         for (n, a) in c.attachments.iter().enumerate() {
             sqlx::query(
                 "insert into task_attachment (task_id, n, filename, content_type, size, data) values ($1, $2, $3, $4, $5, $6)",
             )
             .bind(id)
-            .bind(n as i32 + 1)
+            .bind(before + n as i32 + 1)
             .bind(&a.filename)
             .bind(&a.content_type)
             .bind(a.data.len() as i32)

@@ -19,6 +19,8 @@
 //! | in progress → open (taken back by an admin) | [`Store::reassign`] | `assign.rs` |
 //! | in progress → open (its token revoked) | [`return_claims_of`], called by revocation | `assign.rs` |
 //! | unclaimed → cancelled (no longer needed) | [`cancel`], called by derivation | here |
+//! | unclaimed → done (a snapshot shows it met) | [`close_verified`]      | `verify.rs`  |
+//! | done/n.a. → open (a snapshot contradicts it) | [`reopen_contradicted`] | `verify.rs` |
 //!
 //! Planning itself (creating a task, re-planning the unclaimed one) is derivation, in
 //! `db::derive`. Every operation locks the subject's user row before its task rows (the
@@ -31,6 +33,9 @@ mod assign;
 mod claim;
 mod decide;
 mod finish;
+mod verify;
+
+pub(super) use verify::{close_verified, reopen_contradicted, SnapshotEvidence};
 
 pub(crate) use assign::return_claims_of;
 pub use assign::{Assignee, Reassignment};

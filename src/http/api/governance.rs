@@ -9,6 +9,7 @@
 //! | GET  /deliveries, POST /deliveries/retry | webhook deliveries; requeue failed ones    |
 //! | GET  /webhooks                          | configured webhooks (no secrets)            |
 //! | GET  /reports/seats, /sla, /leavers     | reports                                     |
+//! | GET  /reports/verification              | what snapshots verified and found           |
 //! | GET  /audit/export                      | the audit trail as CSV                      |
 
 use axum::extract::{Path, Query, State};
@@ -54,6 +55,11 @@ pub(super) fn routes() -> Vec<Route> {
         ("/api/v1/reports/seats", Method::GET, get(report_seats)),
         ("/api/v1/reports/sla", Method::GET, get(report_sla)),
         ("/api/v1/reports/leavers", Method::GET, get(report_leavers)),
+        (
+            "/api/v1/reports/verification",
+            Method::GET,
+            get(report_verification),
+        ),
         ("/api/v1/audit/export", Method::GET, get(export_audit)),
     ]
 }
@@ -192,6 +198,15 @@ async fn report_seats(
     Ok(Json(
         json!({"app": actor.app_id, "seats": s.store.seats(&actor.app_id).await?}),
     ))
+}
+
+async fn report_verification(
+    State(s): State<AppState>,
+    ApiActor(actor): ApiActor,
+) -> Result<Json<Value>, ApiError> {
+    let mut v = json!(s.store.verification(&actor.app_id).await?);
+    v["app"] = json!(actor.app_id);
+    Ok(Json(v))
 }
 
 async fn report_sla(

@@ -5,6 +5,7 @@
 mod audit;
 mod error;
 mod governance;
+pub(crate) mod snapshots;
 mod tasks;
 mod users;
 
@@ -24,6 +25,7 @@ pub(super) fn routes() -> Vec<Route> {
         users::routes(),
         audit::routes(),
         governance::routes(),
+        snapshots::routes(),
     ]
     .concat()
 }

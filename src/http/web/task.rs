@@ -136,6 +136,8 @@ struct TaskPage {
     values: Vec<CopyValue>,
     changes: Vec<Change>,
     side: Vec<SideRow>,
+    /// What snapshots of the app's user list found about this task, oldest first.
+    findings: Vec<String>,
     user_state: String,
     history: Vec<TrailRow>,
     evidence: Vec<(String, String)>,
@@ -407,7 +409,20 @@ async fn show(
         steps,
         values,
         changes,
-        side: side_by_side(user.desired.as_ref(), user.confirmed.as_ref()),
+        side: match user.observed_snapshot {
+            Some(_) => view::with_observed(
+                side_by_side(user.desired.as_ref(), user.confirmed.as_ref()),
+                user.observed.as_ref(),
+            ),
+            None => side_by_side(user.desired.as_ref(), user.confirmed.as_ref()),
+        },
+        findings: t
+            .findings
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|f| f.get("text").and_then(Value::as_str).map(str::to_owned))
+            .collect(),
         user_state: user_state_label(&user.state).to_owned(),
         history: trail(&history),
         evidence,

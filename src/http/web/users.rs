@@ -11,7 +11,9 @@ use axum::routing::get;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::view::{query, side_by_side, trail, user_state_label, SideRow, Time, TrailRow};
+use super::view::{
+    query, side_by_side, trail, user_state_label, with_observed, SideRow, Time, TrailRow,
+};
 use super::{render, Nav, PageError, SignedIn};
 use crate::http::{AppState, Route};
 
@@ -169,6 +171,10 @@ struct UserPage {
     status: String,
     open_task: Option<i64>,
     confirmed_at: String,
+    /// When a snapshot last showed the account as wanted, and which snapshot saw it.
+    verified: Option<String>,
+    observed: Option<String>,
+    drift: bool,
     side: Vec<SideRow>,
     history: Vec<TrailRow>,
     /// For the admin's CSV download of this user's trail.
@@ -186,6 +192,9 @@ async fn user_page(
     let u = s.store.user_view(app, id).await?;
     let history = s.store.subject_history(app, &id.to_string()).await?;
     let status = match (u.deleted_at, u.active) {
+        (Some(_), _) if u.kind == "account" => {
+            "An account in the app that no IdP user owns (found by a snapshot)".into()
+        }
         (Some(at), _) => format!("Deleted by the IdP on {}", Time::of(at).text),
         (None, true) => "Active in the IdP".into(),
         (None, false) => "Deactivated in the IdP".into(),
@@ -202,7 +211,23 @@ async fn user_page(
             .confirmed_at
             .map(|t| Time::of(t).text)
             .unwrap_or_else(|| "never".into()),
-        side: side_by_side(u.desired.as_ref(), u.confirmed.as_ref()),
+        verified: u.last_verified.map(|t| Time::of(t).text),
+        observed: u.observed_snapshot.map(|n| {
+            format!(
+                "snapshot #{n}{}",
+                u.observed_at
+                    .map(|t| format!(" (export of {})", Time::of(t).text))
+                    .unwrap_or_default()
+            )
+        }),
+        drift: u.drift && u.observed_snapshot.is_some(),
+        side: match u.observed_snapshot {
+            Some(_) => with_observed(
+                side_by_side(u.desired.as_ref(), u.confirmed.as_ref()),
+                u.observed.as_ref(),
+            ),
+            None => side_by_side(u.desired.as_ref(), u.confirmed.as_ref()),
+        },
         history: trail(&history),
         export: (me.session.role.may(crate::auth::Action::Audit))
             .then(|| format!("/ui/reports/audit.csv?subject={}", u.id)),

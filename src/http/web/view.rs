@@ -178,6 +178,10 @@ pub struct SideRow {
     pub confirmed: String,
     /// Whether the two differ (highlighted).
     pub differs: bool,
+    /// What the last snapshot of the app's user list showed (None: no snapshot yet).
+    pub observed: Option<String>,
+    /// Whether that differs from what the IdP wants (highlighted).
+    pub observed_differs: bool,
 }
 
 /// Account attributes in the order people read them, with their labels.
@@ -231,9 +235,32 @@ pub fn side_by_side(desired: Option<&Value>, confirmed: Option<&Value>) -> Vec<S
                 differs: d != c,
                 desired: d,
                 confirmed: c,
+                observed: None,
+                observed_differs: false,
             }
         })
         .collect()
+}
+
+/// Adds what the last snapshot showed (`observed`: `{"key", "active", "fields"}`, None
+/// when the account was not in it) to desired and confirmed. Fields the export has no
+/// column for read "not in export": a snapshot says nothing about them.
+pub fn with_observed(mut rows: Vec<SideRow>, observed: Option<&Value>) -> Vec<SideRow> {
+    for (row, (key, _)) in rows.iter_mut().zip(ACCOUNT_FIELDS.iter()) {
+        let (text, compared) = match observed {
+            None | Some(Value::Null) => ("(not in the app)".to_owned(), true),
+            Some(o) if *key == "active" => (show(o.get("active")), true),
+            Some(o) => match o.get("fields").and_then(|f| f.get(*key)) {
+                Some(v) => (show(Some(v)), true),
+                None => ("(not in export)".to_owned(), false),
+            },
+        };
+        let same = text.eq_ignore_ascii_case(&row.desired)
+            || (row.desired == "(no account)" && text == "(not in the app)");
+        row.observed_differs = compared && !same;
+        row.observed = Some(text);
+    }
+    rows
 }
 
 /// One audit record as a line of a trail.

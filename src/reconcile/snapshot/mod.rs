@@ -305,13 +305,18 @@ impl Observed {
             match field {
                 // The match key and the role always have a value; an empty cell leaves
                 // what the base says.
+                // Emails and sign-in names are compared ignoring case (as the match key
+                // is): "ANN@CORP.COM" in an export is the same account, not a difference.
                 Field::Email => {
-                    if let Some(v) = value {
+                    if let Some(v) = value.as_ref().filter(|v| !v.eq_ignore_ascii_case(&a.email)) {
                         a.email = v.clone();
                     }
                 }
                 Field::UserName => {
-                    if let Some(v) = value {
+                    if let Some(v) = value
+                        .as_ref()
+                        .filter(|v| !v.eq_ignore_ascii_case(&a.user_name))
+                    {
                         a.user_name = v.clone();
                     }
                 }

@@ -143,7 +143,15 @@ fn the_observed_account_keeps_what_the_export_cannot_show() {
     assert_eq!(seen.department.as_deref(), Some("Sales"));
     assert_eq!(seen.user_name, "ann");
     assert_eq!(seen.role, "Admin");
-    assert_eq!(seen.email, "Ann@Corp.com");
+    assert_eq!(seen.email, "ann@corp.com", "the same email in another case");
+    let moved = Account {
+        email: "ann.lee@corp.com".into(),
+        ..desired.clone()
+    };
+    assert_eq!(
+        rows[0].account(Some(&moved), "Standard").email,
+        "Ann@Corp.com"
+    );
     let orphan = rows[1].account(None, "Standard");
     assert_eq!(
         (orphan.email.as_str(), orphan.active),
