@@ -61,18 +61,23 @@ pub enum Action {
     Deliveries,
     /// Hand a task to another token or take it back to the queue.
     Reassign,
+    /// Submit a snapshot of the app's user list (an agent may read the admin console).
+    SubmitSnapshot,
+    /// Apply or discard a snapshot the safeguard held.
+    DecideSnapshot,
 }
 
 impl Action {
     /// Who may do it, in words for refusals ("an admin", "an agent or admin").
     pub fn who(self) -> &'static str {
         match self {
-            Action::Read | Action::Work => "an agent or admin",
+            Action::Read | Action::Work | Action::SubmitSnapshot => "an agent or admin",
             Action::Approve
             | Action::DecideBatch
             | Action::Audit
             | Action::Deliveries
-            | Action::Reassign => "an admin",
+            | Action::Reassign
+            | Action::DecideSnapshot => "an admin",
         }
     }
 }
@@ -82,14 +87,17 @@ impl Role {
     /// surfaces; governance decisions are for people administering the app, DESIGN.md).
     pub fn may(self, action: Action) -> bool {
         match (self, action) {
-            (Role::Agent | Role::Admin, Action::Read | Action::Work) => true,
+            (Role::Agent | Role::Admin, Action::Read | Action::Work | Action::SubmitSnapshot) => {
+                true
+            }
             (
                 Role::Admin,
                 Action::Approve
                 | Action::DecideBatch
                 | Action::Audit
                 | Action::Deliveries
-                | Action::Reassign,
+                | Action::Reassign
+                | Action::DecideSnapshot,
             ) => true,
             (
                 Role::Agent,
@@ -97,7 +105,8 @@ impl Role {
                 | Action::DecideBatch
                 | Action::Audit
                 | Action::Deliveries
-                | Action::Reassign,
+                | Action::Reassign
+                | Action::DecideSnapshot,
             ) => false,
             // A scim token speaks SCIM only; the system is never a caller of these surfaces.
             (Role::Scim | Role::System, _) => false,
@@ -155,11 +164,25 @@ mod tests {
     #[test]
     fn only_admins_decide_and_only_agents_and_admins_work() {
         use Action::*;
-        for a in [Read, Work, Approve, DecideBatch, Audit, Deliveries] {
+        for a in [
+            Read,
+            Work,
+            Approve,
+            DecideBatch,
+            Audit,
+            Deliveries,
+            Reassign,
+            SubmitSnapshot,
+            DecideSnapshot,
+        ] {
             assert!(Role::Admin.may(a), "{a:?}");
             assert!(!Role::Scim.may(a), "{a:?}");
             assert!(!Role::System.may(a), "{a:?}");
-            assert_eq!(Role::Agent.may(a), matches!(a, Read | Work), "{a:?}");
+            assert_eq!(
+                Role::Agent.may(a),
+                matches!(a, Read | Work | SubmitSnapshot),
+                "{a:?}"
+            );
         }
     }
 

@@ -19,10 +19,9 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::audit::admin_only;
 use super::tasks::int;
-use super::{ApiActor, ApiError};
-use crate::auth::Actor;
+use super::{permit, ApiActor, ApiError};
+use crate::auth::{Action, Actor};
 use crate::db::snapshots::{ImportError, NewSnapshot};
 use crate::db::Store;
 use crate::http::{AppState, Route};
@@ -138,6 +137,7 @@ async fn import_snapshot(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    permit(&actor, Action::SubmitSnapshot)?;
     let Query(q) = query.map_err(|e| ApiError::new(400, "invalid_query", e.body_text()))?;
     let format = match q.format.as_deref() {
         Some("csv") => Format::Csv,
@@ -242,7 +242,7 @@ async fn apply_snapshot(
     ApiActor(actor): ApiActor,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    admin_only(actor.role)?;
+    permit(&actor, Action::DecideSnapshot)?;
     let id = id_of("snapshot", &id)?;
     s.store.decide_snapshot(&actor, id, true).await?;
     Ok(Json(json!(reconcile(&s.store, &actor, id, true).await?)))
@@ -253,7 +253,7 @@ async fn discard_snapshot(
     ApiActor(actor): ApiActor,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    admin_only(actor.role)?;
+    permit(&actor, Action::DecideSnapshot)?;
     let id = id_of("snapshot", &id)?;
     Ok(Json(json!(
         s.store.decide_snapshot(&actor, id, false).await?

@@ -128,6 +128,8 @@ impl SignedIn {
             Action::Audit => "export the audit trail",
             Action::Deliveries => "manage notifications",
             Action::Reassign => "reassign a task",
+            Action::SubmitSnapshot => "upload a snapshot of the app's user list",
+            Action::DecideSnapshot => "apply or discard a held snapshot",
         };
         Err(PageError::Forbidden(format!(
             "Only {} can {what}, so nothing was changed. Sign in with such a token to do it.",
