@@ -65,6 +65,8 @@ pub enum Action {
     SubmitSnapshot,
     /// Apply or discard a snapshot the safeguard held.
     DecideSnapshot,
+    /// Configure the app's ticket bridge (Jira, ServiceNow).
+    TicketBridge,
 }
 
 impl Action {
@@ -77,7 +79,8 @@ impl Action {
             | Action::Audit
             | Action::Deliveries
             | Action::Reassign
-            | Action::DecideSnapshot => "an admin",
+            | Action::DecideSnapshot
+            | Action::TicketBridge => "an admin",
         }
     }
 }
@@ -97,7 +100,8 @@ impl Role {
                 | Action::Audit
                 | Action::Deliveries
                 | Action::Reassign
-                | Action::DecideSnapshot,
+                | Action::DecideSnapshot
+                | Action::TicketBridge,
             ) => true,
             (
                 Role::Agent,
@@ -106,7 +110,8 @@ impl Role {
                 | Action::Audit
                 | Action::Deliveries
                 | Action::Reassign
-                | Action::DecideSnapshot,
+                | Action::DecideSnapshot
+                | Action::TicketBridge,
             ) => false,
             // A scim token speaks SCIM only; the system is never a caller of these surfaces.
             (Role::Scim | Role::System, _) => false,
@@ -174,6 +179,7 @@ mod tests {
             Reassign,
             SubmitSnapshot,
             DecideSnapshot,
+            TicketBridge,
         ] {
             assert!(Role::Admin.may(a), "{a:?}");
             assert!(!Role::Scim.may(a), "{a:?}");

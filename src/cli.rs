@@ -58,6 +58,8 @@ pub enum Command {
     /// The app's own user list: import a snapshot, list, show, apply or discard a held
     /// one, findings.
     Snapshot(crate::admin::snapshots::SnapshotArgs),
+    /// The ticket bridge (Jira, ServiceNow): configure, show, disable, list tickets.
+    Tickets(crate::admin::TicketsArgs),
     /// Manage bearer tokens.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -133,6 +135,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tasks(args) => crate::admin::tasks(args).await,
         Command::Users(args) => crate::admin::users(args).await,
         Command::Snapshot(args) => crate::admin::snapshots::run(args).await,
+        Command::Tickets(args) => crate::admin::tickets(args).await,
         Command::Serve(config) => serve(&cli.database_url, config).await,
         Command::Migrate => {
             let store = Store::connect(&cli.database_url, 2)?;

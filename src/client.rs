@@ -403,6 +403,38 @@ impl Client {
         Ok((history, raw))
     }
 
+    /// `GET /ticket-bridge` (admins): the app's ticket bridge, without secrets.
+    pub async fn ticket_bridge(&self) -> Result<Value> {
+        self.call_json(Request::get("/ticket-bridge")).await
+    }
+
+    /// `PUT /ticket-bridge` (admins): configures the app's ticket bridge.
+    pub async fn put_ticket_bridge(&self, body: &Value) -> Result<Value> {
+        self.call_json(Request {
+            method: Method::PUT,
+            ..Request::post("/ticket-bridge", body)
+        })
+        .await
+    }
+
+    /// `DELETE /ticket-bridge` (admins): disables the app's ticket bridge.
+    pub async fn disable_ticket_bridge(&self) -> Result<Value> {
+        self.call_json(Request {
+            method: Method::DELETE,
+            ..Request::get("/ticket-bridge")
+        })
+        .await
+    }
+
+    /// `GET /tickets`: one page of the app's tickets, newest task first.
+    pub async fn tickets(&self, state: Option<&str>, cursor: Option<&str>) -> Result<Value> {
+        let mut params = Vec::new();
+        push(&mut params, "state", state);
+        push(&mut params, "cursor", cursor);
+        self.call_json(Request::get(&format!("/tickets{}", query(&params))))
+            .await
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.api)
     }

@@ -90,6 +90,22 @@ pub struct Config {
     #[arg(long, env = "SCIMBRIDGE_RATE_LIMIT_BURST", default_value_t = 1000)]
     pub rate_limit_burst: u32,
 
+    /// Key sealing the ticket bridge's credentials at rest (AES-256-GCM): 64 hex
+    /// characters, the same on every replica (e.g. `openssl rand -hex 32`). Default: a key
+    /// generated once per database, so whoever reads the whole database can unseal them.
+    #[arg(long, env = "SCIMBRIDGE_SECRETS_KEY", hide_env_values = true, value_parser = parse_secret)]
+    pub secrets_key: Option<Secret>,
+
+    /// Seconds after a Jira create request whose answer was lost before the bridge looks
+    /// for the ticket (Jira's search index lags writes) instead of creating it again.
+    #[arg(long, env = "SCIMBRIDGE_TICKET_SETTLE", default_value_t = 120)]
+    pub ticket_settle_secs: u64,
+
+    /// Seconds between looks for ticket statuses due to be polled (each ticket's own
+    /// interval starts at its bridge's `poll_seconds` and backs off).
+    #[arg(long, env = "SCIMBRIDGE_TICKET_POLL_TICK", default_value_t = 15)]
+    pub ticket_poll_tick_secs: u64,
+
     /// App profiles beyond the built-in ones (`--profiles-dir`).
     #[command(flatten)]
     pub profiles: crate::profiles::ProfilesArgs,
@@ -118,8 +134,20 @@ impl Config {
             // Off: tests that create many users would trip it; rate limit tests turn it on.
             rate_limit_per_second: 0.0,
             rate_limit_burst: 200,
+            secrets_key: None,
+            // Tests' fake ticket systems search consistently.
+            ticket_settle_secs: 0,
+            ticket_poll_tick_secs: 60,
             profiles: Default::default(),
         }
+    }
+
+    /// The `--secrets-key`, parsed (None when unset or invalid; `validate` reports an
+    /// invalid one before the server starts).
+    pub fn secrets_key(&self) -> Option<[u8; 32]> {
+        self.secrets_key
+            .as_ref()
+            .and_then(|s| crate::secrets::parse_key(&s.0).ok())
     }
 
     /// The request timeout.
@@ -178,6 +206,13 @@ impl Config {
                 "--jwt-secret must be at least 32 characters (e.g. openssl rand -hex 32)"
             );
         }
+        if let Some(s) = &self.secrets_key {
+            crate::secrets::parse_key(&s.0).map_err(anyhow::Error::msg)?;
+        }
+        anyhow::ensure!(
+            self.ticket_poll_tick_secs >= 1,
+            "--ticket-poll-tick-secs must be at least 1"
+        );
         Ok(())
     }
 }

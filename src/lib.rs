@@ -14,6 +14,9 @@
 //!   [`db::lifecycle`].
 //! - [`queue`]: waking long-polling claims, the SLA sweeper's loop.
 //! - [`notify`]: webhook delivery of outbox events.
+//! - [`tickets`]: the ticket bridge (Jira, ServiceNow): mirroring tasks as tickets through
+//!   the outbox, polling their status, closing tasks from them.
+//! - [`secrets`]: sealing the secrets scimbridge must use again (AES-256-GCM).
 //! - [`http`]: axum surfaces: SCIM (`/scim/v2`), task API (`/api/v1`), health.
 //! - [`auth`]: token roles, hashing and the actor of a request.
 //! - [`config`], [`startup`], [`telemetry`], [`cli`]: running the server.
@@ -37,5 +40,7 @@ pub mod profiles;
 pub mod queue;
 pub mod reconcile;
 pub mod scim;
+pub mod secrets;
 pub mod startup;
 pub mod telemetry;
+pub mod tickets;

@@ -23,7 +23,7 @@ pub struct Application {
 }
 
 /// Stops a server and its background work (notification listener, SLA sweeper, webhook
-/// deliverers), e.g. when a test ends, so no connection outlives it.
+/// deliverers, ticket poller), e.g. when a test ends, so no connection outlives it.
 #[derive(Clone, Debug)]
 pub struct Stopper(Arc<tokio::sync::watch::Sender<bool>>);
 
@@ -61,9 +61,25 @@ impl Application {
             backoff: Duration::from_secs(config.webhook_backoff_secs),
             timeout: Duration::from_secs(10),
         };
-        crate::notify::spawn_deliverers(store.clone(), policy, 2, stop.watch());
+        let tickets = Arc::new(crate::tickets::sync::Syncer {
+            store: store.clone(),
+            sealer: Arc::new(crate::secrets::Sealer::new(config.secrets_key())),
+            http: reqwest::Client::builder()
+                .timeout(policy.timeout)
+                .build()
+                .map_err(std::io::Error::other)?,
+            settle: Duration::from_secs(config.ticket_settle_secs),
+            public_url: config.public_url.clone(),
+        });
+        crate::notify::spawn_deliverers(store.clone(), policy, 2, tickets.clone(), stop.watch());
+        crate::tickets::sync::spawn_poller(
+            tickets.clone(),
+            Duration::from_secs(config.ticket_poll_tick_secs),
+            stop.watch(),
+        );
         let state = AppState {
             notifier,
+            tickets,
             store,
             tokens: Arc::new(TokenCache::new(Duration::from_secs(
                 config.token_cache_secs,

@@ -1,4 +1,4 @@
-//! The admin CLI: `scimbridge tasks …` and `scimbridge users …`, a client of the task
+//! The admin CLI: `scimbridge tasks …`, `users …` and `tickets …`, a client of the task
 //! API (`SCIMBRIDGE_URL`, `SCIMBRIDGE_TOKEN`) for people working the queue by hand.
 //!
 //! Reads print readable text (tables, a task as a checklist, a user's desired and
@@ -9,6 +9,7 @@
 mod render;
 pub mod snapshots;
 mod tasks;
+mod tickets;
 mod users;
 
 use std::path::PathBuf;
@@ -211,6 +212,23 @@ pub enum UsersCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `scimbridge tickets …`.
+#[derive(Debug, Args)]
+pub struct TicketsArgs {
+    /// Server URL and token (an admin token for configure, show and disable).
+    #[command(flatten)]
+    pub conn: Connection,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: tickets::TicketsCommand,
+}
+
+/// Runs a `tickets` subcommand.
+pub async fn tickets(args: TicketsArgs) -> anyhow::Result<()> {
+    let client = args.conn.client()?;
+    tickets::run(&client, args.command).await
 }
 
 /// Runs a `tasks` subcommand.

@@ -357,6 +357,22 @@ pub(super) fn task_view(t: &Task) -> String {
         let _ = writeln!(o, "Lease:     {lease}, held by {holder}, expires {expires}");
     }
     let _ = writeln!(o, "Attempts:  {}", t.attempts);
+    let ticket = &t.raw["ticket"];
+    if let Some(system) = ticket["system"].as_str() {
+        let key = ticket["key"].as_str().unwrap_or("(not created yet)");
+        let status = ticket["status"]
+            .as_str()
+            .map(|s| format!(", status {s}"))
+            .unwrap_or_default();
+        let url = ticket["url"]
+            .as_str()
+            .map(|u| format!("  {u}"))
+            .unwrap_or_default();
+        let _ = writeln!(o, "Ticket:    {system} {key}{status}{url}");
+        if let Some(p) = ticket["pending"].as_str() {
+            let _ = writeln!(o, "           {p}");
+        }
+    }
 
     if !t.instructions.is_empty() {
         let _ = writeln!(o, "\nInstructions:");

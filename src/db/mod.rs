@@ -26,6 +26,7 @@ pub mod sessions;
 pub mod sla;
 pub mod snapshots;
 pub mod tasks;
+pub mod tickets;
 pub mod tokens;
 pub mod users;
 mod verify;

@@ -81,9 +81,33 @@ pub struct Task {
     /// What snapshots of the app's user list found about it, oldest first:
     /// `[{"finding", "snapshot", "text", "at"}]`.
     pub findings: Value,
+    /// Its ticket in Jira or ServiceNow, when the app's ticket bridge mirrors it.
+    pub ticket: Option<TaskTicket>,
     /// The Idempotency-Key of the completion (not shown; used to answer retries).
     #[serde(skip)]
     pub completion_key: Option<String>,
+}
+
+/// A task's ticket, as the task shows it.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct TaskTicket {
+    /// `jira`, `jira_service_management` or `servicenow`.
+    pub system: String,
+    /// `IT-7`, `SCTASK0010001` (none until created).
+    pub key: Option<String>,
+    /// Where a person opens it.
+    pub url: Option<String>,
+    /// pending, creating, open or closed.
+    pub state: String,
+    /// Its status as last seen.
+    pub status: Option<String>,
+    /// When that status was first seen.
+    pub status_at: Option<DateTime<Utc>>,
+    /// It reached a closing status but could not close the task: why (the task waits for
+    /// a person).
+    pub pending: Option<String>,
+    /// The task was closed by the ticket.
+    pub closed_by_ticket: bool,
 }
 
 /// The subject of a task.
@@ -137,7 +161,11 @@ const SELECT: &str = r#"
                                       order by a.n), '[]')
               from task_attachment a where a.task_id = t.task_id) as attachments,
            (select p.task_id from task p
-             where p.user_id = t.user_id and p.state = 'in_progress' and p.task_id <> t.task_id) as blocked_by
+             where p.user_id = t.user_id and p.state = 'in_progress' and p.task_id <> t.task_id) as blocked_by,
+           (select jsonb_build_object('system', b.system, 'key', k.key, 'url', k.url, 'state', k.state,
+                                      'status', k.remote_status, 'status_at', k.remote_status_at,
+                                      'pending', k.done_pending, 'closed_by_ticket', k.closed_by_ticket)
+              from ticket k join ticket_bridge b using (bridge_id) where k.task_id = t.task_id) as ticket
       from task t join scim_user u on u.user_id = t.user_id
 "#;
 
@@ -179,6 +207,7 @@ struct TaskRow {
     batch_id: Option<i64>,
     attachments: Value,
     blocked_by: Option<i64>,
+    ticket: Option<sqlx::types::Json<TaskTicket>>,
 }
 
 impl From<TaskRow> for Task {
@@ -222,6 +251,7 @@ impl From<TaskRow> for Task {
             approved_at: r.approved_at,
             batch_id: r.batch_id,
             findings: r.findings,
+            ticket: r.ticket.map(|t| t.0),
             completion_key: r.completion_key,
             cancel_reason: r.cancel_reason,
         }

@@ -43,6 +43,9 @@ pub struct AppState {
     pub metrics: Arc<metrics::HttpMetrics>,
     /// The key of OAuth access tokens.
     pub oauth: Arc<auth::jwt::Keys>,
+    /// The ticket bridge's worker (its secrets, HTTP client), for the inbound webhook
+    /// and the bridge's configuration.
+    pub tickets: Arc<crate::tickets::sync::Syncer>,
 }
 
 /// One route: path, method and handler. The router and the route table (checked

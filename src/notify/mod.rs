@@ -140,6 +140,7 @@ pub fn spawn_deliverers(
     store: Store,
     policy: Policy,
     workers: usize,
+    tickets: std::sync::Arc<crate::tickets::sync::Syncer>,
     stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let client = match reqwest::Client::builder().timeout(policy.timeout).build() {
@@ -150,7 +151,8 @@ pub fn spawn_deliverers(
         }
     };
     for _ in 0..workers {
-        let (store, client, mut stop) = (store.clone(), client.clone(), stop.clone());
+        let (store, client, tickets, mut stop) =
+            (store.clone(), client.clone(), tickets.clone(), stop.clone());
         tokio::spawn(async move {
             loop {
                 if *stop.borrow() {
@@ -159,10 +161,14 @@ pub fn spawn_deliverers(
                 // Stopping abandons a send in progress: its transaction rolls back and the
                 // delivery stays pending for the next process (at-least-once).
                 let deliver = store.deliver_next(policy.max_attempts, policy.backoff, |d| {
-                    let client = client.clone();
+                    let (client, tickets) = (client.clone(), tickets.clone());
                     async move {
                         let (event, kind) = (d.event_id, d.kind.clone());
-                        let r = send(&client, d).await;
+                        // A ticket bridge's deliveries are calls to its ticket system.
+                        let r = match d.format.as_str() {
+                            "ticket" => tickets.deliver(&d).await,
+                            _ => send(&client, d).await,
+                        };
                         match &r {
                             Ok(()) => tracing::info!(event, kind, "webhook delivered"),
                             Err(e) => {

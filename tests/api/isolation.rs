@@ -30,6 +30,8 @@ struct AppB {
     batch_id: String,
     /// A snapshot of B's user list the safeguard holds (apply/discard target).
     snapshot_id: String,
+    /// B's ticket bridge (its inbound webhook's path).
+    bridge_id: String,
 }
 
 impl AppB {
@@ -200,6 +202,22 @@ async fn seed_b(app: &TestApp) -> AppB {
     .await;
     assert_eq!(snap["state"], "held", "app B has a held snapshot: {snap}");
     let snapshot_id = snap["id"].to_string();
+    // A ticket bridge (to nowhere: nothing listens on port 9).
+    let bridge = b_json(
+        b_request(app, Method::PUT, "/api/v1/ticket-bridge", &admin)
+            .await
+            .json(
+                &json!({"system": "servicenow", "base_url": "http://127.0.0.1:9",
+                          "auth": {"type": "bearer", "secret": "b-secret"},
+                          "settings": {"table": "sc_task"}, "kinds": ["reactivate"]}),
+            )
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    let bridge_id = bridge["bridge_id"].as_str().unwrap().to_owned();
     AppB {
         snapshot_id,
         scim,
@@ -210,6 +228,7 @@ async fn seed_b(app: &TestApp) -> AppB {
         task_id,
         held_task_id,
         batch_id,
+        bridge_id,
     }
 }
 
@@ -240,6 +259,8 @@ fn fill(path: &str, b: &AppB) -> Option<String> {
         &b.batch_id
     } else if path.starts_with("/api/v1/snapshots/") || path.starts_with("/ui/snapshots/") {
         &b.snapshot_id
+    } else if path.starts_with("/api/v1/ticket-hooks/") {
+        &b.bridge_id
     } else {
         return None;
     };
@@ -462,7 +483,12 @@ async fn a_token_of_one_app_sees_nothing_of_another_app_on_any_route(pool: PgPoo
             {
                 failures.push(format!("{what}: answer shows B's {m:?}: {status} {text}"));
             }
-            if path.contains('{') && !app_neutral(&path) && !matches!(status, 403 | 404) {
+            // The ticket hook takes no token but its bridge's secret: A's tokens are not it.
+            let refused = match path.as_str() {
+                "/api/v1/ticket-hooks/{id}" => matches!(status, 401 | 403 | 404),
+                _ => matches!(status, 403 | 404),
+            };
+            if path.contains('{') && !app_neutral(&path) && !refused {
                 failures.push(format!(
                     "{what}: {status} {location}, want 404 or 403: {text}"
                 ));

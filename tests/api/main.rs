@@ -21,6 +21,8 @@ mod quirks;
 mod reassign;
 mod snapshots;
 mod tasks;
+mod ticket_fakes;
+mod tickets;
 mod users;
 mod web;
 mod web_roles;

@@ -2,6 +2,7 @@
 //! give it back (release).
 
 use serde_json::{json, Value};
+use sqlx::PgConnection;
 use tracing::field::Empty;
 use uuid::Uuid;
 
@@ -15,7 +16,7 @@ use crate::db::tasks::{fetch, Task};
 use crate::db::{notify_tasks, Store};
 use crate::error::{Error, Result};
 use crate::reconcile::evidence::check_fields;
-use crate::reconcile::TaskState;
+use crate::reconcile::{Profiles, TaskState};
 
 impl Store {
     /// Completes a held task. `done` and `not_applicable` move the subject's confirmed
@@ -49,91 +50,7 @@ impl Store {
             code: e.code,
             message: e.message,
         })?;
-        match c.outcome {
-            Outcome::Done | Outcome::NotApplicable => {
-                sqlx::query(
-                    "update scim_user set confirmed = $2, confirmed_at = now(), needs_attention = false where user_id = $1",
-                )
-                .bind(t.subject.id)
-                .bind(if t.target.is_null() { None } else { Some(&t.target) })
-                .execute(&mut *tx)
-                .await?;
-            }
-            Outcome::Failed => {
-                sqlx::query("update scim_user set needs_attention = true where user_id = $1")
-                    .bind(t.subject.id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-        }
-        // A task a snapshot reopened may already have files from its first completion.
-        let before: i32 = if c.attachments.is_empty() {
-            0
-        } else {
-            sqlx::query_scalar("select coalesce(max(n), 0) from task_attachment where task_id = $1")
-                .bind(id)
-                .fetch_one(&mut *tx)
-                .await?
-        };
-        for (n, a) in c.attachments.iter().enumerate() {
-            sqlx::query(
-                "insert into task_attachment (task_id, n, filename, content_type, size, data) values ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(id)
-            .bind(before + n as i32 + 1)
-            .bind(&a.filename)
-            .bind(&a.content_type)
-            .bind(a.data.len() as i32)
-            .bind(&a.data)
-            .execute(&mut *tx)
-            .await?;
-        }
-        let evidence = Value::Object(c.fields.clone());
-        sqlx::query(
-            "update task set state = $2, finished_at = now(), finished_by = $3, note = $4, \
-             evidence = $5, completion_key = $6, updated_at = now() where task_id = $1",
-        )
-        .bind(id)
-        .bind(c.outcome.state())
-        .bind(&actor.name)
-        .bind(&c.note)
-        .bind(&evidence)
-        .bind(&c.idempotency_key)
-        .execute(&mut *tx)
-        .await?;
-        // A waiting task was planned from this one's target; after a failure it must
-        // close the whole difference from the confirmed state instead.
-        // The subject's next task, if one waits, becomes claimable: wake the workers.
-        let next = match c.outcome {
-            Outcome::Done | Outcome::NotApplicable => {
-                derive_user_task(&mut tx, &self.profiles, actor, t.subject.id).await?
-            }
-            Outcome::Failed => replan_waiting(&mut tx, &self.profiles, actor, t.subject.id).await?,
-        };
-        if next.is_some() {
-            notify_tasks(&mut tx, &actor.app_id).await?;
-        }
-        let files: Vec<&str> = c.attachments.iter().map(|a| a.filename.as_str()).collect();
-        let detail = json!({"note": c.note, "fields": evidence, "attachments": files});
-        let (action, outcome) = match c.outcome {
-            Outcome::Done => ("task.complete", "done"),
-            Outcome::NotApplicable => ("task.complete", "not_applicable"),
-            Outcome::Failed => ("task.fail", "failed"),
-        };
-        let event = json!({"task_id": id, "user_id": t.subject.id, "kind": t.kind, "title": t.title,
-            "outcome": outcome, "by": actor.name, "note": c.note});
-        let event_kind = match c.outcome {
-            Outcome::Failed => "task.failed",
-            Outcome::Done | Outcome::NotApplicable => "task.completed",
-        };
-        emit(&mut tx, &actor.app_id, event_kind, Some(id), event, PRIMARY).await?;
-        let done = fetch(&mut tx, &actor.app_id, id).await?;
-        audit::write(
-            &mut tx,
-            actor,
-            task_entry(action, id, t.subject.id, outcome, detail),
-        )
-        .await?;
+        let done = record_completion(&mut tx, &self.profiles, actor, &t, &c, json!({})).await?;
         tx.commit().await?;
         Ok(done)
     }
@@ -161,4 +78,117 @@ impl Store {
         tx.commit().await?;
         Ok(released)
     }
+}
+
+/// Records a completion of a task whose subject and row the caller locked and whose
+/// fields it checked: the confirmed state (done, not applicable) or the attention flag
+/// (failed), the files, the task's new state, the subject's next task, the event and the
+/// audit record (its detail extended by `extra`). Shared by [`Store::complete`] (the
+/// holder) and the ticket bridge (a ticket that reached a closing status).
+pub(super) async fn record_completion(
+    conn: &mut PgConnection,
+    profiles: &Profiles,
+    actor: &Actor,
+    t: &Task,
+    c: &Completion,
+    extra: Value,
+) -> Result<Task> {
+    let id = t.id;
+    match c.outcome {
+        Outcome::Done | Outcome::NotApplicable => {
+            sqlx::query(
+                    "update scim_user set confirmed = $2, confirmed_at = now(), needs_attention = false where user_id = $1",
+                )
+                .bind(t.subject.id)
+                .bind(if t.target.is_null() { None } else { Some(&t.target) })
+                .execute(&mut *conn)
+                .await?;
+        }
+        Outcome::Failed => {
+            sqlx::query("update scim_user set needs_attention = true where user_id = $1")
+                .bind(t.subject.id)
+                .execute(&mut *conn)
+                .await?;
+        }
+    }
+    // A task a snapshot reopened may already have files from its first completion.
+    let before: i32 = if c.attachments.is_empty() {
+        0
+    } else {
+        sqlx::query_scalar("select coalesce(max(n), 0) from task_attachment where task_id = $1")
+            .bind(id)
+            .fetch_one(&mut *conn)
+            .await?
+    };
+    for (n, a) in c.attachments.iter().enumerate() {
+        sqlx::query(
+                "insert into task_attachment (task_id, n, filename, content_type, size, data) values ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(id)
+            .bind(before + n as i32 + 1)
+            .bind(&a.filename)
+            .bind(&a.content_type)
+            .bind(a.data.len() as i32)
+            .bind(&a.data)
+            .execute(&mut *conn)
+            .await?;
+    }
+    let evidence = Value::Object(c.fields.clone());
+    sqlx::query(
+        "update task set state = $2, finished_at = now(), finished_by = $3, note = $4, \
+             evidence = $5, completion_key = $6, updated_at = now() where task_id = $1",
+    )
+    .bind(id)
+    .bind(c.outcome.state())
+    .bind(&actor.name)
+    .bind(&c.note)
+    .bind(&evidence)
+    .bind(&c.idempotency_key)
+    .execute(&mut *conn)
+    .await?;
+    // A waiting task was planned from this one's target; after a failure it must
+    // close the whole difference from the confirmed state instead.
+    // The subject's next task, if one waits, becomes claimable: wake the workers.
+    let next = match c.outcome {
+        Outcome::Done | Outcome::NotApplicable => {
+            derive_user_task(conn, profiles, actor, t.subject.id).await?
+        }
+        Outcome::Failed => replan_waiting(conn, profiles, actor, t.subject.id).await?,
+    };
+    if next.is_some() {
+        notify_tasks(&mut *conn, &actor.app_id).await?;
+    }
+    let files: Vec<&str> = c.attachments.iter().map(|a| a.filename.as_str()).collect();
+    let mut detail = json!({"note": c.note, "fields": evidence, "attachments": files});
+    if let (Value::Object(d), Value::Object(more)) = (&mut detail, extra) {
+        d.extend(more);
+    }
+    let (action, outcome) = match c.outcome {
+        Outcome::Done => ("task.complete", "done"),
+        Outcome::NotApplicable => ("task.complete", "not_applicable"),
+        Outcome::Failed => ("task.fail", "failed"),
+    };
+    let event = json!({"task_id": id, "user_id": t.subject.id, "kind": t.kind, "title": t.title,
+            "outcome": outcome, "by": actor.name, "note": c.note});
+    let event_kind = match c.outcome {
+        Outcome::Failed => "task.failed",
+        Outcome::Done | Outcome::NotApplicable => "task.completed",
+    };
+    emit(
+        &mut *conn,
+        &actor.app_id,
+        event_kind,
+        Some(id),
+        event,
+        PRIMARY,
+    )
+    .await?;
+    let done = fetch(&mut *conn, &actor.app_id, id).await?;
+    audit::write(
+        &mut *conn,
+        actor,
+        task_entry(action, id, t.subject.id, outcome, detail),
+    )
+    .await?;
+    Ok(done)
 }

@@ -18,6 +18,7 @@
 //! | open → in progress (assigned by an admin) | [`Store::reassign`] | `assign.rs` |
 //! | in progress → open (taken back by an admin) | [`Store::reassign`] | `assign.rs` |
 //! | in progress → open (its token revoked) | [`return_claims_of`], called by revocation | `assign.rs` |
+//! | open/in progress → done/failed/n.a. (its ticket closed) | [`Store::close_from_ticket`] | `ticket.rs` |
 //! | unclaimed → cancelled (no longer needed) | [`cancel`], called by derivation | here |
 //! | unclaimed → done (a snapshot shows it met) | [`close_verified`]      | `verify.rs`  |
 //! | done/n.a. → open (a snapshot contradicts it) | [`reopen_contradicted`] | `verify.rs` |
@@ -33,12 +34,13 @@ mod assign;
 mod claim;
 mod decide;
 mod finish;
+mod ticket;
 mod verify;
-
-pub(super) use verify::{close_verified, reopen_contradicted, SnapshotEvidence};
 
 pub(crate) use assign::return_claims_of;
 pub use assign::{Assignee, Reassignment};
+pub use ticket::{Closing, TicketDone};
+pub(super) use verify::{close_verified, reopen_contradicted, SnapshotEvidence};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

@@ -7,6 +7,7 @@ mod error;
 mod governance;
 pub(crate) mod snapshots;
 mod tasks;
+mod tickets;
 mod users;
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -26,6 +27,7 @@ pub(super) fn routes() -> Vec<Route> {
         audit::routes(),
         governance::routes(),
         snapshots::routes(),
+        tickets::routes(),
     ]
     .concat()
 }

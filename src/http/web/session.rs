@@ -130,6 +130,7 @@ impl SignedIn {
             Action::Reassign => "reassign a task",
             Action::SubmitSnapshot => "upload a snapshot of the app's user list",
             Action::DecideSnapshot => "apply or discard a held snapshot",
+            Action::TicketBridge => "configure the ticket bridge",
         };
         Err(PageError::Forbidden(format!(
             "Only {} can {what}, so nothing was changed. Sign in with such a token to do it.",

@@ -63,6 +63,13 @@ pub(super) fn routes() -> Vec<Route> {
 /// `csrf`) cannot collide with it.
 const FIELD_PREFIX: &str = "field.";
 
+struct TicketFacts {
+    key: String,
+    url: Option<String>,
+    status: Option<String>,
+    pending: Option<String>,
+}
+
 struct CopyValue {
     label: &'static str,
     value: String,
@@ -132,6 +139,9 @@ struct TaskPage {
     finished: Option<String>,
     note: Option<String>,
     cancel_reason: Option<String>,
+    /// Its ticket (Jira, ServiceNow): key, link, status, and why it did not close the
+    /// task when it could not.
+    ticket: Option<TicketFacts>,
     steps: Vec<String>,
     values: Vec<CopyValue>,
     changes: Vec<Change>,
@@ -406,6 +416,12 @@ async fn show(
         }),
         note: t.note.clone().filter(|n| !n.is_empty()),
         cancel_reason: t.cancel_reason.clone(),
+        ticket: t.ticket.as_ref().map(|k| TicketFacts {
+            key: k.key.clone().unwrap_or_else(|| "not created yet".into()),
+            url: k.url.clone(),
+            status: k.status.clone(),
+            pending: k.pending.clone(),
+        }),
         steps,
         values,
         changes,

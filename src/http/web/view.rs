@@ -305,6 +305,12 @@ pub fn trail(records: &[Record]) -> Vec<TrailRow> {
                     format!("Closed{task} as not applicable")
                 }
                 "task.complete" => format!("Completed{task}"),
+                "task.reassign" if r.outcome == "released" => {
+                    format!("Taken back to the queue{task}")
+                }
+                "task.reassign" => format!("Reassigned{task}"),
+                "task.ticket" => format!("Ticket linked to{task}"),
+                "task.ticket_done" => format!("Ticket's status did not close{task}"),
                 other => format!("{other}{task} ({})", r.outcome),
             };
             TrailRow {
