@@ -81,14 +81,20 @@ pub fn parse(system: System, body: &Value) -> Result<Hook, Unusable> {
 
 /// A Jira webhook (`jira:issue_updated`, `jira:issue_created`) or an Automation web
 /// request with the issue data: `{"issue": {"id", "key", "fields": {"status": {"name"}, …}},
-/// "user": {"displayName"}}`.
+/// "user": {"displayName"}}`, or the issue itself (`{"id", "key", "fields"}`).
 fn parse_jira(body: &Value) -> Result<Hook, Unusable> {
-    let issue = body.get("issue").filter(|i| i.is_object()).ok_or_else(|| {
-        Unusable(
+    // The webhook's shape, or a bare issue (an Automation rule sending the issue itself).
+    let bare = body.get("key").is_some() && body.get("fields").is_some_and(Value::is_object);
+    let issue = body
+        .get("issue")
+        .filter(|i| i.is_object())
+        .or(bare.then_some(body))
+        .ok_or_else(|| {
+            Unusable(
             "a Jira webhook payload has an \"issue\" object (issue.key, issue.fields.status.name)"
                 .into(),
         )
-    })?;
+        })?;
     let key = text(issue.get("key"));
     let remote_id = text(issue.get("id"));
     if key.is_none() && remote_id.is_none() {
@@ -192,6 +198,15 @@ mod tests {
         assert_eq!(hook.observed.changed_by.as_deref(), Some("Jane Doe"));
         assert_eq!(hook.observed.fields["customfield_10050"]["value"], "Yes");
         assert!(parse(System::Jira, &json!({"key": "IT-7"})).is_err());
+        let bare = parse(
+            System::Jira,
+            &json!({"id": "1", "key": "IT-7", "fields": {"status": {"name": "Done"}}}),
+        )
+        .unwrap();
+        assert_eq!(
+            (bare.key.as_deref(), bare.observed.status.as_deref()),
+            (Some("IT-7"), Some("Done"))
+        );
         assert!(parse(System::Jira, &json!({"issue": {"fields": {}}})).is_err());
     }
 

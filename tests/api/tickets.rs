@@ -1055,7 +1055,10 @@ async fn the_bridge_is_configured_by_admins_with_clear_errors_and_sealed_secrets
         json!({"type": "basic", "username": "bot@acme.example"})
     );
     assert_eq!(v["poll_seconds"], 300);
-    assert_eq!(v["kinds"].as_array().unwrap().len(), 6);
+    assert_eq!(
+        v["kinds"].as_array().unwrap().len(),
+        scimbridge::reconcile::TaskKind::ALL.len()
+    );
     // Stored sealed: neither secret appears in the row.
     let (cred, hook_secret): (String, String) =
         sqlx::query_as("select credential, hook_secret from ticket_bridge")
@@ -1216,4 +1219,92 @@ async fn the_cli_configures_shows_and_disables_the_bridge(pool: PgPool) {
     let out = run(args(&["tickets", "show", "--json"]), vec![]).await;
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["enabled"], false);
+}
+
+#[sqlx::test]
+async fn a_task_reopened_by_a_snapshot_is_followed_again_and_not_closed_by_a_stale_status(
+    pool: PgPool,
+) {
+    let app = TestApp::spawn_with(pool, fast()).await;
+    let jira = jira_site().await;
+    let bridge = configure(&app, jira_bridge(&jira)).await;
+    let secret = bridge["hook_secret"].as_str().unwrap().to_owned();
+    let people: Vec<String> = (0..10).map(|i| format!("user{i}@corp.com")).collect();
+    for p in &people {
+        app.create_user(okta_user(p)).await;
+    }
+    // (A task finished before its ticket was created gets none: wait for them first.)
+    jira.wait("ten issues", |f| f.tickets().len() == 10).await;
+    while let Some(t) = app.claim(&app.agent_token).await {
+        assert_eq!(
+            app.complete(&t, json!({"outcome": "done"})).await.status(),
+            200
+        );
+    }
+    jira.wait("every issue moved to Done", |f| {
+        f.tickets().len() == 10 && f.tickets().iter().all(|t| t.status == "Done")
+    })
+    .await;
+    // The app's own list lacks user0: its done task is reopened.
+    let mut csv = "Email,First Name,Last Name,Role,Status\n".to_owned();
+    for p in &people[1..] {
+        csv += &format!("{p},Ann,Lee,User,Active\n");
+    }
+    let res = app
+        .api(Method::POST, "/snapshots", &app.admin_token)
+        .header("content-type", "text/csv")
+        .body(csv)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let reopened = app.tasks("?state=open").await[0].clone();
+    let id = reopened["id"].as_i64().unwrap();
+    let key = reopened["ticket"]["key"].as_str().unwrap().to_owned();
+    let issue = jira.tickets().into_iter().find(|t| t.key == key).unwrap();
+    jira.wait("the reopening comment", |f| {
+        f.tickets()
+            .iter()
+            .find(|t| t.key == key)
+            .is_some_and(|t| t.comments.iter().any(|c| adf_text(c).contains("reopened")))
+    })
+    .await;
+    for _ in 0..50 {
+        if task(&app, id).await["ticket"]["state"] == "open" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(task(&app, id).await["ticket"]["state"], "open");
+    // The issue still says Done: that no longer closes the task.
+    let (s, b) = post_signed(
+        &app,
+        &hook(&bridge),
+        &secret,
+        &jira_hook(&issue.id, &key, "Done", json!({})),
+    )
+    .await;
+    assert_eq!(
+        (s, b["outcome"].as_str()),
+        (200, Some("not_closing")),
+        "{b}"
+    );
+    assert_eq!(task(&app, id).await["state"], "open");
+    // Moved on and back to Done, it closes the task again.
+    post_signed(
+        &app,
+        &hook(&bridge),
+        &secret,
+        &jira_hook(&issue.id, &key, "In Progress", json!({})),
+    )
+    .await;
+    let (s, b) = post_signed(
+        &app,
+        &hook(&bridge),
+        &secret,
+        &jira_hook(&issue.id, &key, "Done", json!({})),
+    )
+    .await;
+    assert_eq!((s, b["outcome"].as_str()), (200, Some("closed")), "{b}");
+    assert_eq!(task(&app, id).await["state"], "done");
 }
