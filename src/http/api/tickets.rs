@@ -390,8 +390,10 @@ async fn ticket_hook(
     State(s): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    // The raw body: a signature covers exactly these bytes.
+    let body = body.map_err(|e| ApiError::new(e.status().as_u16(), "bad_body", e.body_text()))?;
     let gone = || ApiError::new(404, "not_found", format!("no live ticket bridge {id}"));
     let bridge_id = Uuid::parse_str(&id).map_err(|_| gone())?;
     let row = match s.store.bridge_by_id(bridge_id).await? {
