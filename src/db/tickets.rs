@@ -291,7 +291,9 @@ impl Store {
                 "where t.app_id = $1 and t.state in ",
                 queued_states!(),
                 " and t.kind::text = any($3) ",
-                "and not exists (select 1 from ticket k where k.task_id = t.task_id) returning task_id), ",
+                "and not exists (select 1 from ticket k where k.task_id = t.task_id) ",
+                // A transition of one of these tasks may commit its ticket meanwhile.
+                "on conflict do nothing returning task_id), ",
                 "e as (insert into event (app_id, kind, task_id, payload) ",
                 "select $1, 'ticket.create', t.task_id, jsonb_build_object('task_id', t.task_id, 'backfill', true) ",
                 "from t returning event_id) ",

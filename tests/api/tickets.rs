@@ -1308,3 +1308,53 @@ async fn a_task_reopened_by_a_snapshot_is_followed_again_and_not_closed_by_a_sta
     assert_eq!((s, b["outcome"].as_str()), (200, Some("closed")), "{b}");
     assert_eq!(task(&app, id).await["state"], "done");
 }
+
+#[sqlx::test]
+async fn a_ticket_row_committed_meanwhile_never_fails_the_tasks_own_transition(pool: PgPool) {
+    let app = TestApp::spawn_with(pool, fast()).await;
+    let jira = jira_site().await;
+    let bridge = configure(&app, jira_bridge(&jira)).await;
+    let (s, _) = call(
+        &app,
+        Method::DELETE,
+        "/ticket-bridge",
+        &app.admin_token,
+        None,
+    )
+    .await;
+    assert_eq!(s, 200);
+    let user = app.create_user(okta_user("ann@x.com")).await;
+    let id = first_task_id(&app).await;
+    let mut again = jira_bridge(&jira);
+    again.as_object_mut().unwrap().remove("auth");
+    configure(&app, again).await;
+    // A backfill (another transaction) makes the task's ticket row and has not committed
+    // when an IdP change re-plans the task, whose trigger makes the same row.
+    let bridge_id = uuid::Uuid::parse_str(bridge["bridge_id"].as_str().unwrap()).unwrap();
+    let mut backfill = app.pool.begin().await.unwrap();
+    sqlx::query("insert into ticket (task_id, app_id, bridge_id, correlation) values ($1, 'peopleai', $2, $3)")
+        .bind(id)
+        .bind(bridge_id)
+        .bind(format!("scimbridge-peopleai-{id}"))
+        .execute(&mut *backfill)
+        .await
+        .unwrap();
+    let patch = {
+        let req = app
+            .scim(Method::PATCH, &format!("/Users/{}", user["id"].as_str().unwrap()))
+            .json(&json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                          "Operations": [{"op": "replace", "path": "name.familyName", "value": "Lee-Smith"}]}));
+        tokio::spawn(async move { req.send().await.unwrap().status().as_u16() })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    backfill.commit().await.unwrap();
+    assert_eq!(
+        patch.await.unwrap(),
+        200,
+        "the IdP's write does not fail because of the bridge"
+    );
+    assert!(task(&app, id).await["title"]
+        .as_str()
+        .unwrap()
+        .contains("Lee-Smith"));
+}
