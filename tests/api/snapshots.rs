@@ -528,3 +528,58 @@ async fn a_file_that_cannot_be_read_is_refused_and_changes_nothing(pool: PgPool)
         .unwrap();
     assert_eq!(res.status(), 403, "a scim token cannot submit snapshots");
 }
+
+#[sqlx::test]
+async fn a_reviewed_orphan_is_kept_or_linked_to_its_user_and_not_flagged_again(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let people = emails(20);
+    let ids = confirmed_users(&app, &people).await;
+    // user0's account is in People.ai under an alias; a service account has no owner.
+    let csv = all_active(&people[1..])
+        + &row("svc@corp.com", "User", "Active")
+        + &row("u0.alias@corp.com", "User", "Active");
+    let first = upload_ok(&app, &csv).await;
+    assert_eq!(first["summary"]["orphans"], 2, "{first}");
+    assert_eq!(first["summary"]["contradictions"], 1, "user0 looks missing");
+    // Reviews rank before creations in the queue.
+    let reviews = vec![
+        app.claim(&app.agent_token).await.unwrap(),
+        app.claim(&app.agent_token).await.unwrap(),
+    ];
+    assert!(
+        reviews.iter().all(|t| t["kind"] == "review_account"),
+        "{reviews:?}"
+    );
+    for t in &reviews {
+        let fields = if t["subject"]["user_name"] == "svc@corp.com" {
+            json!({"resolution": "kept"})
+        } else {
+            json!({"resolution": "linked", "linked_user": "nobody@corp.com"})
+        };
+        let res = app
+            .complete(t, json!({"outcome": "done", "fields": fields}))
+            .await;
+        if t["subject"]["user_name"] == "svc@corp.com" {
+            assert_eq!(res.status(), 200);
+        } else {
+            assert_eq!(res.status(), 400, "an unknown user cannot be linked");
+            let body: Value = res.json().await.unwrap();
+            assert_eq!(body["code"], "invalid_field");
+            let res = app
+                .complete(t, json!({"outcome": "done", "fields": {"resolution": "linked", "linked_user": people[0]}}))
+                .await;
+            assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+        }
+    }
+    // The alias is now the account user0 is known to have in the app: their reopened task
+    // now changes the email instead of creating an account.
+    let open = app.tasks("?state=open").await;
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(open[0]["subject"]["id"], ids[0].as_str());
+    assert_eq!(open[0]["kind"], "update_attributes");
+    assert_eq!(open[0]["base"]["email"], "u0.alias@corp.com");
+    // The same export again: the kept account and the linked alias are not orphans.
+    let second = upload_ok(&app, &csv).await;
+    assert_eq!(second["summary"]["orphans"], 0, "{second}");
+    assert_eq!(app.tasks("?state=open").await.len(), 1, "no new review");
+}

@@ -16,7 +16,7 @@ use crate::db::tasks::{fetch, Task};
 use crate::db::{notify_tasks, Store};
 use crate::error::{Error, Result};
 use crate::reconcile::evidence::check_fields;
-use crate::reconcile::{Profiles, TaskState};
+use crate::reconcile::{Profiles, TaskKind, TaskState};
 
 impl Store {
     /// Completes a held task. `done` and `not_applicable` move the subject's confirmed
@@ -149,6 +149,17 @@ pub(super) async fn record_completion(
     // A waiting task was planned from this one's target; after a failure it must
     // close the whole difference from the confirmed state instead.
     // The subject's next task, if one waits, becomes claimable: wake the workers.
+    if t.kind == TaskKind::ReviewAccount && c.outcome != Outcome::Failed {
+        super::verify::resolve_review(
+            conn,
+            profiles,
+            actor,
+            t,
+            c.outcome == Outcome::Done,
+            &c.fields,
+        )
+        .await?;
+    }
     let next = match c.outcome {
         Outcome::Done | Outcome::NotApplicable => {
             derive_user_task(conn, profiles, actor, t.subject.id).await?

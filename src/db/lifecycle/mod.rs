@@ -22,6 +22,7 @@
 //! | unclaimed → cancelled (no longer needed) | [`cancel`], called by derivation | here |
 //! | unclaimed → done (a snapshot shows it met) | [`close_verified`]      | `verify.rs`  |
 //! | done/n.a. → open (a snapshot contradicts it) | [`reopen_contradicted`] | `verify.rs` |
+//! | review_account done: removed/kept/linked | `resolve_review`, called by `complete` | `verify.rs` |
 //!
 //! Planning itself (creating a task, re-planning the unclaimed one) is derivation, in
 //! `db::derive`. Every operation locks the subject's user row before its task rows (the

@@ -148,3 +148,74 @@ pub(in crate::db) async fn reopen_contradicted(
     )
     .await
 }
+
+/// What completing a `review_account` task (an orphan account's review) decided, from its
+/// `resolution` field: `removed` (the account is gone), `kept` (a legitimate account
+/// outside the IdP: later snapshots do not flag it), or `linked` to the IdP user named by
+/// `linked_user` (userName or email): that user's confirmed account becomes this one, and
+/// the user is re-planned (e.g. a task to change the email to the one the IdP wants). Not
+/// applicable means the account was not there. Runs in the completion's transaction.
+pub(in crate::db) async fn resolve_review(
+    tx: &mut PgConnection,
+    profiles: &crate::reconcile::Profiles,
+    actor: &Actor,
+    t: &crate::db::tasks::Task,
+    done: bool,
+    fields: &serde_json::Map<String, Value>,
+) -> Result<()> {
+    let resolution = if done {
+        fields
+            .get("resolution")
+            .and_then(Value::as_str)
+            .unwrap_or("removed")
+    } else {
+        "gone"
+    };
+    let confirmed = match resolution {
+        "kept" => Some(t.base.clone()).filter(|b| !b.is_null()),
+        _ => None,
+    };
+    if resolution == "linked" {
+        let who = fields
+            .get("linked_user")
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|w| !w.is_empty())
+            .ok_or_else(|| crate::error::Error::Invalid {
+                code: "missing_fields",
+                message: "resolution linked needs linked_user: the userName or email of the \
+                          IdP user the account belongs to"
+                    .into(),
+            })?;
+        let user: Option<(Uuid, String)> = sqlx::query_as(
+            "select user_id, user_name from scim_user where app_id = $1 and deleted_at is null \
+             and subject_kind = 'user' and (lower(user_name) = lower($2) or lower($2) = any(emails)) \
+             order by user_id limit 1 for update",
+        )
+        .bind(&actor.app_id)
+        .bind(who)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((user_id, user_name)) = user else {
+            return Err(crate::error::Error::Invalid {
+                code: "invalid_field",
+                message: format!("linked_user: no IdP user of this app is named {who:?}"),
+            });
+        };
+        let mut account = t.base.clone();
+        account["user_name"] = json!(user_name);
+        sqlx::query("update scim_user set confirmed = $2 where user_id = $1")
+            .bind(user_id)
+            .bind(&account)
+            .execute(&mut *tx)
+            .await?;
+        crate::db::derive::derive_user(tx, profiles, actor, user_id).await?;
+    }
+    sqlx::query("update scim_user set resolution = $2, confirmed = $3 where user_id = $1")
+        .bind(t.subject.id)
+        .bind(resolution)
+        .bind(confirmed)
+        .execute(tx)
+        .await?;
+    Ok(())
+}
