@@ -241,7 +241,7 @@ impl Store {
         };
         let Locked { task: t, holder } = lock_task(&mut tx, actor, id).await?;
         let from = holder_of(&t, holder);
-        let claimable_now = match t.state {
+        let claimed = match t.state {
             TaskState::InProgress => true,
             TaskState::Open => {
                 let ok: bool = sqlx::query_scalar(&format!(
@@ -278,7 +278,7 @@ impl Store {
         };
         let reason = r.reason.as_deref().map(str::trim).filter(|s| !s.is_empty());
         let lease_id = Uuid::new_v4();
-        let outcome = match (&to, claimable_now) {
+        let outcome = match (&to, claimed) {
             (None, false) => {
                 return Err(conflict(
                     "task_not_claimed",
