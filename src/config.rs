@@ -101,6 +101,11 @@ pub struct Config {
     #[arg(long, env = "SCIMBRIDGE_TICKET_SETTLE", default_value_t = 120)]
     pub ticket_settle_secs: u64,
 
+    /// Accept `http://` ticket bridge URLs (a local test double, a proxy on the same
+    /// host); off: only `https://`, since the bridge sends credentials with every call.
+    #[arg(long, env = "SCIMBRIDGE_TICKET_ALLOW_HTTP")]
+    pub ticket_allow_http: bool,
+
     /// Seconds between looks for ticket statuses due to be polled (each ticket's own
     /// interval starts at its bridge's `poll_seconds` and backs off).
     #[arg(long, env = "SCIMBRIDGE_TICKET_POLL_TICK", default_value_t = 15)]
@@ -137,6 +142,8 @@ impl Config {
             secrets_key: None,
             // Tests' fake ticket systems search consistently.
             ticket_settle_secs: 0,
+            // The tests' fake Jira and ServiceNow listen on http://127.0.0.1.
+            ticket_allow_http: true,
             ticket_poll_tick_secs: 60,
             profiles: Default::default(),
         }

@@ -946,8 +946,8 @@ async fn the_bridge_is_configured_by_admins_with_clear_errors_and_sealed_secrets
             "invalid_system",
         ),
         (
-            "plain http to another host",
-            with(&|v| v["base_url"] = json!("http://acme.atlassian.net")),
+            "another scheme",
+            with(&|v| v["base_url"] = json!("ftp://acme.atlassian.net")),
             "invalid_base_url",
         ),
         (
@@ -1207,7 +1207,7 @@ async fn the_cli_configures_shows_and_disables_the_bridge(pool: PgPool) {
             "--system",
             "jira",
             "--base-url",
-            "http://example.com",
+            "ftp://example.com",
         ]),
         vec![],
     )
@@ -1357,4 +1357,37 @@ async fn a_ticket_row_committed_meanwhile_never_fails_the_tasks_own_transition(p
         .as_str()
         .unwrap()
         .contains("Lee-Smith"));
+}
+
+#[sqlx::test]
+async fn plain_http_ticket_systems_are_refused_unless_allowed(pool: PgPool) {
+    let mut config = fast();
+    config.ticket_allow_http = false;
+    let app = TestApp::spawn_with(pool, config).await;
+    let jira = jira_site().await;
+    let (s, b) = call(
+        &app,
+        Method::PUT,
+        "/ticket-bridge",
+        &app.admin_token,
+        Some(jira_bridge(&jira)),
+    )
+    .await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (400, Some("invalid_base_url")),
+        "{b}"
+    );
+    assert!(b["message"].as_str().unwrap().contains("https://"));
+    let mut https = jira_bridge(&jira);
+    https["base_url"] = json!("https://acme.atlassian.net");
+    let (s, _) = call(
+        &app,
+        Method::PUT,
+        "/ticket-bridge",
+        &app.admin_token,
+        Some(https),
+    )
+    .await;
+    assert_eq!(s, 200);
 }

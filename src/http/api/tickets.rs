@@ -123,13 +123,13 @@ fn bad(code: &'static str, message: impl Into<String>) -> ApiError {
     ApiError::new(400, code, message)
 }
 
-/// `https://…`, or `http://` to this machine only (a test or a local proxy): the bridge
-/// sends credentials with every call.
-fn check_base_url(url: &str) -> Result<String, ApiError> {
+/// `https://…` (`http://` only with `--ticket-allow-http`): the bridge sends credentials
+/// with every call.
+fn check_base_url(url: &str, allow_http: bool) -> Result<String, ApiError> {
     let url = url.trim().trim_end_matches('/');
     let rest = url
         .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"));
+        .or_else(|| url.strip_prefix("http://").filter(|_| allow_http));
     let Some(rest) = rest.filter(|r| !r.is_empty()) else {
         return Err(bad(
             "invalid_base_url",
@@ -137,14 +137,6 @@ fn check_base_url(url: &str) -> Result<String, ApiError> {
         ));
     };
     let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host_name = host.rsplit_once(':').map_or(host, |(h, _)| h);
-    let local = matches!(host_name, "127.0.0.1" | "localhost" | "[::1]");
-    if url.starts_with("http://") && !local {
-        return Err(bad(
-            "invalid_base_url",
-            "base_url must use https:// (credentials are sent with every call); http:// is accepted for 127.0.0.1 and localhost only",
-        ));
-    }
     if rest.contains(['?', '#', ' ']) || host.is_empty() || host.contains('@') {
         return Err(bad(
             "invalid_base_url",
@@ -168,7 +160,7 @@ async fn put_bridge(
             format!("system must be one of {}", all.join(", ")),
         )
     })?;
-    let base_url = check_base_url(&req.base_url)?;
+    let base_url = check_base_url(&req.base_url, s.config.ticket_allow_http)?;
     let settings: Settings = match req.settings {
         None | Some(Value::Null) => Settings::default(),
         Some(v) => serde_json::from_value(v)
