@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::{postgres::PgRow, Postgres, QueryBuilder, Row};
+use sqlx::{Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use super::Store;
@@ -61,23 +61,46 @@ pub struct FindingSubject {
     pub user_name: String,
 }
 
-fn finding(r: &PgRow) -> Finding {
-    let kind: String = r.get("subject_kind");
-    Finding {
-        id: r.get("finding_id"),
-        kind: r.get("kind"),
-        subject: FindingSubject {
-            kind: if kind == "account" { "account" } else { "user" }.into(),
-            id: r.get("subject_id"),
-            user_name: r.get("user_name"),
-        },
-        text: r.get("text"),
-        changes: r.get("changes"),
-        snapshot: r.get("snapshot_id"),
-        last_seen: r.get("last_seen"),
-        task_id: r.get("task_id"),
-        created_at: r.get("created_at"),
-        resolved_at: r.get("resolved_at"),
+/// A row of the findings query.
+#[derive(sqlx::FromRow)]
+struct FindingRow {
+    finding_id: i64,
+    kind: String,
+    subject_id: Uuid,
+    subject_kind: String,
+    user_name: String,
+    text: String,
+    changes: Value,
+    snapshot_id: i64,
+    last_seen: i64,
+    task_id: Option<i64>,
+    created_at: DateTime<Utc>,
+    resolved_at: Option<DateTime<Utc>>,
+}
+
+impl From<FindingRow> for Finding {
+    fn from(r: FindingRow) -> Finding {
+        Finding {
+            id: r.finding_id,
+            kind: r.kind,
+            subject: FindingSubject {
+                kind: if r.subject_kind == "account" {
+                    "account"
+                } else {
+                    "user"
+                }
+                .into(),
+                id: r.subject_id,
+                user_name: r.user_name,
+            },
+            text: r.text,
+            changes: r.changes,
+            snapshot: r.snapshot_id,
+            last_seen: r.last_seen,
+            task_id: r.task_id,
+            created_at: r.created_at,
+            resolved_at: r.resolved_at,
+        }
     }
 }
 
@@ -110,11 +133,9 @@ impl Store {
         }
         b.push(" order by f.finding_id limit ")
             .push_bind(q.limit + 1);
-        let rows = b.build().fetch_all(&self.pool).await?;
+        let mut rows: Vec<FindingRow> = b.build_query_as().fetch_all(&self.pool).await?;
         let more = rows.len() as i64 > q.limit;
-        Ok((
-            rows.iter().take(q.limit as usize).map(finding).collect(),
-            more,
-        ))
+        rows.truncate(q.limit as usize);
+        Ok((rows.into_iter().map(Finding::from).collect(), more))
     }
 }

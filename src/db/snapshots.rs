@@ -8,7 +8,6 @@ use futures_util::{Stream, StreamExt};
 use serde::Serialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use sqlx::{postgres::PgRow, Row};
 
 use super::audit::{self, Entry};
 use super::Store;
@@ -101,27 +100,53 @@ pub(super) const SELECT: &str = "select snapshot_id, state, format, filename, su
     observed_fields, hold_reason, preview, summary, decided_by, decided_at, applied_at \
     from snapshot";
 
-pub(super) fn snapshot(r: &PgRow) -> Snapshot {
-    Snapshot {
-        id: r.get("snapshot_id"),
-        state: r.get("state"),
-        format: r.get("format"),
-        filename: r.get("filename"),
-        submitted_by: r.get("submitted_by"),
-        submitted_role: r.get("submitted_role"),
-        created_at: r.get("created_at"),
-        taken_at: r.get("taken_at"),
-        sha256: r.get::<Option<Vec<u8>>, _>("sha256").map(hex::encode),
-        bytes: r.get("bytes"),
-        rows: r.get("row_count"),
-        unknown_columns: r.get("unknown_columns"),
-        observed_fields: r.get("observed_fields"),
-        hold_reason: r.get("hold_reason"),
-        preview: r.get("preview"),
-        summary: r.get("summary"),
-        decided_by: r.get("decided_by"),
-        decided_at: r.get("decided_at"),
-        applied_at: r.get("applied_at"),
+/// A row of [`SELECT`].
+#[derive(sqlx::FromRow)]
+struct SnapshotRow {
+    snapshot_id: i64,
+    state: String,
+    format: String,
+    filename: Option<String>,
+    submitted_by: String,
+    submitted_role: String,
+    created_at: DateTime<Utc>,
+    taken_at: DateTime<Utc>,
+    sha256: Option<Vec<u8>>,
+    bytes: Option<i64>,
+    row_count: Option<i64>,
+    unknown_columns: Vec<String>,
+    observed_fields: Vec<String>,
+    hold_reason: Option<String>,
+    preview: Option<Value>,
+    summary: Option<Value>,
+    decided_by: Option<String>,
+    decided_at: Option<DateTime<Utc>>,
+    applied_at: Option<DateTime<Utc>>,
+}
+
+impl From<SnapshotRow> for Snapshot {
+    fn from(r: SnapshotRow) -> Snapshot {
+        Snapshot {
+            id: r.snapshot_id,
+            state: r.state,
+            format: r.format,
+            filename: r.filename,
+            submitted_by: r.submitted_by,
+            submitted_role: r.submitted_role,
+            created_at: r.created_at,
+            taken_at: r.taken_at,
+            sha256: r.sha256.map(hex::encode),
+            bytes: r.bytes,
+            rows: r.row_count,
+            unknown_columns: r.unknown_columns,
+            observed_fields: r.observed_fields,
+            hold_reason: r.hold_reason,
+            preview: r.preview,
+            summary: r.summary,
+            decided_by: r.decided_by,
+            decided_at: r.decided_at,
+            applied_at: r.applied_at,
+        }
     }
 }
 
@@ -327,7 +352,7 @@ impl Store {
         before: Option<i64>,
         limit: i64,
     ) -> Result<(Vec<Snapshot>, bool)> {
-        let rows = sqlx::query(&format!(
+        let mut rows: Vec<SnapshotRow> = sqlx::query_as(&format!(
             "{SELECT} where app_id = $1 and ($2::bigint is null or snapshot_id < $2) \
              order by snapshot_id desc limit $3"
         ))
@@ -337,21 +362,19 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         let more = rows.len() as i64 > limit;
-        Ok((
-            rows.iter().take(limit as usize).map(snapshot).collect(),
-            more,
-        ))
+        rows.truncate(limit as usize);
+        Ok((rows.into_iter().map(Snapshot::from).collect(), more))
     }
 
     /// One snapshot of the app.
     pub async fn snapshot(&self, app_id: &str, id: i64) -> Result<Snapshot> {
-        let row = sqlx::query(&format!("{SELECT} where app_id = $1 and snapshot_id = $2"))
-            .bind(app_id)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref()
-            .map(snapshot)
+        let row: Option<SnapshotRow> =
+            sqlx::query_as(&format!("{SELECT} where app_id = $1 and snapshot_id = $2"))
+                .bind(app_id)
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(Snapshot::from)
             .ok_or_else(|| Error::NotFound(format!("snapshot {id}")))
     }
 
