@@ -238,11 +238,13 @@ async fn observe(
 /// Whether this difference is already an open finding whose task is still unfinished
 /// (then the snapshot only notes it saw it again).
 async fn known(tx: &mut PgConnection, ctx: &Ctx<'_>, subject: Uuid, print: &str) -> Result<bool> {
-    let seen = sqlx::query(
+    let seen = sqlx::query(concat!(
         "update finding f set last_seen = $3 where f.subject_id = $1 and f.fingerprint = $2 \
          and f.resolved_at is null and (f.task_id is null or exists (select 1 from task t \
-         where t.task_id = f.task_id and t.state in ('open', 'awaiting_approval', 'held', 'in_progress')))",
-    )
+         where t.task_id = f.task_id and t.state in ",
+        unfinished_states!(),
+        "))"
+    ))
     .bind(subject)
     .bind(print)
     .bind(ctx.id)

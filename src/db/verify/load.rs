@@ -3,13 +3,13 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::{PgConnection, Row};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::Ctx;
 use crate::db::derive::desired_of;
 use crate::error::Result;
-use crate::reconcile::Account;
+use crate::reconcile::{Account, TaskState};
 
 /// A subject as verification sees it.
 #[derive(Debug, Clone)]
@@ -36,6 +36,29 @@ pub(super) struct Loaded {
     pub last_done: Option<(i64, Option<Account>)>,
 }
 
+/// The row [`subjects`] reads.
+#[derive(sqlx::FromRow)]
+struct LoadRow {
+    user_id: Uuid,
+    orphan: bool,
+    deleted: bool,
+    user_name: String,
+    doc: Value,
+    confirmed: Option<Value>,
+    confirmed_at: Option<DateTime<Utc>>,
+    observed_at: Option<DateTime<Utc>>,
+    observed_snapshot: Option<i64>,
+    resolution: Option<String>,
+    group_names: Vec<String>,
+    open_id: Option<i64>,
+    open_target: Option<Value>,
+    in_progress: bool,
+    last_id: Option<i64>,
+    last_state: Option<TaskState>,
+    last_target: Option<Value>,
+    last_finished: Option<DateTime<Utc>>,
+}
+
 pub(super) async fn subjects(
     conn: &mut PgConnection,
     ctx: &Ctx<'_>,
@@ -44,7 +67,7 @@ pub(super) async fn subjects(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let rows = sqlx::query(
+    let rows: Vec<LoadRow> = sqlx::query_as(concat!(
         r#"
         select u.user_id, u.subject_kind = 'account' as orphan, u.deleted_at is not null as deleted,
                u.user_name, u.doc, u.confirmed, u.confirmed_at, u.observed_at, u.observed_snapshot,
@@ -54,16 +77,18 @@ pub(super) async fn subjects(
                           where m.user_id = u.user_id and g.deleted_at is null), '{}') as group_names,
                o.task_id as open_id, o.target as open_target,
                exists (select 1 from task p where p.user_id = u.user_id and p.state = 'in_progress') as in_progress,
-               l.task_id as last_id, l.state::text as last_state, l.target as last_target,
+               l.task_id as last_id, l.state as last_state, l.target as last_target,
                l.finished_at as last_finished
           from scim_user u
-          left join task o on o.user_id = u.user_id and o.state in ('open', 'awaiting_approval', 'held')
+          left join task o on o.user_id = u.user_id and o.state in "#,
+        unclaimed_states!(),
+        r#"
           left join lateral (select t.task_id, t.state, t.target, t.finished_at from task t
                               where t.user_id = u.user_id order by t.task_id desc limit 1) l on true
          where u.user_id = any($1) and u.app_id = $2
          order by u.user_id
-        "#,
-    )
+        "#
+    ))
     .bind(ids)
     .bind(ctx.app_id)
     .fetch_all(conn)
@@ -71,42 +96,36 @@ pub(super) async fn subjects(
     let account = |v: Option<Value>| v.and_then(|v| serde_json::from_value::<Account>(v).ok());
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
-        let orphan: bool = r.get("orphan");
-        let deleted: bool = r.get("deleted");
-        let desired = if deleted || orphan {
+        let desired = if r.deleted || r.orphan {
             None
         } else {
-            let doc: Value = r.get("doc");
-            let groups: Vec<String> = r.get("group_names");
-            Some(desired_of(ctx.profile, &doc, &groups))
+            Some(desired_of(ctx.profile, &r.doc, &r.group_names))
         };
-        let open_id: Option<i64> = r.get("open_id");
-        let open = open_id.map(|id| (id, account(r.get("open_target"))));
-        let in_progress: bool = r.get("in_progress");
-        let last_id: Option<i64> = r.get("last_id");
-        let last_state: Option<String> = r.get("last_state");
-        let last_finished: Option<DateTime<Utc>> = r.get("last_finished");
-        let last_done = match (last_id, last_state.as_deref(), last_finished) {
-            (Some(id), Some("done" | "not_applicable"), Some(at))
-                if at <= ctx.taken_at && open.is_none() && !in_progress =>
+        let open = r.open_id.map(|id| (id, account(r.open_target)));
+        let last_done = match (r.last_id, r.last_state, r.last_finished) {
+            (Some(id), Some(state), Some(at))
+                if state.is_in(&TaskState::CONFIRMED)
+                    && at <= ctx.taken_at
+                    && open.is_none()
+                    && !r.in_progress =>
             {
-                Some((id, account(r.get("last_target"))))
+                Some((id, account(r.last_target)))
             }
             _ => None,
         };
         out.push(Loaded {
-            id: r.get("user_id"),
-            orphan,
-            deleted,
-            user_name: r.get("user_name"),
+            id: r.user_id,
+            orphan: r.orphan,
+            deleted: r.deleted,
+            user_name: r.user_name,
             desired,
-            confirmed: account(r.get("confirmed")),
-            confirmed_at: r.get("confirmed_at"),
-            observed_at: r.get("observed_at"),
-            observed_snapshot: r.get("observed_snapshot"),
-            resolution: r.get("resolution"),
+            confirmed: account(r.confirmed),
+            confirmed_at: r.confirmed_at,
+            observed_at: r.observed_at,
+            observed_snapshot: r.observed_snapshot,
+            resolution: r.resolution,
             open,
-            in_progress,
+            in_progress: r.in_progress,
             last_done,
         });
     }
