@@ -38,7 +38,7 @@ pub(super) fn desired_of(profile: &Profile, doc: &Value, groups: &[String]) -> A
         .and_then(Value::as_array)
         .map(|rs| {
             rs.iter()
-                .filter_map(|r| r.get("value").and_then(Value::as_str))
+                .filter_map(|role| role.get("value").and_then(Value::as_str))
                 .collect()
         })
         .unwrap_or_default();

@@ -263,10 +263,15 @@ async fn show(
     if !(actions.claim || actions.work || actions.take_over) {
         actions.why_not = Some(explain(&t, mine));
     }
-    let assignable = match t.state.as_str() {
-        "in_progress" => true,
-        "open" => t.blocked_by.is_none(),
-        _ => false,
+    let assignable = match t.state {
+        TaskState::InProgress => true,
+        TaskState::Open => t.blocked_by.is_none(),
+        TaskState::AwaitingApproval
+        | TaskState::Held
+        | TaskState::Done
+        | TaskState::Failed
+        | TaskState::NotApplicable
+        | TaskState::Cancelled => false,
     };
     let assignees = if assignable && me.session.role.may(Action::Reassign) {
         let current = holder.filter(|_| t.state == TaskState::InProgress);
