@@ -31,6 +31,16 @@ impl Role {
         }
     }
 
+    /// The role as messages name a token of it: "a scim token", "an agent token".
+    pub fn a_token(self) -> &'static str {
+        match self {
+            Role::Scim => "a scim token",
+            Role::Agent => "an agent token",
+            Role::Admin => "an admin token",
+            Role::System => "scimbridge itself",
+        }
+    }
+
     /// Parses the stored spelling.
     pub fn parse(s: &str) -> Option<Role> {
         match s {

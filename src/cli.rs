@@ -51,7 +51,8 @@ pub enum Command {
     Migrate,
     /// Work the task queue with a handler program (an automation agent).
     Agent(crate::agent::AgentArgs),
-    /// Work tasks by hand: list, show, claim, done, fail, na, release, counts.
+    /// Work tasks by hand: list, show, claim, done, fail, na, release, reassign, approve,
+    /// reject, counts.
     Tasks(crate::admin::TasksArgs),
     /// Users' provisioning state: list, show (desired vs confirmed), history.
     Users(crate::admin::UsersArgs),

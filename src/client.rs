@@ -292,6 +292,25 @@ impl Client {
         )
     }
 
+    /// `POST /tasks/{id}/approve` (admins): a task awaiting approval becomes claimable.
+    pub async fn approve(&self, id: i64) -> Result<Task> {
+        Task::from_value(
+            self.call_json(Request::post(&format!("/tasks/{id}/approve"), &json!({})))
+                .await?,
+        )
+    }
+
+    /// `POST /tasks/{id}/reject` (admins): a task awaiting approval is not done.
+    pub async fn reject(&self, id: i64, reason: &str) -> Result<Task> {
+        Task::from_value(
+            self.call_json(Request::post(
+                &format!("/tasks/{id}/reject"),
+                &json!({"reason": reason}),
+            ))
+            .await?,
+        )
+    }
+
     /// `POST /tasks/{id}/reassign` (admins): to another token (id or name) or `queue`.
     pub async fn reassign(
         &self,

@@ -51,6 +51,7 @@ impl Application {
         let stop = Stopper(Arc::new(tokio::sync::watch::channel(false).0));
         let notifier = crate::queue::Notifier::new();
         notifier.spawn_listener(store.clone(), stop.watch());
+        notifier.close_on(stop.watch());
         crate::queue::spawn_sweeper(
             store.clone(),
             Duration::from_secs(config.sweep_interval_secs),
@@ -134,10 +135,11 @@ impl Application {
         self.listener.local_addr()
     }
 
-    /// Serves until SIGINT/SIGTERM (or the stopper), then finishes in-flight requests
-    /// and stops the background work.
+    /// Serves until SIGINT/SIGTERM (or the stopper), then stops the background work, ends
+    /// waiting long polls with "no task" and finishes the other in-flight requests.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let stop = self.stop.clone();
+        let signalled = self.stop.clone();
         let stopped = Stopper::stopped(stop.watch());
         let result = axum::serve(
             self.listener,
@@ -148,6 +150,9 @@ impl Application {
                 _ = shutdown_signal() => {},
                 _ = stopped => {},
             }
+            // Background work stops as the drain begins; long-polling claims among the
+            // in-flight requests answer "no task" at once instead of holding the drain.
+            signalled.stop();
         })
         .await;
         stop.stop();

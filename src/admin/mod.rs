@@ -156,6 +156,27 @@ pub enum TasksCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Admins: approve a task awaiting approval (e.g. a grant of People.ai Admin); it
+    /// becomes claimable.
+    Approve {
+        /// Task id.
+        id: i64,
+        /// Print the API's JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Admins: reject a task awaiting approval; nothing is done in the app, and the
+    /// user reads `rejected` over SCIM until the IdP changes them again.
+    Reject {
+        /// Task id.
+        id: i64,
+        /// Why (recorded on the task and in the audit trail).
+        #[arg(long)]
+        reason: String,
+        /// Print the API's JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// How many tasks there are per state and kind.
     Counts {
         /// Print the API's JSON.

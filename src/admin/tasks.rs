@@ -1,4 +1,5 @@
-//! `scimbridge tasks …`: list, show, claim, complete, release and count tasks.
+//! `scimbridge tasks …`: list, show, claim, complete, release, reassign, approve or reject
+//! and count tasks.
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -105,6 +106,24 @@ pub(super) async fn run(client: &Client, cmd: TasksCommand) -> anyhow::Result<()
                 );
             } else {
                 println!("task {id} released; it is {} again", t.state);
+            }
+            Ok(())
+        }
+        TasksCommand::Approve { id, json } => {
+            let t = client.approve(id).await?;
+            if json {
+                println!("{}", pretty(&t.raw));
+            } else {
+                println!("task {id} approved; it is {} and can be claimed", t.state);
+            }
+            Ok(())
+        }
+        TasksCommand::Reject { id, reason, json } => {
+            let t = client.reject(id, &reason).await?;
+            if json {
+                println!("{}", pretty(&t.raw));
+            } else {
+                println!("task {id} rejected ({}): {reason}", t.state);
             }
             Ok(())
         }

@@ -1,7 +1,7 @@
 //! Sessions of the admin web UI: created at sign-in from an agent or admin token, found by
 //! the hash of the cookie's random id, deleted at sign-out. A session is only as alive as
 //! its token: every lookup joins the token row, so a revoked token ends its sessions at
-//! once (no cache in between, unlike bearer tokens).
+//! once (no cache in between, unlike bearer tokens), and the page can say why.
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -34,6 +34,15 @@ pub struct WebSession {
     pub expires_at: DateTime<Utc>,
 }
 
+/// What a session cookie leads to.
+#[derive(Debug, Clone)]
+pub enum FoundSession {
+    /// The session, its token live (it may have expired: see `expires_at`).
+    Live(WebSession),
+    /// Its token was revoked since sign-in; the session was deleted.
+    Revoked,
+}
+
 /// A row of [`SELECT`].
 #[derive(sqlx::FromRow)]
 struct SessionRow {
@@ -46,6 +55,8 @@ struct SessionRow {
     csrf_token: String,
     created_at: DateTime<Utc>,
     expires_at: DateTime<Utc>,
+    /// Whether the token was revoked since sign-in.
+    revoked: bool,
 }
 
 impl From<SessionRow> for WebSession {
@@ -66,7 +77,8 @@ impl From<SessionRow> for WebSession {
 }
 
 const SELECT: &str = "select s.session_id, s.app_id, a.display_name, s.token_id, s.token_name, \
-    s.role::text as role, s.csrf_token, s.created_at, s.expires_at \
+    s.role::text as role, s.csrf_token, s.created_at, s.expires_at, \
+    t.revoked_at is not null as revoked \
     from web_session s join app a using (app_id) join token t using (token_id)";
 
 impl Store {
@@ -104,16 +116,22 @@ impl Store {
         Ok(row.into())
     }
 
-    /// The session with this hash whose token is still live, expired or not (the caller
-    /// tells an expired session apart to say so). None: unknown, signed out or revoked.
-    pub async fn session(&self, session_hash: &str) -> Result<Option<WebSession>> {
-        let row: Option<SessionRow> = sqlx::query_as(&format!(
-            "{SELECT} where s.session_id = $1 and t.revoked_at is null"
-        ))
-        .bind(session_hash)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(WebSession::from))
+    /// The session with this hash, expired or not (the caller tells an expired session
+    /// apart to say so). None: unknown or signed out.
+    pub async fn session(&self, session_hash: &str) -> Result<Option<FoundSession>> {
+        let row: Option<SessionRow> = sqlx::query_as(&format!("{SELECT} where s.session_id = $1"))
+            .bind(session_hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            None => Ok(None),
+            // The token was revoked after sign-in: the session is over, and says why.
+            Some(r) if r.revoked => {
+                self.delete_session(session_hash).await?;
+                Ok(Some(FoundSession::Revoked))
+            }
+            Some(r) => Ok(Some(FoundSession::Live(r.into()))),
+        }
     }
 
     /// Ends a session (sign-out, or found expired).

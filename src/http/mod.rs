@@ -7,6 +7,7 @@ pub mod api;
 pub mod attachment;
 pub mod auth;
 pub mod health;
+mod home;
 pub mod metrics;
 pub mod oauth;
 pub mod origin;
@@ -56,6 +57,7 @@ pub type Route = (&'static str, Method, MethodRouter<AppState>);
 pub fn routes() -> Vec<Route> {
     [
         health::routes(),
+        home::routes(),
         scim::routes(),
         api::routes(),
         oauth::routes(),

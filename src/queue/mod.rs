@@ -14,18 +14,40 @@ use crate::db::Store;
 #[derive(Debug)]
 pub struct Notifier {
     tx: broadcast::Sender<String>,
+    /// Becomes true when the server shuts down: waiting claims answer "no task" at once
+    /// instead of holding the graceful shutdown for the rest of their wait.
+    closed: watch::Sender<bool>,
 }
 
 impl Notifier {
     /// A notifier with no listener yet.
     pub fn new() -> Arc<Notifier> {
         let (tx, _) = broadcast::channel(1024);
-        Arc::new(Notifier { tx })
+        Arc::new(Notifier {
+            tx,
+            closed: watch::channel(false).0,
+        })
     }
 
     /// Receives app ids as their tasks change.
     pub fn subscribe(&self) -> broadcast::Receiver<String> {
         self.tx.subscribe()
+    }
+
+    /// Resolves once the server is shutting down (see [`Notifier::close_on`]).
+    pub async fn closed(&self) {
+        let mut rx = self.closed.subscribe();
+        // An error means the sender is gone, which cannot happen while `self` lives.
+        let _ = rx.wait_for(|c| *c).await.map(|_| ());
+    }
+
+    /// Closes this notifier when `stop` turns true: every waiting claim ends then.
+    pub fn close_on(self: &Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            let _ = stop.wait_for(|s| *s).await.map(|_| ());
+            me.closed.send_replace(true);
+        });
     }
 
     /// Listens to the database for as long as the process runs, reconnecting after a

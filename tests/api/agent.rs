@@ -804,3 +804,66 @@ async fn every_log_line_of_a_job_names_its_task_app_and_kind(pool: PgPool) {
         );
     }
 }
+
+#[sqlx::test]
+async fn an_idle_long_poll_ends_with_no_task_before_the_request_deadline(pool: PgPool) {
+    let mut config = scimbridge::config::Config::for_tests();
+    config.request_timeout_secs = 3;
+    let app = TestApp::spawn_with(pool, config).await;
+    // A claim asking to wait as long as the deadline answers 204 (no task) just before
+    // it, not 503 `timeout` at it.
+    let started = Instant::now();
+    let res = app
+        .api(Method::POST, "/tasks/claim", &app.agent_token)
+        .json(&json!({"wait": 3}))
+        .send()
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(res.status(), 204, "{:?}", res.text().await);
+    assert!(
+        took >= Duration::from_millis(1400) && took < Duration::from_secs(3),
+        "waited {took:?}: most of the wait, ending before the 3 s deadline"
+    );
+    // The agent, polling with --wait equal to the deadline, logs no warning or error
+    // over several idle polls, and stops at once.
+    let dir = scratch();
+    let handler = script(&dir, "handler", "cat >/dev/null");
+    let agent = Agent::start(&app, &handler, &["--wait", "3"]);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let started = Instant::now();
+    let (status, log) = agent.stop(Duration::from_secs(10)).await;
+    assert!(status.success(), "{status}\n{log}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "shutdown waited {:?}",
+        started.elapsed()
+    );
+    assert!(log.contains("agent stopped"), "{log}");
+    assert!(
+        !log.contains("WARN") && !log.contains("ERROR"),
+        "idle polls are not errors:\n{log}"
+    );
+}
+
+#[sqlx::test]
+async fn a_server_shutting_down_ends_its_long_polls_at_once(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let claim = app
+        .api(Method::POST, "/tasks/claim", &app.agent_token)
+        .json(&json!({"wait": 25}))
+        .send();
+    let polling = tokio::spawn(claim);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = Instant::now();
+    // Dropping the test app stops the server (as SIGTERM does): the drain must not wait
+    // out the poll.
+    drop(app);
+    let res = tokio::time::timeout(Duration::from_secs(5), polling)
+        .await
+        .expect("the long poll ended with the shutdown")
+        .unwrap()
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    assert!(started.elapsed() < Duration::from_secs(2));
+}

@@ -51,7 +51,10 @@ async fn agent_and_admin_tokens_cannot_use_scim_and_scim_tokens_cannot_use_the_t
     pool: PgPool,
 ) {
     let app = TestApp::spawn(pool).await;
-    for token in [&app.agent_token, &app.admin_token] {
+    for (token, says) in [
+        (&app.agent_token, "an agent token cannot use the SCIM API"),
+        (&app.admin_token, "an admin token cannot use the SCIM API"),
+    ] {
         let res = app
             .client
             .get(app.url("/scim/v2/Users"))
@@ -59,7 +62,8 @@ async fn agent_and_admin_tokens_cannot_use_scim_and_scim_tokens_cannot_use_the_t
             .send()
             .await
             .unwrap();
-        assert_scim_error(res, 403, None).await;
+        let body = assert_scim_error(res, 403, None).await;
+        assert!(body["detail"].as_str().unwrap().starts_with(says), "{body}");
     }
     let res = app
         .api(Method::GET, "/tasks", &app.scim_token)
@@ -69,6 +73,13 @@ async fn agent_and_admin_tokens_cannot_use_scim_and_scim_tokens_cannot_use_the_t
     assert_eq!(res.status(), 403);
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["code"], "forbidden_role");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("a scim token cannot use the task API"),
+        "{body}"
+    );
 }
 
 #[sqlx::test]

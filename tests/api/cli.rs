@@ -646,3 +646,48 @@ async fn snapshot_import_shows_what_it_found_and_a_held_one_exits_2_until_applie
     );
     assert!(e.contains("cannot read /nonexistent.csv"), "{e}");
 }
+
+#[sqlx::test]
+async fn tasks_approve_and_reject_decide_grants_waiting_for_an_admin(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    for name in ["ann@x.com", "bob@x.com"] {
+        let mut u = okta_user(name);
+        u["roles"] = json!([{"value": "Admin"}]);
+        app.create_user(u).await;
+    }
+    let waiting = app.tasks("?state=awaiting_approval").await;
+    assert_eq!(waiting.len(), 2, "granting Admin waits for an admin");
+    let (ann, bob) = (
+        waiting[0]["id"].as_i64().unwrap().to_string(),
+        waiting[1]["id"].as_i64().unwrap().to_string(),
+    );
+    // An agent may not decide: the API's refusal, one line, nothing changes.
+    let err = fails(&cli(&app, &app.agent_token, &["tasks", "approve", &ann]).await);
+    assert!(err.contains("(forbidden_role)"), "{err}");
+    assert_eq!(app.tasks("?state=awaiting_approval").await.len(), 2);
+    // A reason is required to reject.
+    let out = cli(&app, &app.admin_token, &["tasks", "reject", &bob]).await;
+    assert_eq!(out.status.code(), Some(2), "clap usage error");
+    assert!(stderr(&out).contains("--reason"), "{}", stderr(&out));
+
+    let said = ok(&cli(&app, &app.admin_token, &["tasks", "approve", &ann]).await);
+    assert_eq!(
+        said.trim(),
+        format!("task {ann} approved; it is open and can be claimed")
+    );
+    let said = ok(&cli(
+        &app,
+        &app.admin_token,
+        &["tasks", "reject", &bob, "--reason", "not an admin"],
+    )
+    .await);
+    assert!(said.starts_with(&format!("task {bob} rejected")), "{said}");
+    assert!(said.trim_end().ends_with(": not an admin"), "{said}");
+    let t = task(&app, &json!(ann.parse::<i64>().unwrap())).await;
+    assert_eq!(t["state"], "open");
+    let t = task(&app, &json!(bob.parse::<i64>().unwrap())).await;
+    assert_ne!(t["state"], "awaiting_approval");
+    // Deciding twice is the API's conflict, said in one line.
+    let err = fails(&cli(&app, &app.admin_token, &["tasks", "approve", &ann]).await);
+    assert!(err.contains("(not_awaiting_approval)"), "{err}");
+}

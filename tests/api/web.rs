@@ -424,7 +424,11 @@ async fn a_removal_asks_for_its_required_fields_in_words(pool: PgPool) {
         .unwrap();
     assert_eq!(res.status(), 400);
     let html = res.text().await.unwrap();
-    assert!(html.contains("Fill in:"), "{html}");
+    // The label is a question: quoted, so no "?." double punctuation.
+    assert!(
+        html.contains("Fill in “Was the seat (licence) freed?”."),
+        "{html}"
+    );
     assert!(html.contains("kept text"), "the note is kept");
     let state: String = sqlx::query_scalar("select state::text from task where task_id = $1")
         .bind(id)
@@ -538,7 +542,16 @@ async fn revoking_the_token_ends_its_sessions(pool: PgPool) {
         .await
         .unwrap();
     app.store.revoke_token(id).await.unwrap();
-    assert_eq!(b.get("/ui/tasks").await.status(), 303);
+    let res = b.get("/ui/tasks").await;
+    assert_eq!(res.status(), 303);
+    let to = location(&res);
+    assert!(to.starts_with("/ui/login?revoked=1"), "{to}");
+    assert_eq!(count(&app.pool, "web_session").await, 0, "deleted");
+    let html = b.page(&to).await;
+    assert!(
+        html.contains("Your session ended: the token you signed in with was revoked."),
+        "the sign-in page says why: {html}"
+    );
 }
 
 #[sqlx::test]

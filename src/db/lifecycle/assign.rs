@@ -58,7 +58,7 @@ pub(super) async fn lock_live_token(conn: &mut PgConnection, token_id: Uuid) -> 
 }
 
 /// The refusal of a claim by a token revoked since the caller authenticated it (tokens
-/// are cached for `--token-cache-seconds`; a claim checks the database).
+/// are cached for `--token-cache-secs`; a claim checks the database).
 pub(super) fn revoked() -> Error {
     conflict(
         "token_revoked",

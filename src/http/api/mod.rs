@@ -51,8 +51,8 @@ impl FromRequestParts<AppState> for ApiActor {
                 403,
                 "forbidden_role",
                 format!(
-                    "a {} token cannot use the task API; use an agent or admin token",
-                    actor.role.as_str()
+                    "{} cannot use the task API; use an agent or admin token",
+                    actor.role.a_token()
                 ),
             ))
         }

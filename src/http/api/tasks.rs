@@ -40,6 +40,17 @@ const COMPLETE_BODY_LIMIT: usize = MAX_ATTACHMENTS * MAX_ATTACHMENT_BYTES * 4 / 
 /// Longest a claim may wait for a task (`wait`, seconds).
 const MAX_WAIT_SECS: u64 = 60;
 
+/// How long a long poll really waits at most: a little less than the request deadline
+/// (`--request-timeout-secs`). A poll that waited as long as the deadline would be cut off
+/// there as a 503 with a logged warning, and the agent would log one too; an idle queue is
+/// no error, so the poll ends first with 204 (no task). The margin leaves time for the last
+/// claim attempt and the answer.
+fn poll_cap(deadline: Duration) -> Duration {
+    deadline
+        .saturating_sub(Duration::from_secs(2))
+        .max(deadline / 2)
+}
+
 pub(super) fn routes() -> Vec<Route> {
     vec![
         ("/api/v1/tasks", Method::GET, get(list_tasks)),
@@ -278,7 +289,8 @@ async fn claim_next_task(
         .iter()
         .map(|k| parse_kind(k))
         .collect::<Result<Vec<_>, _>>()?;
-    let deadline = Instant::now() + Duration::from_secs(wait);
+    let deadline =
+        Instant::now() + Duration::from_secs(wait).min(poll_cap(s.config.request_timeout()));
     // Subscribe before the first attempt so a task created in between is not missed.
     let mut wake = s.notifier.subscribe();
     loop {
@@ -298,6 +310,8 @@ async fn claim_next_task(
                     _ => break,
                 },
                 _ = &mut nap => break,
+                // The server is shutting down: end the poll now, as an idle one.
+                _ = s.notifier.closed() => return Ok(StatusCode::NO_CONTENT.into_response()),
             }
         }
     }
@@ -510,4 +524,18 @@ async fn get_attachment(
     let (filename, content_type, data) =
         s.store.attachment(&actor.app_id, task_id(&id)?, n).await?;
     Ok(attachment::download(&filename, &content_type, data))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_poll_ends_before_the_request_deadline() {
+        for (deadline, cap) in [(30, 28_000), (3, 1_500), (1, 500), (60, 58_000)] {
+            let got = poll_cap(Duration::from_secs(deadline));
+            assert_eq!(got, Duration::from_millis(cap), "deadline {deadline}s");
+            assert!(got < Duration::from_secs(deadline));
+        }
+    }
 }

@@ -1,5 +1,5 @@
 //! Bearer-token authentication shared by the surfaces. Tokens are looked up by hash;
-//! verified tokens are cached for `--token-cache-seconds` so most requests cost no
+//! verified tokens are cached for `--token-cache-secs` so most requests cost no
 //! database round trip (DESIGN.md "cost per request"); revocation takes effect within
 //! that time. OAuth access tokens (JWTs, [`jwt`]) verify by signature.
 

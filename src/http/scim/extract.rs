@@ -30,8 +30,8 @@ impl FromRequestParts<AppState> for ScimActor {
                 status: 403,
                 scim_type: None,
                 detail: format!(
-                    "a {} token cannot use the SCIM API; create a scim token",
-                    actor.role.as_str()
+                    "{} cannot use the SCIM API; create a scim token",
+                    actor.role.a_token()
                 ),
             }
             .into());

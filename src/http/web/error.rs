@@ -10,6 +10,25 @@ use super::{html_response, see_other, view::encode};
 use crate::error::Error;
 use crate::http::surface::Refusal;
 
+/// Why a session ended without its person signing out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// Sessions last a fixed time.
+    Expired,
+    /// The token it was started with was revoked.
+    Revoked,
+}
+
+impl Ended {
+    /// The sign-in page's query parameter that says so.
+    fn query(self) -> &'static str {
+        match self {
+            Ended::Expired => "expired=1",
+            Ended::Revoked => "revoked=1",
+        }
+    }
+}
+
 /// A failed UI request.
 #[derive(Debug)]
 pub enum PageError {
@@ -17,8 +36,8 @@ pub enum PageError {
     SignIn {
         /// The page to return to after signing in (GET requests only).
         next: Option<String>,
-        /// The session ended because it expired (the sign-in page says so).
-        expired: bool,
+        /// Why a session ended, when it did (the sign-in page says so).
+        ended: Option<Ended>,
     },
     /// The request itself was unusable (a malformed form, an unsupported body): its status.
     Rejected {
@@ -129,11 +148,12 @@ impl IntoResponse for PageError {
     fn into_response(self) -> Response {
         let status = self.status();
         let (heading, message) = match self {
-            PageError::SignIn { next, expired } => {
+            PageError::SignIn { next, ended } => {
                 let mut to = String::from("/ui/login");
                 let mut sep = '?';
-                if expired {
-                    to.push_str("?expired=1");
+                if let Some(e) = ended {
+                    to.push('?');
+                    to.push_str(e.query());
                     sep = '&';
                 }
                 if let Some(next) = next {

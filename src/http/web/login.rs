@@ -46,6 +46,7 @@ struct LoginPage {
 struct LoginQuery {
     next: Option<String>,
     expired: Option<String>,
+    revoked: Option<String>,
     signed_out: Option<String>,
 }
 
@@ -99,6 +100,11 @@ async fn login_page(
     }
     let notice = if q.expired.is_some() {
         Some("Your session ended: sessions last 8 hours. Sign in again to go on.")
+    } else if q.revoked.is_some() {
+        Some(
+            "Your session ended: the token you signed in with was revoked. Sign in with a \
+             valid token to go on.",
+        )
     } else if q.signed_out.is_some() {
         Some("You are signed out.")
     } else {

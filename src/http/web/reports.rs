@@ -78,6 +78,26 @@ struct ReportsPage {
     csrf: String,
 }
 
+impl ReportsPage {
+    /// A leaver task's kind in words (the store keeps `remove`, `deactivate`).
+    fn kind_words(&self, kind: &str) -> String {
+        match crate::reconcile::TaskKind::parse(kind) {
+            Some(k) => kind_label(k).to_owned(),
+            None => kind.to_owned(),
+        }
+    }
+
+    /// A batch's state in words.
+    fn batch_state(&self, state: &str) -> &'static str {
+        match state {
+            "held" => "held for review",
+            "released" => "released to the queue",
+            "cancelled" => "cancelled",
+            _ => "in an unknown state",
+        }
+    }
+}
+
 /// Bars scaled to the slowest kind's median.
 fn bars(times: &[CompletionTimes]) -> Vec<Bar> {
     let longest = times

@@ -11,9 +11,10 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method};
 
+use super::error::Ended;
 use super::{Nav, PageError};
 use crate::auth::{hash_token, Action, Actor, Role};
-use crate::db::sessions::WebSession;
+use crate::db::sessions::{FoundSession, WebSession};
 use crate::http::AppState;
 
 /// Name of the session cookie.
@@ -167,23 +168,24 @@ impl FromRequestParts<AppState> for SignedIn {
                 .unwrap_or_else(|| parts.uri.path().to_owned())
         });
         let Some(secret) = cookie(&parts.headers, SESSION_COOKIE) else {
-            return Err(PageError::SignIn {
-                next,
-                expired: false,
-            });
+            return Err(PageError::SignIn { next, ended: None });
         };
         let hash = session_hash(&secret);
-        let Some(session) = state.store.session(&hash).await? else {
-            return Err(PageError::SignIn {
-                next,
-                expired: false,
-            });
+        let session = match state.store.session(&hash).await? {
+            Some(FoundSession::Live(s)) => s,
+            Some(FoundSession::Revoked) => {
+                return Err(PageError::SignIn {
+                    next,
+                    ended: Some(Ended::Revoked),
+                })
+            }
+            None => return Err(PageError::SignIn { next, ended: None }),
         };
         if session.expires_at <= chrono::Utc::now() {
             state.store.delete_session(&hash).await?;
             return Err(PageError::SignIn {
                 next,
-                expired: true,
+                ended: Some(Ended::Expired),
             });
         }
         let me = SignedIn {

@@ -848,12 +848,16 @@ async fn complete(
                 .filter(|c| e.message.contains(c.name.as_str()))
                 .map(|c| c.label.as_str())
                 .collect();
+            // Labels are questions or phrases with their own punctuation ("Seat freed?"):
+            // quoted, so the sentence's full stop never doubles theirs.
+            let quoted = labels
+                .iter()
+                .map(|l| format!("“{l}”"))
+                .collect::<Vec<_>>()
+                .join(", ");
             let message = match e.code {
-                "missing_fields" => format!("Fill in: {}.", labels.join("; ")),
-                _ => format!(
-                    "Choose one of the offered answers for: {}.",
-                    labels.join("; ")
-                ),
+                "missing_fields" => format!("Fill in {quoted}."),
+                _ => format!("Choose one of the offered answers for {quoted}."),
             };
             return show(
                 &s,
