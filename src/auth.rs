@@ -77,6 +77,8 @@ pub enum Action {
     DecideSnapshot,
     /// Configure the app's ticket bridge (Jira, ServiceNow).
     TicketBridge,
+    /// List, create and revoke the app's tokens (scim, agent, admin).
+    ManageTokens,
 }
 
 impl Action {
@@ -90,7 +92,8 @@ impl Action {
             | Action::Deliveries
             | Action::Reassign
             | Action::DecideSnapshot
-            | Action::TicketBridge => "an admin",
+            | Action::TicketBridge
+            | Action::ManageTokens => "an admin",
         }
     }
 }
@@ -111,7 +114,8 @@ impl Role {
                 | Action::Deliveries
                 | Action::Reassign
                 | Action::DecideSnapshot
-                | Action::TicketBridge,
+                | Action::TicketBridge
+                | Action::ManageTokens,
             ) => true,
             (
                 Role::Agent,
@@ -121,7 +125,8 @@ impl Role {
                 | Action::Deliveries
                 | Action::Reassign
                 | Action::DecideSnapshot
-                | Action::TicketBridge,
+                | Action::TicketBridge
+                | Action::ManageTokens,
             ) => false,
             // A scim token speaks SCIM only; the system is never a caller of these surfaces.
             (Role::Scim | Role::System, _) => false,
@@ -157,6 +162,35 @@ impl Actor {
     }
 }
 
+/// A token an admin asks for (task API, web UI), checked: the role and a trimmed name.
+/// Err is `(code, message)` for the surface to word in its own format.
+pub fn check_new_token(role: &str, name: &str) -> Result<(Role, String), (&'static str, String)> {
+    let role = match Role::parse(role.trim()) {
+        Some(r) => r,
+        None => {
+            return Err((
+                "invalid_role",
+                format!("role must be scim, agent or admin, not {:?}", role.trim()),
+            ))
+        }
+    };
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err((
+            "invalid_name",
+            "name must be 1 to 200 characters (who or what uses the token, e.g. okta, alice)"
+                .into(),
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err((
+            "invalid_name",
+            "name must not contain control characters".into(),
+        ));
+    }
+    Ok((role, name.to_owned()))
+}
+
 /// Prefix that makes scimbridge tokens recognisable (e.g. by secret scanners).
 pub const TOKEN_PREFIX: &str = "sbt_";
 
@@ -177,6 +211,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn new_tokens_need_a_known_role_and_a_plain_name() {
+        assert_eq!(
+            check_new_token(" agent ", "  robot "),
+            Ok((Role::Agent, "robot".to_owned()))
+        );
+        for (role, name, code) in [
+            ("system", "x", "invalid_role"),
+            ("owner", "x", "invalid_role"),
+            ("admin", "   ", "invalid_name"),
+            ("admin", "a\nb", "invalid_name"),
+        ] {
+            assert_eq!(check_new_token(role, name).map_err(|e| e.0), Err(code));
+        }
+        assert!(check_new_token("scim", &"x".repeat(201)).is_err());
+        assert!(check_new_token("scim", &"é".repeat(200)).is_ok());
+    }
+
+    #[test]
     fn only_admins_decide_and_only_agents_and_admins_work() {
         use Action::*;
         for a in [
@@ -190,6 +242,7 @@ mod tests {
             SubmitSnapshot,
             DecideSnapshot,
             TicketBridge,
+            ManageTokens,
         ] {
             assert!(Role::Admin.may(a), "{a:?}");
             assert!(!Role::Scim.may(a), "{a:?}");

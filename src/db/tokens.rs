@@ -3,9 +3,12 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use serde_json::json;
+
+use super::audit::{self, Entry};
 use super::Store;
 use crate::auth::{Actor, Role};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// A token as listed to operators (never the secret).
 #[derive(Debug, Clone, serde::Serialize)]
@@ -124,14 +127,33 @@ impl Store {
         token_id: Uuid,
         by: Option<&Actor>,
     ) -> Result<Option<Revocation>> {
+        self.revoke(token_id, None, by).await
+    }
+
+    /// An admin revokes a token of their own app (task API, web UI): as
+    /// [`Store::revoke_token_by`], plus a `token.revoke` audit record in the same
+    /// transaction. A token of another app, or one already revoked, is not found.
+    pub async fn revoke_app_token(&self, by: &Actor, token_id: Uuid) -> Result<Revocation> {
+        self.revoke(token_id, Some(&by.app_id), Some(by))
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("live token {token_id}")))
+    }
+
+    async fn revoke(
+        &self,
+        token_id: Uuid,
+        app_id: Option<&str>,
+        by: Option<&Actor>,
+    ) -> Result<Option<Revocation>> {
         let mut tx = self.pool.begin().await?;
         // The row lock taken here makes claims in flight by this token finish first
         // (claims take it `for share`), so their tasks are found below.
         let row: Option<TokenRow> = sqlx::query_as(&format!(
             "update token set revoked_at = now() where token_id = $1 and revoked_at is null \
-             returning {COLUMNS}"
+             and ($2::text is null or app_id = $2) returning {COLUMNS}"
         ))
         .bind(token_id)
+        .bind(app_id)
         .fetch_optional(&mut *tx)
         .await?;
         let Some(token) = row.map(TokenInfo::from) else {
@@ -144,8 +166,86 @@ impl Store {
         };
         let returned =
             super::lifecycle::return_claims_of(&mut tx, &self.profiles, by, &token).await?;
+        if app_id.is_some() {
+            audit::write(
+                &mut tx,
+                by,
+                Entry {
+                    action: "token.revoke",
+                    subject_type: "token",
+                    subject_id: token.token_id.to_string(),
+                    task_id: None,
+                    outcome: "revoked",
+                    detail: json!({
+                        "name": token.name,
+                        "role": token.role.as_str(),
+                        "returned_tasks": returned,
+                    }),
+                },
+            )
+            .await?;
+        }
         tx.commit().await?;
         Ok(Some(Revocation { token, returned }))
+    }
+
+    /// An admin creates a token of their own app (task API, web UI), with a
+    /// `token.create` audit record in the same transaction. The caller keeps the secret
+    /// (shown once); only its hash is stored.
+    pub async fn create_app_token(
+        &self,
+        by: &Actor,
+        role: Role,
+        name: &str,
+        secret_hash: &[u8],
+    ) -> Result<TokenInfo> {
+        let mut tx = self.pool.begin().await?;
+        // Reassignment and the audit trail name tokens by name: two live tokens of one
+        // app with the same name would make both ambiguous.
+        let taken: bool = sqlx::query_scalar(
+            "select exists (select 1 from token where app_id = $1 and lower(name) = lower($2) \
+             and revoked_at is null)",
+        )
+        .bind(&by.app_id)
+        .bind(name)
+        .fetch_one(&mut *tx)
+        .await?;
+        if taken {
+            return Err(Error::TaskConflict {
+                code: "token_name_taken",
+                message: format!(
+                    "a live token of this app is already named {name:?}; choose another name \
+                     or revoke that token first"
+                ),
+            });
+        }
+        let row: TokenRow = sqlx::query_as(&format!(
+            "insert into token (token_id, app_id, role, name, secret_hash) \
+             values ($1, $2, $3::token_role, $4, $5) returning {COLUMNS}"
+        ))
+        .bind(Uuid::new_v4())
+        .bind(&by.app_id)
+        .bind(role.as_str())
+        .bind(name)
+        .bind(secret_hash)
+        .fetch_one(&mut *tx)
+        .await?;
+        let token = TokenInfo::from(row);
+        audit::write(
+            &mut tx,
+            by,
+            Entry {
+                action: "token.create",
+                subject_type: "token",
+                subject_id: token.token_id.to_string(),
+                task_id: None,
+                outcome: "created",
+                detail: json!({"name": token.name, "role": token.role.as_str()}),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(token)
     }
 
     /// Number of live admin tokens (to guide a first start).

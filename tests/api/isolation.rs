@@ -32,6 +32,8 @@ struct AppB {
     snapshot_id: String,
     /// B's ticket bridge (its inbound webhook's path).
     bridge_id: String,
+    /// B's agent token (revoke target).
+    token_id: String,
 }
 
 impl AppB {
@@ -43,6 +45,8 @@ impl AppB {
             B_GROUP.into(),
             self.user_id.clone(),
             self.group_id.clone(),
+            self.token_id.clone(),
+            "robot-b".into(),
         ]
     }
 }
@@ -218,7 +222,13 @@ async fn seed_b(app: &TestApp) -> AppB {
     )
     .await;
     let bridge_id = bridge["bridge_id"].as_str().unwrap().to_owned();
+    let token_id: uuid::Uuid =
+        sqlx::query_scalar("select token_id from token where name = 'robot-b'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
     AppB {
+        token_id: token_id.to_string(),
         snapshot_id,
         scim,
         agent,
@@ -261,6 +271,8 @@ fn fill(path: &str, b: &AppB) -> Option<String> {
         &b.snapshot_id
     } else if path.starts_with("/api/v1/ticket-hooks/") {
         &b.bridge_id
+    } else if path.starts_with("/api/v1/tokens/") || path.starts_with("/ui/tokens/") {
+        &b.token_id
     } else {
         return None;
     };
@@ -389,6 +401,7 @@ async fn snapshot(app: &TestApp, b: &AppB) -> Value {
         (format!("/api/v1/batches/{}", b.batch_id), &b.admin),
         (format!("/api/v1/snapshots/{}", b.snapshot_id), &b.admin),
         ("/api/v1/tasks/counts".to_owned(), &b.admin),
+        ("/api/v1/tokens".to_owned(), &b.admin),
     ] {
         let res = b_request(app, Method::GET, &path, token)
             .await

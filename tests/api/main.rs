@@ -23,6 +23,7 @@ mod snapshots;
 mod tasks;
 mod ticket_fakes;
 mod tickets;
+mod tokens;
 mod users;
 mod web;
 mod web_roles;

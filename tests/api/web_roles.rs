@@ -18,7 +18,9 @@ fn admins_only(route: &str) -> Option<bool> {
         | "/ui/tasks/{id}/reject"
         | "/ui/batches/{id}/release"
         | "/ui/batches/{id}/cancel"
-        | "/ui/tasks/{id}/reassign" => Some(true),
+        | "/ui/tasks/{id}/reassign"
+        | "/ui/tokens"
+        | "/ui/tokens/{id}/revoke" => Some(true),
         "/ui/tasks/{id}/claim"
         | "/ui/tasks/{id}/complete"
         | "/ui/tasks/{id}/release"
@@ -142,6 +144,53 @@ async fn every_ui_action_applies_the_task_apis_role_rule(pool: PgPool) {
             b.login(token).await;
             let allowed = who == "admin" || !admins;
             let case = format!("{who} POST {route}");
+            if route.starts_with("/ui/tokens") {
+                // Tokens are named by uuid: a fresh victim for each caller.
+                let victim = format!("victim-of-{who}");
+                app.token("peopleai", scimbridge::auth::Role::Agent, &victim)
+                    .await;
+                let id: uuid::Uuid =
+                    sqlx::query_scalar("select token_id from token where name = $1")
+                        .bind(&victim)
+                        .fetch_one(&app.pool)
+                        .await
+                        .unwrap();
+                let live = || async {
+                    sqlx::query_scalar::<_, i64>(
+                        "select count(*) from token where revoked_at is null",
+                    )
+                    .fetch_one(&app.pool)
+                    .await
+                    .unwrap()
+                };
+                let before = live().await;
+                let csrf = b.csrf().await;
+                let made = format!("made-by-{who}");
+                let res = b
+                    .post(
+                        &route.replace("{id}", &id.to_string()),
+                        &[("csrf", &csrf), ("role", "agent"), ("name", &made)],
+                    )
+                    .await;
+                let status = res.status().as_u16();
+                let body = res.text().await.unwrap();
+                if allowed {
+                    // Creating answers the page with the secret; revoking redirects.
+                    let want = if route == "/ui/tokens" { 200 } else { 303 };
+                    assert_eq!(status, want, "{case}: {body}");
+                    let expect = if route == "/ui/tokens" {
+                        before + 1
+                    } else {
+                        before - 1
+                    };
+                    assert_eq!(live().await, expect, "{case}");
+                } else {
+                    assert_eq!(status, 403, "{case} must be refused: {body}");
+                    assert!(body.contains("Only an admin"), "{case}: {body}");
+                    assert_eq!(live().await, before, "{case} changed nothing");
+                }
+                continue;
+            }
             // The resource, in a state where the action succeeds.
             let id = match route.as_str() {
                 "/ui/logout" => 0,

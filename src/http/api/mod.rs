@@ -8,6 +8,7 @@ mod governance;
 pub(crate) mod snapshots;
 mod tasks;
 mod tickets;
+mod tokens;
 mod users;
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -28,6 +29,7 @@ pub(super) fn routes() -> Vec<Route> {
         governance::routes(),
         snapshots::routes(),
         tickets::routes(),
+        tokens::routes(),
     ]
     .concat()
 }

@@ -52,6 +52,14 @@ impl TokenCache {
             .map(|(t, _)| t.clone())
     }
 
+    /// Drops a token from this replica's cache at once (it was just revoked here);
+    /// other replicas stop accepting it within their cache time.
+    pub fn forget(&self, token_id: uuid::Uuid) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.retain(|_, (t, _)| t.token_id != token_id);
+        }
+    }
+
     fn put(&self, hash: [u8; 32], token: TokenInfo) {
         if self.ttl.is_zero() {
             return;

@@ -12,6 +12,7 @@
 //! | GET /ui/tasks/{id}/attachments/{n}      | download an evidence file                     |
 //! | GET /ui/users, /ui/users/{id}           | users, desired vs confirmed, the full trail   |
 //! | GET /ui/reports                         | seats now, completion times                   |
+//! | GET/POST /ui/tokens, POST …/{id}/revoke | admins: the app's tokens, create, revoke      |
 //! | GET /ui/assets/app.css, app.js          | the embedded stylesheet and script            |
 
 pub mod assets;
@@ -21,6 +22,7 @@ mod queue;
 mod reports;
 mod session;
 mod task;
+mod tokens;
 mod users;
 mod view;
 
@@ -43,6 +45,7 @@ pub(super) fn routes() -> Vec<Route> {
         task::routes(),
         users::routes(),
         reports::routes(),
+        tokens::routes(),
         assets::routes(),
     ]
     .concat()
@@ -59,7 +62,7 @@ pub struct Nav {
     pub role: &'static str,
     /// The session's CSRF token, for the sign-out form.
     pub csrf: String,
-    /// Which menu entry is current: `tasks`, `users` or `reports`.
+    /// Which menu entry is current: `tasks`, `users`, `reports` or `tokens`.
     pub section: &'static str,
     /// Seconds between automatic reloads (0: none).
     pub refresh: u32,

@@ -132,6 +132,7 @@ impl SignedIn {
             Action::SubmitSnapshot => "upload a snapshot of the app's user list",
             Action::DecideSnapshot => "apply or discard a held snapshot",
             Action::TicketBridge => "configure the ticket bridge",
+            Action::ManageTokens => "list, create or revoke tokens",
         };
         Err(PageError::Forbidden(format!(
             "Only {} can {what}, so nothing was changed. Sign in with such a token to do it.",
