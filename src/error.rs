@@ -84,6 +84,15 @@ fn is_unavailable(e: &sqlx::Error) -> bool {
     }
 }
 
+impl From<crate::limits::TooLong> for Error {
+    fn from(e: crate::limits::TooLong) -> Self {
+        Error::Invalid {
+            code: e.code,
+            message: e.message,
+        }
+    }
+}
+
 /// Result alias for store and queue operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

@@ -8,6 +8,7 @@
 //! - [`scim`]: the protocol, pure (schemas, filter, PATCH, resources, errors).
 //! - [`reconcile`]: task planning, app profiles, task states ([`reconcile::TaskState`])
 //!   and completion evidence rules, pure.
+//! - [`limits`]: the limits of free-text fields (notes, reasons, search boxes), pure.
 //! - [`profiles`]: reading profile files at start (the IO half of `reconcile::profile`).
 //! - [`db`]: all SQL; each operation is one transaction (write + task + audit). Every
 //!   task transition (claim, heartbeat, complete, release, approve, reject, retry) is in
@@ -35,6 +36,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod http;
+pub mod limits;
 pub mod notify;
 pub mod profiles;
 pub mod queue;

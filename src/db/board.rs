@@ -162,6 +162,11 @@ pub const COMPLETION_WINDOW_DAYS: i32 = 90;
 impl Store {
     /// One page of the app's tasks for the board; true when more follow.
     pub async fn board(&self, app_id: &str, q: &BoardQuery) -> Result<(Vec<BoardRow>, bool)> {
+        crate::limits::check_opt(
+            "the search",
+            q.search.as_deref(),
+            crate::limits::MAX_SEARCH_CHARS,
+        )?;
         let mut b: QueryBuilder<'_, Postgres> = QueryBuilder::new(format!(
             "select * from (select t.task_id, t.kind, t.state, t.title, t.user_id, \
              u.user_name, coalesce(t.target->>'email', t.base->>'email') as email, t.created_at, t.claimed_by, \
@@ -241,6 +246,7 @@ impl Store {
         after: Option<i64>,
         limit: i64,
     ) -> Result<(Vec<UserRow>, bool)> {
+        crate::limits::check_opt("the search", search, crate::limits::MAX_SEARCH_CHARS)?;
         let search = search
             .map(str::trim)
             .filter(|s| !s.is_empty())

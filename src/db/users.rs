@@ -400,6 +400,7 @@ impl Store {
         after: Option<i64>,
         limit: i64,
     ) -> Result<(Vec<(i64, UserView)>, bool)> {
+        crate::limits::check_opt("user_name", user_name, crate::limits::MAX_SEARCH_CHARS)?;
         let sql = format!(
             "select * from (select v.*, u2.seq from ({}) v join scim_user u2 on u2.user_id = v.user_id \
              where u2.app_id = $1 and u2.subject_kind = 'user') x \

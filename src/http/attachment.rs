@@ -38,7 +38,9 @@ pub fn check_file(filename: &str, content_type: &str, size: usize) -> Result<(),
     }
     let name_ok = !filename.trim().is_empty()
         && filename.len() <= MAX_FILENAME_BYTES
-        && !filename.contains(['/', '\\']);
+        && !filename.contains(['/', '\\'])
+        // Control characters (NUL among them, which Postgres cannot store) are no name.
+        && !filename.chars().any(char::is_control);
     let type_ok = content_type
         .split_once('/')
         .is_some_and(|(t, s)| !t.is_empty() && !s.is_empty())

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod health;
 mod home;
 pub mod metrics;
+pub mod nul;
 pub mod oauth;
 pub mod origin;
 pub mod ratelimit;
@@ -98,6 +99,9 @@ pub fn router(state: AppState) -> Router {
         state.config.rate_limit_burst,
     ));
     let metrics_state = state.clone();
+    // The NUL check reads bodies up to the largest any route takes (a completion with
+    // its attachments, base64-encoded).
+    let max_body = state.config.body_limit.max(api::LARGEST_BODY);
     router
         .fallback(fallback)
         .layer(axum::extract::DefaultBodyLimit::max(state.config.body_limit))
@@ -137,6 +141,9 @@ pub fn router(state: AppState) -> Router {
                         timeout
                     };
                     deadline(t, req, next)
+                }))
+                .layer(axum::middleware::from_fn(move |req, next| {
+                    nul::refuse_nul(max_body, req, next)
                 })),
         )
 }

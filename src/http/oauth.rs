@@ -125,6 +125,16 @@ impl From<Refusal> for OAuthError {
                 "temporarily_unavailable",
                 "too many token requests; retry after the Retry-After delay",
             ),
+            Refusal::Nul { .. } => OAuthError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                crate::http::surface::NUL_REFUSED,
+            ),
+            Refusal::BodyTooLarge { limit } => OAuthError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request",
+                format!("the request body exceeds {limit} bytes"),
+            ),
         }
     }
 }

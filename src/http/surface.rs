@@ -61,7 +61,21 @@ pub enum Refusal {
     Timeout,
     /// The caller is over its rate (429; the caller adds `Retry-After`).
     RateLimited,
+    /// The path, query or body holds U+0000 (400; `filter`: it is in a SCIM filter).
+    Nul {
+        /// The NUL is in a filter (SCIM `invalidFilter`, RFC 7644 §3.12).
+        filter: bool,
+    },
+    /// A body without a length streamed past the largest any route takes (413).
+    BodyTooLarge {
+        /// That largest, in bytes.
+        limit: usize,
+    },
 }
+
+/// The words of a NUL refusal, shared by the surfaces' messages.
+pub const NUL_REFUSED: &str =
+    "the request holds the character U+0000 (NUL), which no text may contain";
 
 /// The answer to a refused request, in the error format of the surface of `path`.
 pub fn refuse(path: &str, refusal: Refusal) -> Response {

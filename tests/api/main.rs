@@ -8,6 +8,7 @@ mod cli;
 mod discovery;
 mod governance;
 mod groups;
+mod hardening;
 mod health;
 mod helpers;
 mod isolation;

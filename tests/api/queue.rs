@@ -230,11 +230,16 @@ async fn completion_is_idempotent_by_lease_and_by_idempotency_key(pool: PgPool) 
         .await
         .unwrap();
     let again = app
-        .complete(&t, json!({"outcome": "failed", "note": "second"}))
+        .complete(&t, json!({"outcome": "done", "note": "first"}))
         .await;
     assert_eq!(again.status(), 200);
     let again: Value = again.json().await.unwrap();
     assert_eq!(again, first, "the first result, unchanged");
+    // A repeat naming another outcome is no retry: 409, and the first result stands.
+    let other = app
+        .complete(&t, json!({"outcome": "failed", "note": "second"}))
+        .await;
+    assert_eq!(other.status(), 409);
 
     let t = app.claim(&app.agent_token).await.unwrap();
     let path = format!("/tasks/{}/complete", t["id"]);

@@ -455,6 +455,70 @@ async fn completing_a_task_that_is_not_yours_or_not_in_progress_is_409(pool: PgP
 }
 
 #[sqlx::test]
+async fn repeating_a_completion_differently_is_409_and_an_exact_repeat_is_idempotent(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    create(&app, "ann@corp.com").await;
+    let t = app.claim(&app.agent_token).await.unwrap();
+    let first = json!({"outcome": "done", "note": "created in the admin console"});
+    let res = app.complete(&t, first.clone()).await;
+    assert_eq!(res.status(), 200);
+    let done: Value = res.json().await.unwrap();
+    // The exact same request again (a retry after a lost answer): the first result.
+    let again = app.complete(&t, first).await;
+    assert_eq!(again.status(), 200);
+    assert_eq!(
+        again.json::<Value>().await.unwrap()["finished_at"],
+        done["finished_at"]
+    );
+    // The same lease with another outcome, note or fields is refused, and changes nothing.
+    for other in [
+        json!({"outcome": "failed", "note": "created in the admin console"}),
+        json!({"outcome": "not_applicable", "note": "created in the admin console"}),
+        json!({"outcome": "done", "note": "something else"}),
+        json!({"outcome": "done"}),
+    ] {
+        let res = app.complete(&t, other.clone()).await;
+        assert_eq!(res.status(), 409, "{other}");
+        assert_eq!(
+            res.json::<Value>().await.unwrap()["code"],
+            "completion_differs"
+        );
+    }
+    let now: Value = app
+        .api(
+            Method::GET,
+            &format!("/tasks/{}", t["id"]),
+            &app.agent_token,
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(now["state"], "done");
+    assert_eq!(now["note"], "created in the admin console");
+    // The same Idempotency-Key with another outcome is refused too.
+    let t2 = {
+        create(&app, "bob@corp.com").await;
+        app.claim(&app.agent_token).await.unwrap()
+    };
+    let send = |outcome: &'static str| {
+        app.api(
+            Method::POST,
+            &format!("/tasks/{}/complete", t2["id"]),
+            &app.agent_token,
+        )
+        .header("idempotency-key", "k-1")
+        .json(&json!({"outcome": outcome}))
+        .send()
+    };
+    assert_eq!(send("done").await.unwrap().status(), 200);
+    assert_eq!(send("done").await.unwrap().status(), 200);
+    assert_eq!(send("failed").await.unwrap().status(), 409);
+}
+
+#[sqlx::test]
 async fn release_puts_the_task_back_and_an_expired_lease_is_claimable_again(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     create(&app, "ann@corp.com").await;

@@ -215,6 +215,11 @@ impl Store {
         fields(app = %actor.app_id, task_id = id, kind = Empty)
     )]
     pub async fn reassign(&self, actor: &Actor, id: i64, r: Reassignment) -> Result<Task> {
+        crate::limits::check_opt(
+            "reason",
+            r.reason.as_deref(),
+            crate::limits::MAX_REASON_CHARS,
+        )?;
         let mut tx = self.pool.begin().await?;
         let to = match r.to {
             Assignee::Queue => None,

@@ -77,6 +77,7 @@ impl Store {
         fields(app = %actor.app_id, task_id = id, kind = Empty)
     )]
     pub async fn reject(&self, actor: &Actor, id: i64, reason: Option<&str>) -> Result<Task> {
+        crate::limits::check_opt("reason", reason, crate::limits::MAX_REASON_CHARS)?;
         let mut tx = self.pool.begin().await?;
         let t = lock_subject(&mut tx, actor, id).await?;
         lock_awaiting(&mut tx, id).await?;

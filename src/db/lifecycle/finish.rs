@@ -22,7 +22,7 @@ impl Store {
     /// Completes a held task. `done` and `not_applicable` move the subject's confirmed
     /// state to the task's target in the same transaction; `failed` leaves it and flags
     /// the subject. Completing again with the same lease or Idempotency-Key returns the
-    /// first result. The fields are checked against the task's completion fields (400
+    /// first result when the request is the same (outcome, note, fields), else 409. The fields are checked against the task's completion fields (400
     /// `Error::Invalid` when a required one is missing or a choice is not offered).
     #[tracing::instrument(
         name = "task.complete",
@@ -30,6 +30,7 @@ impl Store {
         fields(app = %actor.app_id, task_id = id, kind = Empty, outcome = ?c.outcome)
     )]
     pub async fn complete(&self, actor: &Actor, id: i64, c: Completion) -> Result<Task> {
+        crate::limits::check_completion(c.note.as_deref(), &c.fields)?;
         let mut tx = self.pool.begin().await?;
         let locked = lock_task(&mut tx, actor, id).await?;
         let current = &locked.task;
@@ -37,6 +38,22 @@ impl Store {
         let same_lease = c.lease_id.is_some() && current.lease_id == c.lease_id;
         let same_key = c.idempotency_key.is_some() && current.completion_key == c.idempotency_key;
         if finished && (same_lease || same_key) {
+            // A retry must be the same request: the same outcome, note and fields. A
+            // different one would be answered 200 while ignored (issue #14 item 9).
+            let evidence = Value::Object(c.fields.clone());
+            let same = current.state == c.outcome.state()
+                && current.note == c.note
+                && current.evidence.as_ref().unwrap_or(&json!({})) == &evidence;
+            if !same {
+                return Err(super::conflict(
+                    "completion_differs",
+                    format!(
+                        "task {id} was already completed as {} with another note or fields; \
+                         a retry must repeat the first completion exactly",
+                        current.state.as_str()
+                    ),
+                ));
+            }
             return Ok(locked.task);
         }
         let t = check_held(actor, locked, c.lease_id)?;

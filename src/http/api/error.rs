@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::error::Error;
 use crate::http::auth::AuthError;
-use crate::http::surface::Refusal;
+use crate::http::surface::{Refusal, NUL_REFUSED};
 
 /// A failed task API request.
 #[derive(Debug)]
@@ -95,6 +95,12 @@ impl From<Refusal> for ApiError {
                 429,
                 "rate_limited",
                 "too many requests for this token; retry after the Retry-After delay",
+            ),
+            Refusal::Nul { .. } => ApiError::new(400, "invalid_character", NUL_REFUSED),
+            Refusal::BodyTooLarge { limit } => ApiError::new(
+                413,
+                "bad_body",
+                format!("the request body exceeds {limit} bytes"),
             ),
         }
     }

@@ -17,6 +17,9 @@ use serde::de::DeserializeOwned;
 
 pub use error::ApiError;
 
+/// The largest body any task API route takes (a completion with its attachments).
+pub(crate) const LARGEST_BODY: usize = tasks::COMPLETE_BODY_LIMIT;
+
 use super::auth::authenticate;
 use super::{AppState, Route};
 use crate::auth::{Action, Actor};

@@ -36,7 +36,8 @@ use crate::reconcile::evidence::{MAX_ATTACHMENTS, MAX_ATTACHMENT_BYTES};
 use crate::reconcile::{TaskKind, TaskState};
 
 /// Body limit of a completion: room for the largest allowed attachments, base64-encoded.
-const COMPLETE_BODY_LIMIT: usize = MAX_ATTACHMENTS * MAX_ATTACHMENT_BYTES * 4 / 3 + 64 * 1024;
+pub(crate) const COMPLETE_BODY_LIMIT: usize =
+    MAX_ATTACHMENTS * MAX_ATTACHMENT_BYTES * 4 / 3 + 64 * 1024;
 /// Longest a claim may wait for a task (`wait`, seconds).
 const MAX_WAIT_SECS: u64 = 60;
 

@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::error::Error;
 use crate::http::auth::AuthError;
-use crate::http::surface::Refusal;
+use crate::http::surface::{Refusal, NUL_REFUSED};
 use crate::scim::{ScimError, ScimType};
 
 /// What a client over its rate is told.
@@ -116,6 +116,18 @@ impl From<Refusal> for ScimReply {
                 status: 429,
                 scim_type: None,
                 detail: RATE_LIMITED.into(),
+            },
+            Refusal::Nul { filter: true } => ScimError::bad_request(
+                ScimType::InvalidFilter,
+                format!("{NUL_REFUSED} (in the filter)"),
+            ),
+            Refusal::Nul { filter: false } => {
+                ScimError::bad_request(ScimType::InvalidValue, NUL_REFUSED)
+            }
+            Refusal::BodyTooLarge { limit } => ScimError {
+                status: 413,
+                scim_type: None,
+                detail: format!("the request body exceeds {limit} bytes"),
             },
         })
     }

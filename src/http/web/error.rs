@@ -140,6 +140,16 @@ impl From<Refusal> for PageError {
                           moment and try again."
                     .into(),
             },
+            Refusal::Nul { .. } => PageError::Rejected {
+                status: StatusCode::BAD_REQUEST,
+                message: "The text holds the character U+0000 (NUL), which cannot be stored, \
+                          so nothing was changed. Remove it and try again."
+                    .into(),
+            },
+            Refusal::BodyTooLarge { limit } => PageError::Rejected {
+                status: StatusCode::PAYLOAD_TOO_LARGE,
+                message: format!("The form is larger than {limit} bytes, so nothing was changed."),
+            },
         }
     }
 }

@@ -784,6 +784,10 @@ async fn read_complete(mut mp: Multipart) -> Result<CompleteForm, PageError> {
             continue;
         }
         let text = field.text().await.map_err(multipart_failed)?;
+        // The edge check leaves multipart to this reader (files may hold any byte).
+        if crate::http::nul::has_nul(&text) || crate::http::nul::has_nul(&name) {
+            return Err(crate::http::surface::Refusal::Nul { filter: false }.into());
+        }
         match name.as_str() {
             "csrf" => f.csrf = Some(text),
             "outcome" => f.outcome = Some(text),
@@ -889,7 +893,12 @@ async fn complete(
         }
         Ok(_) => Ok(see_other(&format!("/ui/tasks?completed={id}"))),
         Err(e @ Error::TaskConflict { .. }) => refused(&s, &me, id, e).await,
-        Err(Error::Invalid { message, .. }) => {
+        Err(Error::Invalid { code, message }) => {
+            // A note or field over its limit is not echoed back into the page.
+            let again = match code {
+                "too_long" | "too_many_fields" => Prefill::default(),
+                _ => prefill(),
+            };
             show(
                 &s,
                 &me,
@@ -897,7 +906,7 @@ async fn complete(
                 StatusCode::BAD_REQUEST,
                 None,
                 Some(message),
-                prefill(),
+                again,
             )
             .await
         }
