@@ -1,4 +1,4 @@
-//! `scimbridge oauth-client create`: OAuth clients for IdPs that authenticate with the
+//! `scimbridge oauth-client create|revoke`: OAuth clients for IdPs that authenticate with the
 //! client credentials grant (`POST /oauth/token`) instead of a long-lived bearer token.
 
 use clap::Subcommand;
@@ -17,6 +17,12 @@ pub enum OAuthClientCommand {
         /// A name recorded as "who" in the audit trail (e.g. okta, entra).
         #[arg(long)]
         name: String,
+    },
+    /// Revoke a client: its secret is refused at once, its access tokens within the
+    /// servers' `--token-cache-secs`.
+    Revoke {
+        /// The client id printed by `create`.
+        client_id: uuid::Uuid,
     },
 }
 
@@ -40,6 +46,14 @@ pub async fn run(database_url: &str, cmd: OAuthClientCommand) -> anyhow::Result<
                 "OAuth client {name:?} of app {app}: token URL <public URL>/oauth/token \
                  (grant_type=client_credentials). The secret is shown only now."
             );
+            Ok(())
+        }
+        OAuthClientCommand::Revoke { client_id } => {
+            anyhow::ensure!(
+                store.revoke_oauth_client(client_id).await?,
+                "no live OAuth client {client_id}"
+            );
+            println!("revoked OAuth client {client_id}");
             Ok(())
         }
     }

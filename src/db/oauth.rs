@@ -52,6 +52,29 @@ impl Store {
         .await
     }
 
+    /// Whether the client exists and is not revoked (its access tokens then verify).
+    pub async fn oauth_client_live(&self, client_id: Uuid) -> Result<bool, sqlx::Error> {
+        sqlx::query_scalar(
+            "select exists (select 1 from oauth_client where client_id = $1 and revoked_at is null)",
+        )
+        .bind(client_id)
+        .fetch_one(self.pool())
+        .await
+    }
+
+    /// Revokes a client: the token endpoint refuses its secret at once, and its access
+    /// tokens stop verifying within `--token-cache-secs`. False when there was no live
+    /// client by that id.
+    pub async fn revoke_oauth_client(&self, client_id: Uuid) -> Result<bool, sqlx::Error> {
+        let done = sqlx::query(
+            "update oauth_client set revoked_at = now() where client_id = $1 and revoked_at is null",
+        )
+        .bind(client_id)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// The server key `name`, created from `fresh` the first time (every replica then
     /// reads the same one).
     pub async fn server_key(&self, name: &str, fresh: &[u8]) -> Result<Vec<u8>, sqlx::Error> {

@@ -288,3 +288,59 @@ async fn every_answer_under_oauth_is_an_rfc_6749_error(pool: PgPool) {
         assert!(body["error_description"].is_string(), "{body}");
     }
 }
+
+#[sqlx::test]
+async fn a_jwt_not_valid_yet_is_401(pool: PgPool) {
+    let mut config = Config::for_tests();
+    config.jwt_secret = Some(Secret(KEY.into()));
+    let app = TestApp::spawn_with(pool.clone(), config).await;
+    let (id, _) = create_client(&pool, "peopleai", "okta-oauth").await;
+    let aud = format!("{}/scim/v2", app.root);
+    let claims = |nbf: u64| {
+        json!({"iss": "scimbridge", "sub": id, "aud": aud, "iat": now(), "nbf": nbf,
+               "exp": now() + 3600, "app": "peopleai", "role": "scim", "name": "okta-oauth"})
+    };
+    assert_eq!(
+        users_with(&app, &sign(&claims(now()), KEY)).await.status(),
+        200
+    );
+    let res = users_with(&app, &sign(&claims(now() + 600), KEY)).await;
+    assert_scim_error(res, 401, None).await;
+}
+
+#[sqlx::test]
+async fn a_revoked_clients_jwts_are_refused_within_the_token_cache_time(pool: PgPool) {
+    let mut config = Config::for_tests();
+    config.token_cache_secs = 1;
+    let app = TestApp::spawn_with(pool.clone(), config).await;
+    let (id, secret) = create_client(&pool, "peopleai", "okta-oauth").await;
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("client_id", id.as_str()),
+        ("client_secret", secret.as_str()),
+    ];
+    let body: Value = token_form(&app, &form).await.json().await.unwrap();
+    let jwt = body["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(users_with(&app, &jwt).await.status(), 200);
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_scimbridge"))
+        .args(["oauth-client", "revoke", &id])
+        .env("DATABASE_URL", database_url(&pool))
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    // The secret is refused at once; the issued JWT once the cache time has passed.
+    let res = token_form(&app, &form).await;
+    assert_eq!(res.status(), 401);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let res = users_with(&app, &jwt).await;
+    assert_scim_error(res, 401, None).await;
+    // Revoking again (or an unknown client) fails loudly.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_scimbridge"))
+        .args(["oauth-client", "revoke", &id])
+        .env("DATABASE_URL", database_url(&pool))
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+}

@@ -127,7 +127,7 @@ pub enum SignError {
 }
 
 /// Verifies an access token: signature (HS256 only; `alg: none` and every other
-/// algorithm are refused), issuer, audience and expiry. `None` when it does not verify.
+/// algorithm are refused), issuer, audience, expiry and not-before. `None` when it does not verify.
 pub async fn verify(
     keys: &Keys,
     store: &Store,
@@ -140,6 +140,8 @@ pub async fn verify(
     validation.set_issuer(&[ISSUER]);
     validation.set_required_spec_claims(&["exp", "aud", "iss", "sub"]);
     validation.leeway = 5;
+    // A token not valid yet (RFC 7519 §4.1.5) is refused, not taken as valid now.
+    validation.validate_nbf = true;
     let Ok(data) =
         jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(key), &validation)
     else {

@@ -1,7 +1,9 @@
 //! Bearer-token authentication shared by the surfaces. Tokens are looked up by hash;
 //! verified tokens are cached for `--token-cache-secs` so most requests cost no
 //! database round trip (DESIGN.md "cost per request"); revocation takes effect within
-//! that time. OAuth access tokens (JWTs, [`jwt`]) verify by signature.
+//! that time. OAuth access tokens (JWTs, [`jwt`]) verify by signature; whether their
+//! client is still live is cached the same way, so revoking a client takes effect
+//! within that time too.
 
 pub mod jwt;
 
@@ -33,6 +35,9 @@ pub struct TokenCache {
     ttl: Duration,
     // std Mutex: never held across an .await (STYLE.md habit 11).
     entries: Mutex<HashMap<[u8; 32], (TokenInfo, Instant)>>,
+    /// Whether each OAuth client seen lately is live: a JWT verifies by signature, but
+    /// its client may have been revoked since it was issued.
+    clients: Mutex<HashMap<uuid::Uuid, (bool, Instant)>>,
 }
 
 impl TokenCache {
@@ -41,6 +46,28 @@ impl TokenCache {
         TokenCache {
             ttl,
             entries: Mutex::new(HashMap::new()),
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn client_live(&self, id: uuid::Uuid) -> Option<bool> {
+        let clients = self.clients.lock().ok()?;
+        clients
+            .get(&id)
+            .filter(|(_, at)| at.elapsed() < self.ttl)
+            .map(|(live, _)| *live)
+    }
+
+    fn put_client(&self, id: uuid::Uuid, live: bool) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        if let Ok(mut clients) = self.clients.lock() {
+            if clients.len() > 10_000 {
+                let ttl = self.ttl;
+                clients.retain(|_, (_, at)| at.elapsed() < ttl);
+            }
+            clients.insert(id, (live, Instant::now()));
         }
     }
 
@@ -57,6 +84,9 @@ impl TokenCache {
     pub fn forget(&self, token_id: uuid::Uuid) {
         if let Ok(mut entries) = self.entries.lock() {
             entries.retain(|_, (t, _)| t.token_id != token_id);
+        }
+        if let Ok(mut clients) = self.clients.lock() {
+            clients.remove(&token_id);
         }
     }
 
@@ -99,6 +129,22 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Actor
             .await
             .map_err(AuthError::Store)?
             .ok_or(AuthError::Invalid)?;
+        // A revoked client's tokens stop working within the cache time, like tokens.
+        let live = match state.tokens.client_live(v.client_id) {
+            Some(live) => live,
+            None => {
+                let live = state
+                    .store
+                    .oauth_client_live(v.client_id)
+                    .await
+                    .map_err(|e| AuthError::Store(e.into()))?;
+                state.tokens.put_client(v.client_id, live);
+                live
+            }
+        };
+        if !live {
+            return Err(AuthError::Invalid);
+        }
         return Ok(Actor {
             app_id: v.app_id,
             token_id: v.client_id,
