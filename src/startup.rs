@@ -57,6 +57,11 @@ impl Application {
             Duration::from_secs(config.sweep_interval_secs),
             stop.watch(),
         );
+        crate::queue::spawn_housekeeper(
+            store.clone(),
+            crate::queue::HOUSEKEEPING_INTERVAL,
+            stop.watch(),
+        );
         let policy = crate::notify::Policy {
             max_attempts: config.webhook_max_attempts,
             backoff: Duration::from_secs(config.webhook_backoff_secs),

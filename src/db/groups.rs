@@ -11,6 +11,7 @@ use uuid::Uuid;
 use super::audit::{self, Entry};
 use super::derive::{app_profile, derive_user, derive_user_held};
 use super::filter::{list_page, ListQuery, Resource};
+use super::retry::retrying;
 use super::{is_unique_violation, Store};
 use crate::auth::Actor;
 use crate::error::{Error, Result};
@@ -342,7 +343,14 @@ async fn lock(
 
 impl Store {
     /// Creates a group with its members (RFC 7644 §3.3).
-    pub async fn create_group(&self, actor: &Actor, mut doc: Value) -> Result<GroupRecord> {
+    pub async fn create_group(&self, actor: &Actor, doc: Value) -> Result<GroupRecord> {
+        retrying("group.create", || {
+            self.create_group_once(actor, doc.clone())
+        })
+        .await
+    }
+
+    async fn create_group_once(&self, actor: &Actor, mut doc: Value) -> Result<GroupRecord> {
         let members = take_members(&mut doc);
         let name = name_of(&doc);
         let id = Uuid::new_v4();
@@ -398,7 +406,21 @@ impl Store {
         id: Uuid,
         action: &'static str,
         if_match: Option<&[i64]>,
-        change: impl FnOnce(Value) -> Result<Value, ScimError>,
+        change: impl Fn(Value) -> Result<Value, ScimError>,
+    ) -> Result<GroupRecord> {
+        retrying(action, || {
+            self.update_group_once(actor, id, action, if_match, &change)
+        })
+        .await
+    }
+
+    async fn update_group_once(
+        &self,
+        actor: &Actor,
+        id: Uuid,
+        action: &'static str,
+        if_match: Option<&[i64]>,
+        change: &impl Fn(Value) -> Result<Value, ScimError>,
     ) -> Result<GroupRecord> {
         let mut tx = self.pool.begin().await?;
         let old_doc = lock(&mut tx, &actor.app_id, id, if_match).await?;
@@ -472,6 +494,20 @@ impl Store {
         delta: &MemberDelta,
         with_members: bool,
     ) -> Result<GroupRecord> {
+        retrying("group.patch", || {
+            self.patch_group_members_once(actor, id, if_match, delta, with_members)
+        })
+        .await
+    }
+
+    async fn patch_group_members_once(
+        &self,
+        actor: &Actor,
+        id: Uuid,
+        if_match: Option<&[i64]>,
+        delta: &MemberDelta,
+        with_members: bool,
+    ) -> Result<GroupRecord> {
         let mut tx = self.pool.begin().await?;
         let doc = lock(&mut tx, &actor.app_id, id, if_match).await?;
         let named: Vec<Member> = delta
@@ -529,6 +565,18 @@ impl Store {
 
     /// Deletes a group (RFC 7644 §3.6); its members lose the roles it granted.
     pub async fn delete_group(
+        &self,
+        actor: &Actor,
+        id: Uuid,
+        if_match: Option<&[i64]>,
+    ) -> Result<()> {
+        retrying("group.delete", || {
+            self.delete_group_once(actor, id, if_match)
+        })
+        .await
+    }
+
+    async fn delete_group_once(
         &self,
         actor: &Actor,
         id: Uuid,

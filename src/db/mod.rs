@@ -5,6 +5,24 @@
 //! Queries are runtime-checked `sqlx::query` calls with bound parameters only; SCIM
 //! filters become SQL in [`filter`] through an exhaustive mapping of schema attributes,
 //! never by pasting client text.
+//!
+//! # Lock order (issue #13)
+//!
+//! Every write takes its row locks in this one order, so two writes can wait for each
+//! other but never in a cycle (docs/operations.md, "Concurrency"):
+//!
+//! 1. the batch or snapshot row a decision works on (`lifecycle::decide`, `snapshots`);
+//! 2. the group row (`groups::lock`), for group writes;
+//! 3. subjects: `scim_user` rows, several always in `user_id` order in one statement
+//!    (`groups::rederive`, `verify::lock`, `lifecycle::decide`); a task operation locks
+//!    its subject before the task (`lifecycle::lock_task`);
+//! 4. task rows (derivation, claims with `skip locked`, the SLA sweep);
+//! 5. at commit, deferred triggers: the app's `audit_head` (chain linking), then its
+//!    `app_user_count` row when the number of live users changed.
+//!
+//! Whatever this order cannot rule out (an operator's SQL holding rows, a future write
+//! that breaks it) is caught by [`retry`]: a transaction Postgres aborts with `40P01` or
+//! `40001` is run again a bounded number of times, never answered 500.
 
 #[macro_use]
 mod states;
@@ -17,11 +35,13 @@ mod derive;
 pub mod filter;
 pub mod findings;
 pub mod groups;
+pub mod housekeeping;
 pub mod lifecycle;
 pub mod metrics;
 pub mod oauth;
 pub mod outbox;
 pub mod reports;
+pub mod retry;
 pub mod sessions;
 pub mod sla;
 pub mod snapshots;

@@ -54,6 +54,12 @@ fn payload(m: &Marked) -> serde_json::Value {
         "due_at": m.due_at.map(super::rfc3339), "held_by": m.held_by})
 }
 
+/// The sweep never waits for a writer (issue #13): a task whose row a write (a claim, a
+/// completion, a SCIM write rederiving it) holds right now is left for the next sweep,
+/// which sees it as it is after that write. So the sweep takes no lock anyone waits for
+/// longer than its own short transaction, and it cannot join a lock cycle.
+const SKIP_HELD: &str = "for update of t skip locked";
+
 /// The holder column of a marked task: only an in-progress task has one (a finished or
 /// released task keeps its last `claimed_by` for the record).
 const HOLDER: &str = "case when t.state = 'in_progress' then t.claimed_by end as held_by";
@@ -81,8 +87,10 @@ impl Store {
             let gov = self.governance(&profile);
             let due_soon: Vec<Marked> = sqlx::query_as(&format!(
                 "update task t set sla_state = 'due_soon', updated_at = now() \
-                 where t.app_id = $1 and {ACTIVE} and t.sla_state = 'ok' and t.due_at is not null \
+                 where t.task_id in (select t.task_id from task t \
+                   where t.app_id = $1 and {ACTIVE} and t.sla_state = 'ok' and t.due_at is not null \
                    and now() >= t.due_at - (t.due_at - t.created_at) * $2 and now() < t.due_at \
+                   {SKIP_HELD}) \
                  returning t.task_id, t.user_id, t.kind::text, t.title, t.due_at, {HOLDER}"
             ))
             .bind(&app_id)
@@ -102,7 +110,9 @@ impl Store {
             }
             let overdue: Vec<Marked> = sqlx::query_as(&format!(
                 "update task t set sla_state = 'overdue', last_reminder_at = now(), updated_at = now() \
-                 where t.app_id = $1 and {ACTIVE} and t.sla_state <> 'overdue' and t.due_at <= now() \
+                 where t.task_id in (select t.task_id from task t \
+                   where t.app_id = $1 and {ACTIVE} and t.sla_state <> 'overdue' and t.due_at <= now() \
+                   {SKIP_HELD}) \
                  returning t.task_id, t.user_id, t.kind::text, t.title, t.due_at, {HOLDER}"
             ))
             .bind(&app_id)
@@ -148,8 +158,10 @@ impl Store {
             }
             let reminders: Vec<Marked> = sqlx::query_as(&format!(
                 "update task t set last_reminder_at = now() \
-                 where t.app_id = $1 and {ACTIVE} and t.sla_state = 'overdue' \
+                 where t.task_id in (select t.task_id from task t \
+                   where t.app_id = $1 and {ACTIVE} and t.sla_state = 'overdue' \
                    and t.last_reminder_at <= now() - make_interval(secs => $2) \
+                   {SKIP_HELD}) \
                  returning t.task_id, t.user_id, t.kind::text, t.title, t.due_at, {HOLDER}"
             ))
             .bind(&app_id)

@@ -8,6 +8,7 @@ use uuid::Uuid;
 use super::audit::{self, Entry};
 use super::derive::{derive_user, derive_user_task};
 use super::filter::{list_page, ListQuery, Resource};
+use super::retry::retrying;
 use super::{is_unique_violation, Store};
 use crate::auth::Actor;
 use crate::error::{Error, Result};
@@ -175,6 +176,10 @@ async fn lock(
 impl Store {
     /// Creates a user from a normalised document (RFC 7644 §3.3).
     pub async fn create_user(&self, actor: &Actor, doc: Value) -> Result<UserRecord> {
+        retrying("user.create", || self.create_user_once(actor, doc.clone())).await
+    }
+
+    async fn create_user_once(&self, actor: &Actor, doc: Value) -> Result<UserRecord> {
         let c = columns(&doc);
         let id = Uuid::new_v4();
         let mut tx = self.pool.begin().await?;
@@ -238,7 +243,21 @@ impl Store {
         id: Uuid,
         action: &'static str,
         if_match: Option<&[i64]>,
-        change: impl FnOnce(Value) -> Result<Value, ScimError>,
+        change: impl Fn(Value) -> Result<Value, ScimError>,
+    ) -> Result<UserRecord> {
+        retrying(action, || {
+            self.update_user_once(actor, id, action, if_match, &change)
+        })
+        .await
+    }
+
+    async fn update_user_once(
+        &self,
+        actor: &Actor,
+        id: Uuid,
+        action: &'static str,
+        if_match: Option<&[i64]>,
+        change: &impl Fn(Value) -> Result<Value, ScimError>,
     ) -> Result<UserRecord> {
         let mut tx = self.pool.begin().await?;
         let old = lock(&mut tx, &actor.app_id, id, if_match).await?;
@@ -273,6 +292,15 @@ impl Store {
     /// Deletes a user (RFC 7644 §3.6): hidden from SCIM at once, kept for the audit trail,
     /// and its app account is scheduled for removal.
     pub async fn delete_user(
+        &self,
+        actor: &Actor,
+        id: Uuid,
+        if_match: Option<&[i64]>,
+    ) -> Result<()> {
+        retrying("user.delete", || self.delete_user_once(actor, id, if_match)).await
+    }
+
+    async fn delete_user_once(
         &self,
         actor: &Actor,
         id: Uuid,

@@ -104,3 +104,23 @@ pub fn spawn_sweeper(store: Store, interval: Duration, mut stop: watch::Receiver
         }
     });
 }
+
+/// How often the housekeeper runs (the live-user deltas are folded at this pace).
+pub const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Runs the store's housekeeping (issue #13) every `interval` until stopped. Each run
+/// takes one connection for one short transaction and returns it before waiting, so a
+/// pool of one connection is enough.
+pub fn spawn_housekeeper(store: Store, interval: Duration, mut stop: watch::Receiver<bool>) {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = stop.changed() => return,
+                _ = tokio::time::sleep(interval) => {}
+            }
+            if let Err(e) = store.compact_user_counts().await {
+                tracing::warn!(error = %e, "live-user count compaction failed; retrying next interval");
+            }
+        }
+    });
+}

@@ -464,7 +464,7 @@ pub async fn store_op(ctx: Arc<Ctx>, s: Scenario, n: u64) -> Option<OpResult> {
                 Ok(d) => d,
                 Err(e) => return Some(Err(err(e))),
             };
-            st.update_user(actor, id, "user.replace", None, |_| Ok(doc))
+            st.update_user(actor, id, "user.replace", None, |_| Ok(doc.clone()))
                 .await
                 .map(drop)
                 .map_err(err)

@@ -70,7 +70,7 @@ impl Resource for Groups {
             Write::Replace(id, body) => {
                 let doc = resource::normalize(body, &GROUP_RESOURCE)?;
                 s.store
-                    .update_group(actor, id, "group.replace", if_match, |_| Ok(doc))
+                    .update_group(actor, id, "group.replace", if_match, |_| Ok(doc.clone()))
                     .await?
             }
             Write::Patch(id, body) => {

@@ -66,7 +66,7 @@ impl Resource for Users {
             Write::Replace(id, body) => {
                 let doc = resource::normalize(body, &USER_RESOURCE)?;
                 s.store
-                    .update_user(actor, id, "user.replace", if_match, |_| Ok(doc))
+                    .update_user(actor, id, "user.replace", if_match, |_| Ok(doc.clone()))
                     .await?
             }
             Write::Patch(id, body) => {
