@@ -1,8 +1,10 @@
 //! The audit trail: who did what to which subject, in the transaction of the change.
+//! Records are written unsealed and linked into their app's hash chain shortly after
+//! commit by the sealer ([`Store::seal_audit`], issue #13), so writes share no lock.
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::{PgConnection, Row};
+use sqlx::PgConnection;
 
 use super::Store;
 use crate::auth::Actor;
@@ -26,9 +28,10 @@ pub struct Entry<'a> {
 }
 
 /// One audit record as read back.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
 pub struct Record {
     /// Sequence number.
+    #[sqlx(rename = "audit_id")]
     pub id: i64,
     /// When.
     pub at: DateTime<Utc>,
@@ -46,20 +49,6 @@ pub struct Record {
     pub task_id: Option<i64>,
     /// Details.
     pub detail: Value,
-}
-
-fn record(r: &sqlx::postgres::PgRow) -> Record {
-    Record {
-        id: r.get("audit_id"),
-        at: r.get("at"),
-        actor: r.get("actor"),
-        actor_role: r.get("actor_role"),
-        action: r.get("action"),
-        outcome: r.get("outcome"),
-        request_id: r.get("request_id"),
-        task_id: r.get("task_id"),
-        detail: r.get("detail"),
-    }
 }
 
 /// Writes one record with the caller's transaction.
@@ -86,14 +75,13 @@ pub async fn write(conn: &mut PgConnection, actor: &Actor, e: Entry<'_>) -> Resu
 impl Store {
     /// The history of one task, oldest first.
     pub async fn task_history(&self, task_id: i64) -> Result<Vec<Record>> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "select audit_id, at, actor, actor_role, action, outcome, request_id, detail, task_id \
              from audit where task_id = $1 order by audit_id",
         )
         .bind(task_id)
         .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.iter().map(record).collect())
+        .await?)
     }
 }
 
@@ -101,15 +89,14 @@ impl Store {
     /// Everything that happened to one subject of the app (its SCIM writes and all its
     /// tasks' events), oldest first: the auditor's trail.
     pub async fn subject_history(&self, app_id: &str, subject_id: &str) -> Result<Vec<Record>> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "select audit_id, at, actor, actor_role, action, outcome, request_id, detail, task_id \
              from audit where app_id = $1 and subject_id = $2 order by audit_id",
         )
         .bind(app_id)
         .bind(subject_id)
         .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.iter().map(record).collect())
+        .await?)
     }
 }
 
@@ -118,8 +105,11 @@ impl Store {
 pub struct Verification {
     /// The app verified.
     pub app: String,
-    /// Records checked.
+    /// Sealed records checked.
     pub records: i64,
+    /// Records committed but not yet linked into the chain (another replica was sealing
+    /// at that moment); they are checked once sealed.
+    pub unsealed: i64,
     /// True when every record's hashes match its content and its predecessor.
     pub ok: bool,
     /// The first record that does not match, with why.
@@ -137,23 +127,53 @@ pub struct Broken {
     pub reason: String,
 }
 
+/// One sealed record as the verification reads it.
+#[derive(sqlx::FromRow)]
+struct Link {
+    audit_id: i64,
+    chain_seq: i64,
+    /// Null only if someone cleared it: then it matches nothing.
+    prev_hash: Option<Vec<u8>>,
+    hash: Option<Vec<u8>>,
+    /// `audit_payload(a)`: what the hash covers besides the predecessor's hash.
+    payload: Vec<u8>,
+}
+
 impl Store {
-    /// Recomputes the app's audit chain in chain order (each record's hash over its
-    /// predecessor's hash and its own content) and names the first record that does not
-    /// match: an edited, deleted or inserted row shows up there.
+    /// Seals what is committed, then recomputes the app's audit chain in chain order
+    /// (each record's hash over its predecessor's hash and its own content) and names the
+    /// first record that does not match: an edited, deleted or inserted row shows up
+    /// there.
     pub async fn verify_audit(&self, app_id: &str) -> Result<Verification> {
         use futures_util::TryStreamExt as _;
         use sha2::{Digest, Sha256};
-        let mut rows = sqlx::query_as::<_, (i64, i64, Vec<u8>, Vec<u8>, Vec<u8>)>(
-            "select a.audit_id, a.chain_seq, a.prev_hash, a.hash, audit_payload(a) from audit a \
-             where a.app_id = $1 order by a.chain_seq",
+        self.seal_audit().await?;
+        let unsealed: i64 = sqlx::query_scalar(
+            "select count(*) from audit where app_id = $1 and chain_seq is null",
+        )
+        .bind(app_id)
+        .fetch_one(&self.pool)
+        .await?;
+        let mut rows = sqlx::query_as::<_, Link>(
+            "select a.audit_id, a.chain_seq, a.prev_hash, a.hash, audit_payload(a) as payload \
+             from audit a where a.app_id = $1 and a.chain_seq is not null order by a.chain_seq",
         )
         .bind(app_id)
         .fetch(&self.pool);
         let mut expected_prev: Vec<u8> = Vec::new();
         let mut records = 0i64;
         let mut first_broken = None;
-        while let Some((audit_id, chain_seq, prev, hash, payload)) = rows.try_next().await? {
+        while let Some(link) = rows.try_next().await? {
+            let Link {
+                audit_id,
+                chain_seq,
+                payload,
+                ..
+            } = link;
+            let (prev, hash) = (
+                link.prev_hash.unwrap_or_default(),
+                link.hash.unwrap_or_default(),
+            );
             records += 1;
             if first_broken.is_some() {
                 continue;
@@ -184,6 +204,7 @@ impl Store {
         Ok(Verification {
             app: app_id.to_owned(),
             records,
+            unsealed,
             ok: first_broken.is_none(),
             first_broken,
         })

@@ -195,13 +195,7 @@ fn push_attr(
                 }
                 Some(_) => push_time(qb, "u.confirmed_at", cmp),
             },
-            _ => push_text(
-                qb,
-                "(select t.task_id::text from task t where t.user_id = u.user_id \
-                 and t.state in ('open', 'awaiting_approval', 'held', 'in_progress') order by t.task_id limit 1)",
-                false,
-                cmp,
-            ),
+            _ => push_text(qb, "u.open_task_id::text", false, cmp),
         };
     }
     // Columns that mirror the document, indexed for the IdPs' lookups.
@@ -645,14 +639,41 @@ pub struct ListQuery<'a> {
     pub paging: &'a Paging,
 }
 
+/// A row of a list's select: read as a typed struct, with its creation-order position
+/// (paging continues after it).
+pub trait ListRow: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin {
+    /// The row's `seq`.
+    fn seq(&self) -> i64;
+}
+
 /// One page of rows and what the response needs around it.
-pub struct PageOf {
+pub struct PageOf<T> {
     /// Matching rows in the app, whatever the page.
     pub total: i64,
     /// The page.
-    pub rows: Vec<sqlx::postgres::PgRow>,
+    pub rows: Vec<T>,
     /// Cursor position after this page, when more rows follow (cursor paging only).
     pub next: Option<i64>,
+}
+
+/// Whether the filter is an equality on the name a unique index covers
+/// (`scim_user_name_uq`, `scim_group_name_uq`: case-insensitive, live rows only).
+fn unique_name_eq(f: &Filter, res: Resource) -> bool {
+    let Filter::Compare {
+        path,
+        op: CompareOp::Eq,
+        value: Value::String(_),
+    } = f
+    else {
+        return false;
+    };
+    resolve(path, res).is_ok_and(|t| {
+        t.sub.is_none()
+            && matches!(
+                (res, t.attr.name),
+                (Resource::User, "userName") | (Resource::Group, "displayName")
+            )
+    })
 }
 
 /// Where startIndex walks of an app's unfiltered, unsorted list left off: the `seq` of
@@ -701,20 +722,43 @@ impl WalkHints {
 /// (never one per row; none for the page when nothing matches). One connection, because
 /// sqlx pings a connection each time it is taken from and returned to the pool.
 /// `walks` continues startIndex walks of unfiltered, unsorted lists (see [`WalkHints`]).
-pub async fn list_page(
+pub async fn list_page<T: ListRow>(
     pool: &sqlx::PgPool,
     res: Resource,
     select: &str,
     app_id: &str,
     q: ListQuery<'_>,
     walks: Option<&WalkHints>,
-) -> crate::error::Result<PageOf> {
+) -> crate::error::Result<PageOf<T>> {
     let a = res.alias();
     let table = match res {
         Resource::User => "scim_user u",
         Resource::Group => "scim_group g",
     };
     let mut conn = pool.acquire().await?;
+    // `userName eq "…"` (and a group's `displayName eq`), the IdPs' lookup before every
+    // create: at most one live row, found through the unique index on the lowered name
+    // alone. No count and no creation-order paging are needed, and without an `order by`
+    // the unique index is the only plan, statistics or not (issue #13: a fresh import
+    // walked the creation-order index instead).
+    if let (Some(f), None, Paging::Index(p)) = (q.filter, q.sort, q.paging) {
+        if unique_name_eq(f, res) {
+            let mut one: Qb<'_> = QueryBuilder::new(select);
+            push_where(&mut one, app_id, Some(f), res)?;
+            let rows = one.build_query_as::<T>().fetch_all(&mut *conn).await?;
+            let total = rows.len() as i64;
+            let rows = if p.count > 0 && p.start_index <= total {
+                rows
+            } else {
+                Vec::new()
+            };
+            return Ok(PageOf {
+                total,
+                rows,
+                next: None,
+            });
+        }
+    }
     let total: i64 = match (res, q.filter) {
         // The unfiltered user list is Okta's import walk: counting N rows on each of its
         // N/100 pages made the walk O(N²). The app's counter is its compacted total plus
@@ -776,11 +820,10 @@ pub async fn list_page(
                         .push(format!(") order by {order}{a}.seq"));
                 }
             }
-            let rows = page.build().fetch_all(&mut *conn).await?;
+            let rows = page.build_query_as::<T>().fetch_all(&mut *conn).await?;
             if let (Some(w), Some(last)) = (walks, rows.last()) {
                 if rows.len() as i64 == p.count {
-                    let seq: i64 = sqlx::Row::get(last, "seq");
-                    w.put(app_id, p.start_index + p.count, seq);
+                    w.put(app_id, p.start_index + p.count, last.seq());
                 }
             }
             (rows, None)
@@ -805,11 +848,11 @@ pub async fn list_page(
             // One row more than asked tells whether another page follows.
             page.push(format!(" order by {a}.seq limit "))
                 .push_bind(count + 1);
-            let mut rows = page.build().fetch_all(&mut *conn).await?;
+            let mut rows = page.build_query_as::<T>().fetch_all(&mut *conn).await?;
             let more = rows.len() as i64 > count;
             rows.truncate(count as usize);
             let next = if more {
-                rows.last().map(|r| sqlx::Row::get::<i64, _>(r, "seq"))
+                rows.last().map(ListRow::seq)
             } else {
                 None
             };

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
-use sqlx::{FromRow, PgConnection};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::audit::{self, Entry};
@@ -55,11 +55,18 @@ pub fn select(with_members: bool) -> String {
 #[derive(sqlx::FromRow)]
 struct GroupRow {
     group_id: Uuid,
+    seq: i64,
     doc: Value,
     version: i64,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     members: Option<Value>,
+}
+
+impl super::filter::ListRow for GroupRow {
+    fn seq(&self) -> i64 {
+        self.seq
+    }
 }
 
 impl From<GroupRow> for GroupRecord {
@@ -618,7 +625,7 @@ impl Store {
         q: ListQuery<'_>,
         with_members: bool,
     ) -> Result<(i64, Vec<GroupRecord>, Option<i64>)> {
-        let page = list_page(
+        let page = list_page::<GroupRow>(
             &self.pool,
             Resource::Group,
             &select(with_members),
@@ -627,11 +634,7 @@ impl Store {
             None,
         )
         .await?;
-        let records = page
-            .rows
-            .iter()
-            .map(|r| GroupRow::from_row(r).map(GroupRecord::from))
-            .collect::<Result<_, sqlx::Error>>()?;
+        let records = page.rows.into_iter().map(GroupRecord::from).collect();
         Ok((page.total, records, page.next))
     }
 }

@@ -1,6 +1,6 @@
 //! Background upkeep of what the writes leave for later so that they do not serialise
 //! on one row (issue #13): the live-user counter's deltas are folded into the per-app
-//! total.
+//! total, and committed audit records are sealed into their app's hash chain.
 
 use super::Store;
 use crate::error::Result;
@@ -8,6 +8,13 @@ use crate::error::Result;
 /// Advisory lock key of the counter compaction (any fixed number unique to this job):
 /// one replica compacts at a time, the others skip.
 const COMPACT_LOCK: i64 = 0x5c1b_0002;
+
+/// Advisory lock key of the audit sealer: one replica links records at a time (two
+/// would both wait on the same chain heads; the lock lets the second skip instead).
+const SEAL_LOCK: i64 = 0x5c1b_0003;
+
+/// Records linked per transaction: a burst's backlog is sealed in short transactions.
+const SEAL_BATCH: i32 = 2_000;
 
 impl Store {
     /// Folds the live-user deltas written since the last run into `app_user_count`, in
@@ -33,5 +40,32 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(u64::try_from(folded).unwrap_or_default())
+    }
+
+    /// Links every committed unsealed audit record into its app's chain (the SQL
+    /// function `seal_audit`, in batches of [`SEAL_BATCH`], one transaction each, one
+    /// connection held at a time). Returns how many were sealed; 0 when another replica
+    /// is sealing right now.
+    pub async fn seal_audit(&self) -> Result<u64> {
+        let mut sealed = 0u64;
+        loop {
+            let mut tx = self.pool.begin().await?;
+            let got: bool = sqlx::query_scalar("select pg_try_advisory_xact_lock($1)")
+                .bind(SEAL_LOCK)
+                .fetch_one(&mut *tx)
+                .await?;
+            if !got {
+                return Ok(sealed);
+            }
+            let n: i32 = sqlx::query_scalar("select seal_audit($1)")
+                .bind(SEAL_BATCH)
+                .fetch_one(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            sealed += u64::try_from(n).unwrap_or_default();
+            if n < SEAL_BATCH {
+                return Ok(sealed);
+            }
+        }
     }
 }

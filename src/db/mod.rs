@@ -16,9 +16,14 @@
 //! 3. subjects: `scim_user` rows, several always in `user_id` order in one statement
 //!    (`groups::rederive`, `verify::lock`, `lifecycle::decide`); a task operation locks
 //!    its subject before the task (`lifecycle::lock_task`);
-//! 4. task rows (derivation, claims with `skip locked`, the SLA sweep);
-//! 5. at commit, deferred triggers: the app's `audit_head` (chain linking), then its
-//!    `app_user_count` row when the number of live users changed.
+//! 4. task rows (derivation, claims and the SLA sweep with `skip locked`); a change of a
+//!    task's state updates its subject's `open_task_id` (trigger `task_open_task`), a
+//!    row the write already holds by step 3.
+//!
+//! No write locks a row shared by the whole app (issue #13): the live-user counter takes
+//! inserted deltas (`app_user_count_delta`), and audit records are inserted unsealed and
+//! linked into the chain later by the sealer ([`Store::seal_audit`], which alone takes
+//! `audit_head`).
 //!
 //! Whatever this order cannot rule out (an operator's SQL holding rows, a future write
 //! that breaks it) is caught by [`retry`]: a transaction Postgres aborts with `40P01` or

@@ -310,10 +310,14 @@ impl Store {
         from: Option<DateTime<Utc>>,
         to: Option<DateTime<Utc>>,
     ) -> Result<String> {
+        // What is committed is sealed first, so the export holds every record so far
+        // (an unsealed record has no chain position yet and is left out).
+        self.seal_audit().await?;
         let rows: Vec<AuditCsvRow> = sqlx::query_as(
             "select chain_seq, at, actor, actor_role, action, subject_type, subject_id, task_id, request_id, outcome, \
                     detail, hash from audit where app_id = $1 and ($2::text is null or subject_id = $2) \
-                and ($3::timestamptz is null or at >= $3) and ($4::timestamptz is null or at < $4) order by chain_seq",
+                and ($3::timestamptz is null or at >= $3) and ($4::timestamptz is null or at < $4) \
+                and chain_seq is not null order by chain_seq",
         )
         .bind(app_id)
         .bind(subject)

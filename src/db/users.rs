@@ -2,12 +2,12 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
-use sqlx::{postgres::PgRow, PgConnection, Row};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::audit::{self, Entry};
 use super::derive::{derive_user, derive_user_task};
-use super::filter::{list_page, ListQuery, Resource};
+use super::filter::{list_page, ListQuery, ListRow, Resource};
 use super::retry::retrying;
 use super::{is_unique_violation, Store};
 use crate::auth::Actor;
@@ -35,13 +35,11 @@ pub struct UserRecord {
 
 /// SQL of the provisioning state of user `u` (the `state` of the provisioning extension).
 ///
-/// The pending check is a scalar subquery with `limit 1`, not `exists`: for `exists`
-/// Postgres may choose a hashed subplan that reads every open task of every app once per
-/// statement (it did for generic plans expecting many rows: 14 ms for one user at 20 000
-/// open tasks); a scalar subquery is always one probe of `task_subject_idx` per user.
+/// Columns of the user row only (issue #13): `open_task_id` is the user's first
+/// unfinished task, kept by the `task_open_task` trigger in the transaction of every task
+/// change, so a read needs no subquery whose plan depends on statistics.
 pub const STATE: &str = "case when u.needs_attention then 'failed' \
-    when (select 1 from task t where t.user_id = u.user_id \
-           and t.state in ('open', 'awaiting_approval', 'held', 'in_progress') limit 1) is not null then 'pending' \
+    when u.open_task_id is not null then 'pending' \
     when u.rejected_at is not null then 'rejected' \
     else 'synced' end";
 
@@ -53,10 +51,7 @@ const SELECT_TEMPLATE: &str = r#"
                       where m.user_id = u.user_id and g.deleted_at is null), '[]') as groups,
            jsonb_strip_nulls(jsonb_build_object(
                'state', {STATE},
-               'openTaskId', (select t.task_id::text from task t
-                               where t.user_id = u.user_id
-                                 and t.state in ('open', 'awaiting_approval', 'held', 'in_progress')
-                               order by t.task_id limit 1),
+               'openTaskId', u.open_task_id::text,
                'lastConfirmed', to_char(u.confirmed_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
                'needsAttention', u.needs_attention,
                'lastVerified', to_char(u.verified_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
@@ -68,19 +63,39 @@ fn select() -> String {
     SELECT_TEMPLATE.replace("{STATE}", STATE)
 }
 
-fn record(r: &PgRow) -> UserRecord {
-    let groups: Value = r.get("groups");
-    UserRecord {
-        id: r.get("user_id"),
-        doc: r.get("doc"),
-        version: r.get("version"),
-        created_at: r.get("created_at"),
-        updated_at: r.get("updated_at"),
-        groups: match groups {
-            Value::Array(a) => a,
-            _ => Vec::new(),
-        },
-        provisioning: r.get("provisioning"),
+/// A row of [`select`].
+#[derive(sqlx::FromRow)]
+struct UserRow {
+    user_id: Uuid,
+    seq: i64,
+    doc: Value,
+    version: i64,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    groups: Value,
+    provisioning: Value,
+}
+
+impl ListRow for UserRow {
+    fn seq(&self) -> i64 {
+        self.seq
+    }
+}
+
+impl From<UserRow> for UserRecord {
+    fn from(r: UserRow) -> UserRecord {
+        UserRecord {
+            id: r.user_id,
+            doc: r.doc,
+            version: r.version,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            groups: match r.groups {
+                Value::Array(a) => a,
+                _ => Vec::new(),
+            },
+            provisioning: r.provisioning,
+        }
     }
 }
 
@@ -140,7 +155,7 @@ fn user_entry(
 }
 
 async fn fetch(conn: &mut PgConnection, app_id: &str, id: Uuid) -> Result<UserRecord> {
-    let row = sqlx::query(&format!(
+    let row: Option<UserRow> = sqlx::query_as(&format!(
         "{} where u.app_id = $1 and u.user_id = $2 and u.deleted_at is null",
         select()
     ))
@@ -148,8 +163,7 @@ async fn fetch(conn: &mut PgConnection, app_id: &str, id: Uuid) -> Result<UserRe
     .bind(id)
     .fetch_optional(conn)
     .await?;
-    row.as_ref()
-        .map(record)
+    row.map(UserRecord::from)
         .ok_or_else(|| Error::NotFound(format!("User {id}")))
 }
 
@@ -330,7 +344,7 @@ impl Store {
         app_id: &str,
         q: ListQuery<'_>,
     ) -> Result<(i64, Vec<UserRecord>, Option<i64>)> {
-        let page = list_page(
+        let page = list_page::<UserRow>(
             &self.pool,
             Resource::User,
             &select(),
@@ -341,7 +355,7 @@ impl Store {
         .await?;
         Ok((
             page.total,
-            page.rows.iter().map(record).collect(),
+            page.rows.into_iter().map(UserRecord::from).collect(),
             page.next,
         ))
     }
@@ -389,30 +403,57 @@ pub struct UserView {
 const VIEW: &str =
     "select u.user_id, u.user_name, u.active, u.deleted_at, u.needs_attention, u.confirmed, \
     u.confirmed_at, {STATE} as state, u.subject_kind, u.observed, u.observed_snapshot, \
-    u.observed_at, u.verified_at, u.drift, \
-    (select t.task_id from task t where t.user_id = u.user_id \
-      and t.state in ('open', 'awaiting_approval', 'held', 'in_progress') \
-      order by t.task_id limit 1) as open_task_id \
+    u.observed_at, u.verified_at, u.drift, u.open_task_id \
     from scim_user u";
 
-fn view(r: &PgRow) -> UserView {
-    UserView {
-        id: r.get("user_id"),
-        user_name: r.get("user_name"),
-        active: r.get("active"),
-        deleted_at: r.get("deleted_at"),
-        state: r.get("state"),
-        needs_attention: r.get("needs_attention"),
-        open_task_id: r.get("open_task_id"),
-        desired: None,
-        confirmed: r.get("confirmed"),
-        confirmed_at: r.get("confirmed_at"),
-        kind: r.get("subject_kind"),
-        observed: r.get("observed"),
-        observed_snapshot: r.get("observed_snapshot"),
-        observed_at: r.get("observed_at"),
-        last_verified: r.get("verified_at"),
-        drift: r.get("drift"),
+/// A row of [`VIEW`].
+#[derive(sqlx::FromRow)]
+struct ViewRow {
+    user_id: Uuid,
+    user_name: String,
+    active: bool,
+    deleted_at: Option<DateTime<Utc>>,
+    state: String,
+    needs_attention: bool,
+    open_task_id: Option<i64>,
+    confirmed: Option<Value>,
+    confirmed_at: Option<DateTime<Utc>>,
+    subject_kind: String,
+    observed: Option<Value>,
+    observed_snapshot: Option<i64>,
+    observed_at: Option<DateTime<Utc>>,
+    verified_at: Option<DateTime<Utc>>,
+    drift: bool,
+}
+
+/// A row of [`Store::user_views`]: the view and its position.
+#[derive(sqlx::FromRow)]
+struct SeqViewRow {
+    seq: i64,
+    #[sqlx(flatten)]
+    view: ViewRow,
+}
+
+impl From<ViewRow> for UserView {
+    fn from(r: ViewRow) -> UserView {
+        UserView {
+            id: r.user_id,
+            user_name: r.user_name,
+            active: r.active,
+            deleted_at: r.deleted_at,
+            state: r.state,
+            needs_attention: r.needs_attention,
+            open_task_id: r.open_task_id,
+            desired: None,
+            confirmed: r.confirmed,
+            confirmed_at: r.confirmed_at,
+            kind: r.subject_kind,
+            observed: r.observed,
+            observed_snapshot: r.observed_snapshot,
+            observed_at: r.observed_at,
+            last_verified: r.verified_at,
+            drift: r.drift,
+        }
     }
 }
 
@@ -437,7 +478,7 @@ impl Store {
              order by x.seq limit $5",
             VIEW.replace("{STATE}", STATE)
         );
-        let rows = sqlx::query(&sql)
+        let rows: Vec<SeqViewRow> = sqlx::query_as(&sql)
             .bind(app_id)
             .bind(user_name)
             .bind(state)
@@ -447,9 +488,9 @@ impl Store {
             .await?;
         let more = rows.len() as i64 > limit;
         Ok((
-            rows.iter()
+            rows.into_iter()
                 .take(limit as usize)
-                .map(|r| (r.get::<i64, _>("seq"), view(r)))
+                .map(|r| (r.seq, UserView::from(r.view)))
                 .collect(),
             more,
         ))
@@ -462,13 +503,13 @@ impl Store {
             "{} where u.app_id = $1 and u.user_id = $2",
             VIEW.replace("{STATE}", STATE)
         );
-        let row = sqlx::query(&sql)
+        let row: ViewRow = sqlx::query_as(&sql)
             .bind(app_id)
             .bind(id)
             .fetch_optional(&mut *conn)
             .await?
             .ok_or_else(|| Error::NotFound(format!("user {id}")))?;
-        let mut v = view(&row);
+        let mut v = UserView::from(row);
         v.desired = super::derive::desired_account(&mut conn, &self.profiles, id)
             .await?
             .map(|a| json!(a));

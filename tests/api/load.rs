@@ -258,3 +258,202 @@ async fn the_sla_sweep_skips_a_task_a_writer_holds_instead_of_waiting(pool: PgPo
         2
     );
 }
+
+const PROVISIONING: &str = "urn:scimbridge:params:scim:schemas:extension:provisioning:1.0:User";
+
+#[sqlx::test]
+async fn reads_by_id_and_by_name_show_the_same_document_through_a_task_lifecycle(pool: PgPool) {
+    let app = &TestApp::spawn(pool).await;
+    let created = app.create_user(okta_user("Ann@Corp.com")).await;
+    let id = &created["id"].as_str().unwrap().to_owned();
+    let get = move |path: String| async move {
+        let res = app.scim(Method::GET, &path).send().await.unwrap();
+        assert_eq!(res.status(), 200, "{path}");
+        res.json::<Value>().await.unwrap()
+    };
+    // The provisioning extension is `returned: request`.
+    let by_id = move || get(format!("/Users/{id}"));
+    let state = move || async move {
+        get(format!("/Users/{id}?attributes={PROVISIONING}")).await[PROVISIONING].clone()
+    };
+    let by_name = move |start: u32| {
+        get(format!(
+            "/Users?filter=userName%20eq%20%22ann@corp.COM%22&startIndex={start}"
+        ))
+    };
+    let read = by_id().await;
+    assert_eq!(read, created, "the read shows what the create answered");
+    let found = by_name(1).await;
+    assert_eq!(found["totalResults"], 1);
+    assert_eq!(found["Resources"][0], read);
+    let past = by_name(2).await;
+    assert_eq!(past["totalResults"], 1);
+    assert!(
+        past.get("Resources").is_none() || past["Resources"] == json!([]),
+        "startIndex past the one match: {past}"
+    );
+    let pending = state().await;
+    assert_eq!(pending["state"], "pending", "{pending}");
+    let task_id = pending["openTaskId"].as_str().unwrap().to_owned();
+
+    let t = app.claim(&app.agent_token).await.unwrap();
+    assert_eq!(t["id"].to_string(), task_id);
+    let held = state().await;
+    assert_eq!(held["state"], "pending", "in progress is still pending");
+    assert_eq!(held["openTaskId"], task_id.as_str());
+    app.complete(&t, json!({"outcome": "done"})).await;
+    let done = state().await;
+    assert_eq!(done["state"], "synced", "{done}");
+    assert!(done.get("openTaskId").is_none(), "{done}");
+    let synced = get(format!(
+        "/Users?filter={PROVISIONING}:state%20eq%20%22synced%22"
+    ))
+    .await;
+    assert_eq!(synced["totalResults"], 1);
+    assert_eq!(synced["Resources"][0], by_name(1).await["Resources"][0]);
+
+    // Deactivation plans a new task: the row shows it at once.
+    let res = app
+        .patch(
+            &format!("/Users/{id}"),
+            json!([{"op": "replace", "path": "active", "value": false}]),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let patched: Value = res.json().await.unwrap();
+    assert_eq!(by_id().await, patched);
+    let next = state().await;
+    assert_eq!(next["state"], "pending", "{next}");
+    assert_ne!(next["openTaskId"].as_str().unwrap(), task_id);
+}
+
+async fn unsealed(pool: &PgPool) -> i64 {
+    count(pool, "select count(*) from audit where chain_seq is null").await
+}
+
+async fn verify(app: &TestApp) -> Value {
+    let res = app
+        .api(Method::GET, "/audit/verify", &app.admin_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    res.json().await.unwrap()
+}
+
+#[sqlx::test]
+async fn audited_writes_do_not_wait_for_the_chain_and_are_sealed_within_a_second(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    // Someone holds the app's chain head (before issue #13 every audited write linked its
+    // records under it at commit, so every write of the app would wait here).
+    let mut holder = app.pool.begin().await.unwrap();
+    sqlx::query("select 1 from audit_head where app_id = 'peopleai' for update")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    for name in ["ann@corp.com", "bob@corp.com"] {
+        let res = app
+            .scim(Method::POST, "/Users")
+            .json(&okta_user(name))
+            .timeout(std::time::Duration::from_secs(5))
+            .send()
+            .await
+            .expect("a write does not wait for the chain head");
+        assert_eq!(res.status(), 201);
+    }
+    assert_eq!(unsealed(&app.pool).await, 4, "written unsealed");
+    holder.rollback().await.unwrap();
+
+    let start = std::time::Instant::now();
+    while unsealed(&app.pool).await > 0 {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(1),
+            "the sealer links committed records within a second"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let chain: Vec<(i64, i64)> =
+        sqlx::query_as("select audit_id, chain_seq from audit order by chain_seq")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(chain.iter().map(|c| c.1).collect::<Vec<_>>(), [1, 2, 3, 4]);
+    let v = verify(&app).await;
+    assert_eq!(
+        (v["ok"].clone(), v["records"].clone(), v["unsealed"].clone()),
+        (json!(true), json!(4), json!(0)),
+        "{v}"
+    );
+}
+
+#[sqlx::test]
+async fn a_sealed_record_edited_or_removed_is_named_by_verify(pool: PgPool) {
+    let app = std::sync::Arc::new(TestApp::spawn(pool).await);
+    let mut writers = Vec::new();
+    for i in 0..20 {
+        let app = app.clone();
+        writers.push(tokio::spawn(async move {
+            app.create_user(okta_user(&format!("u{i}@corp.com"))).await;
+        }));
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    let v = verify(&app).await;
+    assert_eq!(
+        (v["ok"].clone(), v["records"].clone()),
+        (json!(true), json!(40)),
+        "a user.create and a task.create per user: {v}"
+    );
+    let (victim, seq): (i64, i64) =
+        sqlx::query_as("select audit_id, chain_seq from audit where chain_seq = 7")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    sqlx::query("update audit set detail = '{\"userName\": \"forged\"}' where audit_id = $1")
+        .bind(victim)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let v = verify(&app).await;
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["first_broken"]["audit_id"], victim);
+    assert_eq!(v["first_broken"]["chain_seq"], seq);
+    sqlx::query("delete from audit where chain_seq = 3")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let v = verify(&app).await;
+    assert_eq!(
+        v["first_broken"]["chain_seq"], 4,
+        "the record after the gap is named"
+    );
+}
+
+#[sqlx::test]
+async fn sealing_compaction_and_verify_need_one_database_connection_only(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    for i in 0..10 {
+        app.create_user(okta_user(&format!("u{i}@corp.com"))).await;
+    }
+    // A store with a pool of one connection (the embedded store's size): none of these
+    // may hold its connection while waiting for a second one.
+    let one = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(std::time::Duration::from_secs(5))
+        .connect_with((*app.pool.connect_options()).clone())
+        .await
+        .unwrap();
+    let store = scimbridge::db::Store::new(one);
+    let work = async {
+        store.seal_audit().await.unwrap();
+        store.compact_user_counts().await.unwrap();
+        store.verify_audit("peopleai").await.unwrap()
+    };
+    let v = tokio::time::timeout(std::time::Duration::from_secs(30), work)
+        .await
+        .expect("nothing waits for a second connection");
+    assert!(v.ok, "{v:?}");
+    assert_eq!((v.records, v.unsealed), (20, 0));
+    assert_eq!(total_users(&app).await, json!(10));
+}
