@@ -11,8 +11,9 @@
 //! - [`limits`]: the limits of free-text fields (notes, reasons, search boxes), pure.
 //! - [`profiles`]: reading profile files at start (the IO half of `reconcile::profile`).
 //! - [`db`]: all SQL; each operation is one transaction (write + task + audit). Every
-//!   task transition (claim, heartbeat, complete, release, approve, reject, retry) is in
-//!   [`db::lifecycle`].
+//!   task transition (claims, leases, completion, release, decisions, reassignment,
+//!   snapshot verification, ticket closing, SLA expiry) is in [`db::lifecycle`], each in
+//!   a span naming the task's id, app and kind; planning is `db::derive`.
 //! - [`queue`]: waking long-polling claims, the SLA sweeper's loop.
 //! - [`notify`]: webhook delivery of outbox events.
 //! - [`tickets`]: the ticket bridge (Jira, ServiceNow): mirroring tasks as tickets through

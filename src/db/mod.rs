@@ -48,7 +48,6 @@ pub mod outbox;
 pub mod reports;
 pub mod retry;
 pub mod sessions;
-pub mod sla;
 pub mod snapshots;
 pub mod tasks;
 pub mod tickets;

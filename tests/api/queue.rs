@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use sqlx::PgPool;
 
 use crate::helpers::{okta_user, TestApp};
+use scimbridge::auth::Role;
 
 async fn create(app: &TestApp, name: &str) -> String {
     app.create_user(okta_user(name)).await["id"]
@@ -578,6 +579,91 @@ async fn each_task_transition_is_a_span_naming_its_task_app_and_kind(pool: PgPoo
             "kind=create_account".to_owned(),
         ] {
             assert!(line.contains(&field), "{name} lacks {field}: {line}");
+        }
+    }
+}
+
+/// Issue #16 item 7, the transitions no worker asks for: a lease lapsing on its last
+/// attempt, a revoked token's claim going back to the queue, derivation cancelling a task
+/// no longer needed, a held batch's decision and the SLA sweep each log a span per task
+/// with its id, app and kind.
+#[sqlx::test]
+async fn transitions_outside_a_workers_request_are_spans_naming_their_task(pool: PgPool) {
+    let logs = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(logs.clone())
+        .with_ansi(false)
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let app = TestApp::spawn(pool).await;
+    let mut expected: Vec<(&str, i64)> = Vec::new();
+
+    // A lease that lapses on the last of its three attempts fails the task.
+    create(&app, "ann@x.com").await;
+    let first = app.claim(&app.agent_token).await.unwrap();
+    for _ in 0..2 {
+        lapse(&app, &first["id"]).await;
+        app.claim(&app.agent_token).await.unwrap();
+    }
+    lapse(&app, &first["id"]).await;
+    assert!(app.claim(&app.agent_token).await.is_none());
+    expected.push(("task.lease_exhausted", first["id"].as_i64().unwrap()));
+
+    // The claim of a token revoked meanwhile returns to the queue.
+    create(&app, "bob@x.com").await;
+    let temp = app.token("peopleai", Role::Agent, "temp").await;
+    let held = app.claim(&temp).await.unwrap();
+    let temp_id = app
+        .store
+        .tokens(Some("peopleai"))
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|t| t.name == "temp")
+        .unwrap()
+        .token_id;
+    app.store.revoke_token(temp_id).await.unwrap();
+    assert_eq!(
+        get(&app, &format!("/tasks/{}", held["id"])).await["state"],
+        "open"
+    );
+    expected.push(("task.return_claim", held["id"].as_i64().unwrap()));
+
+    // The user is deleted in the IdP before anyone worked their task: cancelled.
+    let cid = create(&app, "cid@x.com").await;
+    let res = app
+        .scim(Method::DELETE, &format!("/Users/{cid}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    let cancelled = app.tasks("?state=cancelled").await;
+    assert_eq!(cancelled.len(), 1, "{cancelled:?}");
+    expected.push(("task.cancel", cancelled[0]["id"].as_i64().unwrap()));
+
+    // Bob's task, back in the queue, passes its due time: the sweep marks it overdue.
+    sqlx::query(
+        "update task set created_at = now() - interval '100 hours', \
+         due_at = now() - interval '1 hour' where task_id = $1",
+    )
+    .bind(held["id"].as_i64().unwrap())
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let swept = app.store.sweep().await.unwrap();
+    assert_eq!(swept.overdue, 1, "{swept:?}");
+    expected.push(("task.sla", held["id"].as_i64().unwrap()));
+
+    let out = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    for (name, id) in expected {
+        let line = out
+            .lines()
+            .find(|l| l.contains(&format!("{name}{{")) && l.contains(&format!("task_id={id}")))
+            .unwrap_or_else(|| panic!("no {name} span of task {id} in\n{out}"));
+        for field in ["app=peopleai", "kind=create_account"] {
+            assert!(line.contains(field), "{name} lacks {field}: {line}");
         }
     }
 }

@@ -135,19 +135,37 @@ pub(crate) async fn return_claims_of(
     .await?;
     let mut returned = Vec::new();
     for id in held {
-        let Locked { task: t, holder } = lock_task(conn, by, id).await?;
-        // Re-checked under the locks: it may have been completed or reassigned meanwhile.
-        if t.state != TaskState::InProgress || holder != Some(token.token_id) {
-            continue;
+        if return_claim(conn, profiles, by, token, id).await? {
+            returned.push(id);
         }
-        let detail = json!({
-            "reason": format!("the token {:?} holding it was revoked", token.name),
-            "from": token.name, "from_token": token.token_id,
-        });
-        return_to_queue(conn, profiles, by, &t, "task.release", detail).await?;
-        returned.push(id);
     }
     Ok(returned)
+}
+
+/// Returns one task of a revoked token to the queue, in a span of its own; false when it
+/// was completed or reassigned meanwhile (re-checked under the locks).
+#[tracing::instrument(
+    name = "task.return_claim",
+    skip_all,
+    fields(app = %by.app_id, task_id = id, kind = Empty)
+)]
+async fn return_claim(
+    conn: &mut PgConnection,
+    profiles: &Profiles,
+    by: &Actor,
+    token: &TokenInfo,
+    id: i64,
+) -> Result<bool> {
+    let Locked { task: t, holder } = lock_task(conn, by, id).await?;
+    if t.state != TaskState::InProgress || holder != Some(token.token_id) {
+        return Ok(false);
+    }
+    let detail = json!({
+        "reason": format!("the token {:?} holding it was revoked", token.name),
+        "from": token.name, "from_token": token.token_id,
+    });
+    return_to_queue(conn, profiles, by, &t, "task.release", detail).await?;
+    Ok(true)
 }
 
 /// The holder's name and token, from a locked task.
@@ -211,7 +229,7 @@ impl Store {
     /// announced as `task.reassigned` (so the new holder hears of it).
     #[tracing::instrument(
         name = "task.reassign",
-        skip(self, actor, r),
+        skip_all,
         fields(app = %actor.app_id, task_id = id, kind = Empty)
     )]
     pub async fn reassign(&self, actor: &Actor, id: i64, r: Reassignment) -> Result<Task> {

@@ -15,7 +15,7 @@ use crate::db::outbox::{emit, PRIMARY};
 use crate::db::tasks::{fetch, Task};
 use crate::db::Store;
 use crate::error::Result;
-use crate::reconcile::{TaskKind, TaskState};
+use crate::reconcile::{Profiles, TaskKind, TaskState};
 
 /// SQL of a claim's first lock: the claimer's token row (parameter `$n`), `for share`
 /// and only while the token is live. Used as a CTE the pick tests first (a one-time
@@ -54,8 +54,64 @@ struct Candidate {
 struct Exhausted {
     task_id: i64,
     user_id: Uuid,
+    kind: TaskKind,
     attempts: i32,
     claimed_by: Option<String>,
+}
+
+/// Fails one task whose lease lapsed on its last allowed attempt (row and subject locked
+/// by the caller) and flags its subject, in a span of its own.
+#[tracing::instrument(
+    name = "task.lease_exhausted",
+    skip_all,
+    fields(app = %app_id, task_id = d.task_id, kind = %d.kind.as_str())
+)]
+async fn fail_lapsed(
+    conn: &mut PgConnection,
+    profiles: &Profiles,
+    app_id: &str,
+    max_attempts: i32,
+    d: &Exhausted,
+) -> Result<()> {
+    tracing::info!(
+        attempts = d.attempts,
+        "lease lapsed on the last attempt; failing the task"
+    );
+    let system = Actor::system(app_id);
+    let note = format!(
+        "The lease lapsed on attempt {} of {max_attempts}; the task needs a person.",
+        d.attempts
+    );
+    sqlx::query(
+        "update task set state = 'failed', finished_at = now(), finished_by = 'scimbridge', note = $2, \
+         updated_at = now() where task_id = $1",
+    )
+    .bind(d.task_id)
+    .bind(&note)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("update scim_user set needs_attention = true where user_id = $1")
+        .bind(d.user_id)
+        .execute(&mut *conn)
+        .await?;
+    replan_waiting(conn, profiles, &system, d.user_id).await?;
+    let event = json!({"task_id": d.task_id, "user_id": d.user_id, "outcome": "lease_exhausted", "note": note});
+    emit(
+        &mut *conn,
+        app_id,
+        "task.failed",
+        Some(d.task_id),
+        event,
+        PRIMARY,
+    )
+    .await?;
+    let detail = json!({"attempts": d.attempts, "last_holder": d.claimed_by, "note": note});
+    audit::write(
+        conn,
+        &system,
+        task_entry("task.fail", d.task_id, d.user_id, "lease_exhausted", detail),
+    )
+    .await
 }
 
 /// Leases a picked task to the actor and records the claim, and the lapse of the
@@ -134,7 +190,7 @@ impl Store {
         }
         let mut tx = self.pool.begin().await?;
         let dead: Vec<Exhausted> = sqlx::query_as(
-            "select t.task_id, t.user_id, t.attempts, t.claimed_by from task t join scim_user u on u.user_id = t.user_id \
+            "select t.task_id, t.user_id, t.kind, t.attempts, t.claimed_by from task t join scim_user u on u.user_id = t.user_id \
              where t.app_id = $1 and t.state = 'in_progress' and t.lease_expires_at < now() and t.attempts >= $2 \
              for update of t, u skip locked",
         )
@@ -142,47 +198,8 @@ impl Store {
         .bind(max_attempts)
         .fetch_all(&mut *tx)
         .await?;
-        let system = Actor::system(app_id);
         for d in &dead {
-            tracing::info!(
-                task_id = d.task_id,
-                attempts = d.attempts,
-                "lease lapsed on the last attempt; failing the task"
-            );
-            let note = format!(
-                "The lease lapsed on attempt {} of {max_attempts}; the task needs a person.",
-                d.attempts
-            );
-            sqlx::query(
-                "update task set state = 'failed', finished_at = now(), finished_by = 'scimbridge', note = $2, \
-                 updated_at = now() where task_id = $1",
-            )
-            .bind(d.task_id)
-            .bind(&note)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query("update scim_user set needs_attention = true where user_id = $1")
-                .bind(d.user_id)
-                .execute(&mut *tx)
-                .await?;
-            replan_waiting(&mut tx, &self.profiles, &system, d.user_id).await?;
-            let event = json!({"task_id": d.task_id, "user_id": d.user_id, "outcome": "lease_exhausted", "note": note});
-            emit(
-                &mut tx,
-                app_id,
-                "task.failed",
-                Some(d.task_id),
-                event,
-                PRIMARY,
-            )
-            .await?;
-            let detail = json!({"attempts": d.attempts, "last_holder": d.claimed_by, "note": note});
-            audit::write(
-                &mut tx,
-                &system,
-                task_entry("task.fail", d.task_id, d.user_id, "lease_exhausted", detail),
-            )
-            .await?;
+            fail_lapsed(&mut tx, &self.profiles, app_id, max_attempts, d).await?;
         }
         tx.commit().await?;
         Ok(dead.len() as u64)

@@ -13,7 +13,16 @@ use crate::db::derive::derive_user;
 use crate::db::tasks::{fetch, Task};
 use crate::db::{notify_tasks, Store};
 use crate::error::{Error, Result};
-use crate::reconcile::TaskState;
+use crate::reconcile::{TaskKind, TaskState};
+
+/// A task a batch decision moved out of `held`.
+#[derive(sqlx::FromRow)]
+struct Moved {
+    task_id: i64,
+    kind: TaskKind,
+    /// Open, awaiting approval or cancelled.
+    state: TaskState,
+}
 
 /// Locks a task of the subject locked by the caller and checks it awaits approval.
 async fn lock_awaiting(conn: &mut PgConnection, id: i64) -> Result<()> {
@@ -214,32 +223,43 @@ impl Store {
         .bind(id)
         .execute(&mut *tx)
         .await?;
-        let n = if release {
-            sqlx::query(
+        // Each task the decision moves gets its own span, like every other transition.
+        let moved: Vec<Moved> = if release {
+            sqlx::query_as(
                 "update task set state = case when needs_approval then 'awaiting_approval'::task_state else 'open' end, \
-                 updated_at = now() where batch_id = $1 and state = 'held'",
+                 updated_at = now() where batch_id = $1 and state = 'held' returning task_id, kind, state",
             )
             .bind(id)
-            .execute(&mut *tx)
+            .fetch_all(&mut *tx)
             .await?
-            .rows_affected()
         } else {
             let reason = format!(
                 "Held batch #{id} was cancelled by {}; the app stays as it was.",
                 actor.name
             );
-            let cancelled = sqlx::query(
+            sqlx::query_as(
                 "with c as (update task set state = 'cancelled', cancel_reason = $2, finished_at = now(), finished_by = $3, \
-                 updated_at = now() where batch_id = $1 and state = 'held' returning user_id) \
-                 update scim_user set rejected_at = now() where user_id in (select user_id from c)",
+                 updated_at = now() where batch_id = $1 and state = 'held' returning task_id, user_id, kind, state), \
+                 r as (update scim_user set rejected_at = now() where user_id in (select user_id from c)) \
+                 select task_id, kind, state from c",
             )
             .bind(id)
             .bind(&reason)
             .bind(&actor.name)
-            .execute(&mut *tx)
-            .await?;
-            cancelled.rows_affected()
+            .fetch_all(&mut *tx)
+            .await?
         };
+        for m in &moved {
+            let span = if release {
+                tracing::info_span!("task.release_held", app = %actor.app_id, task_id = m.task_id,
+                    kind = %m.kind.as_str(), batch_id = id)
+            } else {
+                tracing::info_span!("task.cancel_held", app = %actor.app_id, task_id = m.task_id,
+                    kind = %m.kind.as_str(), batch_id = id)
+            };
+            span.in_scope(|| tracing::info!(state = %m.state, "moved by the batch decision"));
+        }
+        let n = moved.len();
         sqlx::query(
             "update batch set state = $2, decided_by = $3, decided_at = now() where batch_id = $1",
         )

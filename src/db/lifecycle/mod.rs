@@ -5,7 +5,7 @@
 //! | open → in progress (next)       | [`Store::claim_next`]      | `claim.rs`   |
 //! | open → in progress (chosen)     | [`Store::claim_chosen`]    | `claim.rs`   |
 //! | lapsed lease → in progress      | (both claims)              | `claim.rs`   |
-//! | lapsed, out of attempts → failed| [`Store::fail_exhausted`]  | `claim.rs`   |
+//! | lapsed, out of attempts → failed| [`Store::fail_exhausted`] (`fail_lapsed` per task) | `claim.rs` |
 //! | in progress, lease extended     | [`Store::heartbeat`]       | `claim.rs`   |
 //! | in progress → done/failed/n.a.  | [`Store::complete`]        | `finish.rs`  |
 //! | in progress → open (or cancelled when superseded) | [`Store::release`] | `finish.rs` |
@@ -17,42 +17,48 @@
 //! | in progress → in progress (another holder) | [`Store::reassign`] | `assign.rs` |
 //! | open → in progress (assigned by an admin) | [`Store::reassign`] | `assign.rs` |
 //! | in progress → open (taken back by an admin) | [`Store::reassign`] | `assign.rs` |
-//! | in progress → open (its token revoked) | [`return_claims_of`], called by revocation | `assign.rs` |
+//! | in progress → open (its token revoked) | [`return_claims_of`] (`return_claim` per task), called by revocation | `assign.rs` |
 //! | open/in progress → done/failed/n.a. (its ticket closed) | [`Store::close_from_ticket`] | `ticket.rs` |
-//! | unclaimed → cancelled (no longer needed) | [`cancel`], called by derivation | here |
+//! | unclaimed → cancelled (no longer needed) | `cancel`, called by derivation | here |
 //! | unclaimed → done (a snapshot shows it met) | [`close_verified`]      | `verify.rs`  |
 //! | done/n.a. → open (a snapshot contradicts it) | [`reopen_contradicted`] | `verify.rs` |
 //! | review_account done: removed/kept/linked | `resolve_review`, called by `complete` | `verify.rs` |
+//! | SLA: ok → due soon → overdue (leavers escalated), reminders | [`Store::sweep`] | `sla.rs` |
 //!
 //! Planning itself (creating a task, re-planning the unclaimed one) is derivation, in
 //! `db::derive`. Every operation locks the subject's user row before its task rows (the
 //! order SCIM writes use), except claims and lease expiry, which take both with SKIP
 //! LOCKED and so never wait (invariant 3: any number of workers and replicas). Each
 //! transition runs in a span named after it with the task id, app and kind, so one task
-//! can be followed through the logs.
+//! can be followed through the logs: a span per call for the transitions of one task, a
+//! span per task inside the ones that move many (batch decisions, lapsed leases, revoked
+//! claims, the SLA sweep).
 
 mod assign;
 mod claim;
 mod decide;
 mod finish;
+mod sla;
 mod ticket;
 mod verify;
 
 pub(crate) use assign::return_claims_of;
 pub use assign::{Assignee, Reassignment};
+pub use sla::SweepReport;
 pub use ticket::{Closing, TicketDone};
 pub(super) use verify::{close_verified, reopen_contradicted, SnapshotEvidence};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::PgConnection;
+use tracing::field::Empty;
 use uuid::Uuid;
 
 use super::audit::Entry;
 use super::tasks::{fetch, Task};
 use crate::auth::Actor;
 use crate::error::{Error, Result};
-use crate::reconcile::TaskState;
+use crate::reconcile::{TaskKind, TaskState};
 
 /// How a worker finishes a task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -154,22 +160,29 @@ fn record_kind(t: &Task) {
 }
 
 /// Cancels an unclaimed or released task with the reason people will read (the caller
-/// holds the subject's lock and writes the audit record).
+/// holds the subject's lock and writes the audit record). Its own span: derivation
+/// cancels tasks no longer needed outside any other transition.
+#[tracing::instrument(
+    name = "task.cancel",
+    skip_all,
+    fields(app = %actor.app_id, task_id = task_id, kind = Empty)
+)]
 pub(super) async fn cancel(
     conn: &mut PgConnection,
     actor: &Actor,
     task_id: i64,
     reason: &str,
 ) -> Result<()> {
-    sqlx::query(
+    let kind: TaskKind = sqlx::query_scalar(
         "update task set state = 'cancelled', cancel_reason = $2, finished_at = now(), \
-         finished_by = $3, updated_at = now() where task_id = $1",
+         finished_by = $3, updated_at = now() where task_id = $1 returning kind",
     )
     .bind(task_id)
     .bind(reason)
     .bind(&actor.name)
-    .execute(conn)
+    .fetch_one(conn)
     .await?;
+    tracing::Span::current().record("kind", tracing::field::display(kind.as_str()));
     Ok(())
 }
 

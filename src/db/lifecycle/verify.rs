@@ -7,6 +7,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use sqlx::PgConnection;
+use tracing::field::Empty;
 use uuid::Uuid;
 
 use super::task_entry;
@@ -30,13 +31,28 @@ pub(in crate::db) struct SnapshotEvidence<'a> {
     pub taken_at: DateTime<Utc>,
 }
 
+/// The task [`close_verified`] closed.
+#[derive(sqlx::FromRow)]
+struct Closed {
+    /// The account it was to reach: the subject's confirmed state now.
+    target: Option<Value>,
+    kind: TaskKind,
+}
+
+/// An IdP user an orphan account's review links the account to.
+#[derive(sqlx::FromRow)]
+struct LinkedUser {
+    user_id: Uuid,
+    user_name: String,
+}
+
 /// Closes an unclaimed task as done because a snapshot shows its target already met:
 /// "verified by snapshot" in its history, the snapshot as its evidence, the confirmed
 /// state moved to its target as of the export. Nothing happens if it was claimed since.
 #[tracing::instrument(
     name = "task.verify",
     skip_all,
-    fields(app = %e.app_id, task_id = task, snapshot = e.snapshot)
+    fields(app = %e.app_id, task_id = task, kind = Empty, snapshot = e.snapshot)
 )]
 pub(in crate::db) async fn close_verified(
     tx: &mut PgConnection,
@@ -53,11 +69,11 @@ pub(in crate::db) async fn close_verified(
         e.taken_at.format("%Y-%m-%d")
     );
     let evidence = json!({"verified_by_snapshot": e.snapshot});
-    let closed: Option<(Option<Value>, String)> = sqlx::query_as(concat!(
+    let closed: Option<Closed> = sqlx::query_as(concat!(
         "update task set state = 'done', finished_at = now(), finished_by = $2, note = $3, \
          evidence = $4, updated_at = now() where task_id = $1 and state in ",
         unclaimed_states!(),
-        " returning target, kind::text"
+        " returning target, kind"
     ))
     .bind(task)
     .bind(&actor.name)
@@ -65,9 +81,10 @@ pub(in crate::db) async fn close_verified(
     .bind(&evidence)
     .fetch_optional(&mut *tx)
     .await?;
-    let Some((target, kind)) = closed else {
+    let Some(Closed { target, kind }) = closed else {
         return Ok(());
     };
+    tracing::Span::current().record("kind", tracing::field::display(kind.as_str()));
     sqlx::query(
         "update scim_user set confirmed = $2, confirmed_at = $3, needs_attention = false \
          where user_id = $1",
@@ -101,7 +118,7 @@ pub(in crate::db) async fn close_verified(
 #[tracing::instrument(
     name = "task.reopen",
     skip_all,
-    fields(app = %e.app_id, task_id = task, snapshot = e.snapshot)
+    fields(app = %e.app_id, task_id = task, kind = Empty, snapshot = e.snapshot)
 )]
 pub(in crate::db) async fn reopen_contradicted(
     tx: &mut PgConnection,
@@ -111,21 +128,20 @@ pub(in crate::db) async fn reopen_contradicted(
     task: i64,
     text: &str,
 ) -> Result<()> {
-    let kind: Option<String> = sqlx::query_scalar(concat!(
+    let kind: Option<TaskKind> = sqlx::query_scalar(concat!(
         "update task set state = 'open', claimed_by = null, claimed_token = null, claimed_at = null, \
          lease_id = null, lease_seconds = null, lease_expires_at = null, finished_at = null, \
          finished_by = null, completion_key = null, sla_state = 'ok', last_reminder_at = null, \
          escalated_at = null, updated_at = now() where task_id = $1 and state in ",
         confirmed_states!(),
-        " returning kind::text"
+        " returning kind"
     ))
     .bind(task)
     .fetch_optional(&mut *tx)
     .await?;
     let Some(kind) = kind else { return Ok(()) };
-    let sla = TaskKind::parse(&kind)
-        .map(|k| e.profile.governance.sla(k).as_secs_f64())
-        .unwrap_or(86_400.0);
+    tracing::Span::current().record("kind", tracing::field::display(kind.as_str()));
+    let sla = e.profile.governance.sla(kind).as_secs_f64();
     sqlx::query("update task set due_at = now() + make_interval(secs => $2) where task_id = $1")
         .bind(task)
         .bind(sla)
@@ -155,6 +171,11 @@ pub(in crate::db) async fn reopen_contradicted(
 /// `linked_user` (userName or email): that user's confirmed account becomes this one, and
 /// the user is re-planned (e.g. a task to change the email to the one the IdP wants). Not
 /// applicable means the account was not there. Runs in the completion's transaction.
+#[tracing::instrument(
+    name = "task.resolve_review",
+    skip_all,
+    fields(app = %actor.app_id, task_id = t.id, kind = %t.kind.as_str(), done)
+)]
 pub(in crate::db) async fn resolve_review(
     tx: &mut PgConnection,
     profiles: &crate::reconcile::Profiles,
@@ -187,7 +208,7 @@ pub(in crate::db) async fn resolve_review(
                           IdP user the account belongs to"
                     .into(),
             })?;
-        let user: Option<(Uuid, String)> = sqlx::query_as(
+        let user: Option<LinkedUser> = sqlx::query_as(
             "select user_id, user_name from scim_user where app_id = $1 and deleted_at is null \
              and subject_kind = 'user' and (lower(user_name) = lower($2) or lower($2) = any(emails)) \
              order by user_id limit 1 for update",
@@ -196,7 +217,7 @@ pub(in crate::db) async fn resolve_review(
         .bind(who)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some((user_id, user_name)) = user else {
+        let Some(LinkedUser { user_id, user_name }) = user else {
             return Err(crate::error::Error::Invalid {
                 code: "invalid_field",
                 message: format!("linked_user: no IdP user of this app is named {who:?}"),

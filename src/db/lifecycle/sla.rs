@@ -1,15 +1,19 @@
-//! SLA sweeping: marks tasks due soon and overdue, re-announces overdue ones at the
-//! profile's cadence and escalates overdue leaver tasks. Exactly one replica sweeps at a
-//! time: the sweep runs under a transaction-scoped advisory lock that others skip.
+//! SLA expiry: marks tasks due soon and overdue, re-announces overdue ones at the
+//! profile's cadence and escalates overdue leaver tasks. These move a task's `sla_state`
+//! (ok → due soon → overdue), not its state. Exactly one replica sweeps at a time: the
+//! sweep runs under a transaction-scoped advisory lock that others skip. Each marked task
+//! is announced in its own span (`task.sla`, with the task id, app and kind), like every
+//! other transition.
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
+use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::audit::{self, Entry};
-use super::outbox::{emit, ESCALATION, PRIMARY};
-use super::Store;
 use crate::auth::Actor;
+use crate::db::audit::{self, Entry};
+use crate::db::outbox::{emit, ESCALATION, PRIMARY};
+use crate::db::Store;
 use crate::error::Result;
 use crate::reconcile::TaskKind;
 
@@ -43,6 +47,35 @@ struct Marked {
     held_by: Option<String>,
 }
 
+/// An app the sweep visits, with the profile whose SLAs apply.
+#[derive(sqlx::FromRow)]
+struct SweptApp {
+    app_id: String,
+    profile: String,
+}
+
+/// Which mark the sweep gave a task: the event it announces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mark {
+    /// `ok` → `due_soon`: the share of its SLA the profile calls "soon" is left.
+    DueSoon,
+    /// → `overdue`: its due time passed (leavers are escalated too).
+    Overdue,
+    /// Still overdue, and the profile's reminder interval passed since the last one.
+    Reminder,
+}
+
+impl Mark {
+    /// The event announcing it (docs/webhooks.md).
+    fn event(self) -> &'static str {
+        match self {
+            Mark::DueSoon => "task.due_soon",
+            Mark::Overdue => "task.overdue",
+            Mark::Reminder => "task.reminder",
+        }
+    }
+}
+
 /// States in which a task still waits for someone.
 const ACTIVE: &str = concat!("t.state in ", unfinished_states!());
 
@@ -51,7 +84,7 @@ const ACTIVE: &str = concat!("t.state in ", unfinished_states!());
 /// name the new holder and a task returned to the queue names nobody.
 fn payload(m: &Marked) -> serde_json::Value {
     json!({"task_id": m.task_id, "user_id": m.user_id, "kind": m.kind, "title": m.title,
-        "due_at": m.due_at.map(super::rfc3339), "held_by": m.held_by})
+        "due_at": m.due_at.map(crate::db::rfc3339), "held_by": m.held_by})
 }
 
 /// The sweep never waits for a writer (issue #13): a task whose row a write (a claim, a
@@ -78,12 +111,11 @@ impl Store {
                 ..SweepReport::default()
             });
         }
-        let apps: Vec<(String, String)> =
-            sqlx::query_as("select app_id, profile from app order by app_id")
-                .fetch_all(&mut *tx)
-                .await?;
+        let apps: Vec<SweptApp> = sqlx::query_as("select app_id, profile from app order by app_id")
+            .fetch_all(&mut *tx)
+            .await?;
         let mut report = SweepReport::default();
-        for (app_id, profile) in apps {
+        for SweptApp { app_id, profile } in apps {
             let gov = self.governance(&profile);
             let due_soon: Vec<Marked> = sqlx::query_as(&format!(
                 "update task t set sla_state = 'due_soon', updated_at = now() \
@@ -98,15 +130,7 @@ impl Store {
             .fetch_all(&mut *tx)
             .await?;
             for m in &due_soon {
-                emit(
-                    &mut tx,
-                    &app_id,
-                    "task.due_soon",
-                    Some(m.task_id),
-                    payload(m),
-                    PRIMARY,
-                )
-                .await?;
+                announce(&mut tx, &app_id, Mark::DueSoon, m).await?;
             }
             let overdue: Vec<Marked> = sqlx::query_as(&format!(
                 "update task t set sla_state = 'overdue', last_reminder_at = now(), updated_at = now() \
@@ -118,41 +142,8 @@ impl Store {
             .bind(&app_id)
             .fetch_all(&mut *tx)
             .await?;
-            let system = Actor::system(&app_id);
             for m in &overdue {
-                emit(
-                    &mut tx,
-                    &app_id,
-                    "task.overdue",
-                    Some(m.task_id),
-                    payload(m),
-                    PRIMARY,
-                )
-                .await?;
-                // Leavers keep access while their task waits: tell a second channel.
-                if matches!(m.kind, TaskKind::Remove | TaskKind::Deactivate) {
-                    sqlx::query("update task set escalated_at = now() where task_id = $1")
-                        .bind(m.task_id)
-                        .execute(&mut *tx)
-                        .await?;
-                    emit(
-                        &mut tx,
-                        &app_id,
-                        "task.escalated",
-                        Some(m.task_id),
-                        payload(m),
-                        ESCALATION,
-                    )
-                    .await?;
-                    let entry = Entry {
-                        action: "task.escalated",
-                        subject_type: "user",
-                        subject_id: m.user_id.to_string(),
-                        task_id: Some(m.task_id),
-                        outcome: "escalated",
-                        detail: json!({"due_at": m.due_at.map(super::rfc3339)}),
-                    };
-                    audit::write(&mut tx, &system, entry).await?;
+                if announce(&mut tx, &app_id, Mark::Overdue, m).await? {
                     report.escalated += 1;
                 }
             }
@@ -169,15 +160,7 @@ impl Store {
             .fetch_all(&mut *tx)
             .await?;
             for m in &reminders {
-                emit(
-                    &mut tx,
-                    &app_id,
-                    "task.reminder",
-                    Some(m.task_id),
-                    payload(m),
-                    PRIMARY,
-                )
-                .await?;
+                announce(&mut tx, &app_id, Mark::Reminder, m).await?;
             }
             report.due_soon += due_soon.len();
             report.overdue += overdue.len();
@@ -186,4 +169,53 @@ impl Store {
         tx.commit().await?;
         Ok(report)
     }
+}
+
+/// Announces a task the sweep marked, in its own span; an overdue leaver task is also
+/// escalated (its subject keeps access while it waits, so a second channel is told and
+/// the escalation audited). Returns whether it was escalated.
+#[tracing::instrument(
+    name = "task.sla",
+    skip_all,
+    fields(app = %app_id, task_id = m.task_id, kind = %m.kind.as_str(), mark = %mark.event())
+)]
+async fn announce(conn: &mut PgConnection, app_id: &str, mark: Mark, m: &Marked) -> Result<bool> {
+    tracing::debug!(due_at = ?m.due_at, held_by = ?m.held_by, "SLA mark");
+    emit(
+        &mut *conn,
+        app_id,
+        mark.event(),
+        Some(m.task_id),
+        payload(m),
+        PRIMARY,
+    )
+    .await?;
+    let leaver = matches!(m.kind, TaskKind::Remove | TaskKind::Deactivate);
+    if mark != Mark::Overdue || !leaver {
+        return Ok(false);
+    }
+    tracing::info!("overdue leaver task escalated");
+    sqlx::query("update task set escalated_at = now() where task_id = $1")
+        .bind(m.task_id)
+        .execute(&mut *conn)
+        .await?;
+    emit(
+        &mut *conn,
+        app_id,
+        "task.escalated",
+        Some(m.task_id),
+        payload(m),
+        ESCALATION,
+    )
+    .await?;
+    let entry = Entry {
+        action: "task.escalated",
+        subject_type: "user",
+        subject_id: m.user_id.to_string(),
+        task_id: Some(m.task_id),
+        outcome: "escalated",
+        detail: json!({"due_at": m.due_at.map(crate::db::rfc3339)}),
+    };
+    audit::write(conn, &Actor::system(app_id), entry).await?;
+    Ok(true)
 }
