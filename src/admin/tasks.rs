@@ -306,7 +306,7 @@ async fn complete(client: &Client, id: i64, c: Completion, as_json: bool) -> any
     let followers = client
         .tasks(&TaskQuery {
             subject: Some(t.subject.id.clone()),
-            state: Some("open".into()),
+            state: Some(TaskState::Open.as_str().into()),
             ..TaskQuery::default()
         })
         .await

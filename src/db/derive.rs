@@ -378,8 +378,11 @@ async fn derive(
         (Some(_), None) if !create => Ok(None),
         (Some(plan), None) => {
             let at = place(conn, actor, &s, &plan, hold).await?;
-            let (task_id, title, due_at) =
-                insert(conn, &actor.app_id, user_id, &plan, &s.profile, &at).await?;
+            let Inserted {
+                task_id,
+                title,
+                due_at,
+            } = insert(conn, &actor.app_id, user_id, &plan, &s.profile, &at).await?;
             if s.rejected {
                 sqlx::query("update scim_user set rejected_at = null where user_id = $1")
                     .bind(user_id)
@@ -412,6 +415,23 @@ async fn derive(
     }
 }
 
+/// A task [`insert`] planned.
+pub(super) struct Inserted {
+    pub task_id: i64,
+    /// Its title, as the profile words it.
+    pub title: String,
+    /// When its SLA runs out.
+    pub due_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// The row of the insert: the new task's id and due time (the notification's result is
+/// read only to run it).
+#[derive(sqlx::FromRow)]
+struct InsertedRow {
+    task_id: i64,
+    due_at: chrono::DateTime<chrono::Utc>,
+}
+
 /// Inserts a planned task; returns its id, title and due time.
 pub(super) async fn insert(
     conn: &mut PgConnection,
@@ -420,16 +440,16 @@ pub(super) async fn insert(
     plan: &Plan,
     profile: &Profile,
     at: &Placement,
-) -> Result<(i64, String, chrono::DateTime<chrono::Utc>)> {
+) -> Result<Inserted> {
     let (title, steps) = profile.render(plan);
     // Waiting workers are woken (LISTEN/NOTIFY, delivered at commit) by the same
     // statement: one round trip fewer on every create.
-    let (id, due_at, _): (i64, chrono::DateTime<chrono::Utc>, Option<String>) = sqlx::query_as(
+    let row: InsertedRow = sqlx::query_as(
         "with t as (insert into task (app_id, user_id, kind, title, instructions, changes, base, \
          target, completion_fields, state, needs_approval, batch_id, due_at) \
          values ($1, $2, $3::task_kind, $4, $5, $6, $7, $8, $9, $10::task_state, $11, $12, \
                  now() + make_interval(secs => $13)) returning task_id, due_at) \
-         select t.task_id, t.due_at, pg_notify($14, $1)::text from t",
+         select t.task_id, t.due_at, pg_notify($14, $1)::text as notified from t",
     )
     .bind(app_id)
     .bind(user_id)
@@ -447,7 +467,11 @@ pub(super) async fn insert(
     .bind(super::TASKS_CHANNEL)
     .fetch_one(conn)
     .await?;
-    Ok((id, title, due_at))
+    Ok(Inserted {
+        task_id: row.task_id,
+        title,
+        due_at: row.due_at,
+    })
 }
 
 /// Why an open task is no longer needed, in words for the admin reading the history.

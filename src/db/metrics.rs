@@ -3,27 +3,37 @@
 //! `delivery_due_idx`), so a scrape costs the same however much history there is.
 
 use super::Store;
+use crate::reconcile::{TaskKind, TaskState};
 
 /// Unfinished tasks of one app, state and kind.
 #[derive(Debug, sqlx::FromRow)]
-pub struct TaskCount {
+pub struct AppTaskCount {
     /// The app.
     pub app_id: String,
-    /// open, awaiting_approval, held or in_progress.
-    pub state: String,
-    /// create, update, deactivate, ...
-    pub kind: String,
+    /// One of `TaskState::UNFINISHED`.
+    pub state: TaskState,
+    /// The kind.
+    pub kind: TaskKind,
     /// How many.
     pub count: i64,
+}
+
+/// The oldest not-yet-started task of one app.
+#[derive(Debug, sqlx::FromRow)]
+pub struct OldestOpen {
+    /// The app.
+    pub app_id: String,
+    /// Seconds since it was created.
+    pub age_seconds: f64,
 }
 
 /// What a scrape shows of the database.
 #[derive(Debug)]
 pub struct Snapshot {
     /// Unfinished tasks by app, state and kind.
-    pub tasks: Vec<TaskCount>,
+    pub tasks: Vec<AppTaskCount>,
     /// Seconds since the oldest not-yet-started task was created, by app.
-    pub oldest_open: Vec<(String, f64)>,
+    pub oldest_open: Vec<OldestOpen>,
     /// Webhook deliveries waiting to be sent.
     pub pending_deliveries: i64,
 }
@@ -32,7 +42,7 @@ impl Store {
     /// The scrape-time numbers, in one read-only transaction.
     pub async fn metrics(&self) -> Result<Snapshot, sqlx::Error> {
         let mut tx = self.pool().begin().await?;
-        let tasks = sqlx::query_as::<_, TaskCount>(concat!(
+        let tasks = sqlx::query_as::<_, AppTaskCount>(concat!(
             r#"
             select app_id, state::text as state, kind::text as kind, count(*) as count
             from task where state in "#,
@@ -48,9 +58,9 @@ impl Store {
         ))
         .fetch_all(&mut *tx)
         .await?;
-        let oldest_open = sqlx::query_as::<_, (String, f64)>(concat!(
+        let oldest_open = sqlx::query_as::<_, OldestOpen>(concat!(
             r#"
-            select app_id, extract(epoch from now() - min(created_at))::float8
+            select app_id, extract(epoch from now() - min(created_at))::float8 as age_seconds
             from task where state in "#,
             unclaimed_states!(),
             r#"

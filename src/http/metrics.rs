@@ -154,18 +154,19 @@ async fn scrape(State(s): State<AppState>) -> Response {
                     out,
                     "scimbridge_tasks{{app=\"{}\",state=\"{}\",kind=\"{}\"}} {}",
                     escape(&t.app_id),
-                    escape(&t.state),
-                    escape(&t.kind),
+                    t.state.as_str(),
+                    t.kind.as_str(),
                     t.count
                 );
             }
             out.push_str("# HELP scimbridge_task_oldest_open_age_seconds Age of the oldest task not yet started (open, awaiting approval or held), by app.\n");
             out.push_str("# TYPE scimbridge_task_oldest_open_age_seconds gauge\n");
-            for (app, age) in &m.oldest_open {
+            for o in &m.oldest_open {
                 let _ = writeln!(
                     out,
-                    "scimbridge_task_oldest_open_age_seconds{{app=\"{}\"}} {age}",
-                    escape(app)
+                    "scimbridge_task_oldest_open_age_seconds{{app=\"{}\"}} {}",
+                    escape(&o.app_id),
+                    o.age_seconds
                 );
             }
             out.push_str("# HELP scimbridge_outbox_pending_deliveries Webhook deliveries waiting to be sent.\n");

@@ -242,15 +242,15 @@ impl Store {
         let to = match r.to {
             Assignee::Queue => None,
             Assignee::Token(token_id) => {
-                let t: Option<(String, String)> = sqlx::query_as(
-                    "select name, role::text from token where token_id = $1 and app_id = $2 \
+                let name: Option<String> = sqlx::query_scalar(
+                    "select name from token where token_id = $1 and app_id = $2 \
                      and revoked_at is null and role in ('agent', 'admin') for share",
                 )
                 .bind(token_id)
                 .bind(&actor.app_id)
                 .fetch_optional(&mut *tx)
                 .await?;
-                let Some((name, _)) = t else {
+                let Some(name) = name else {
                     return Err(Error::Invalid {
                         code: "unknown_assignee",
                         message: format!(

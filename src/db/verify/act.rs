@@ -11,7 +11,7 @@ use super::load::Loaded;
 use super::{Ctx, Outcome};
 use crate::auth::Actor;
 use crate::db::audit::{self, Entry};
-use crate::db::derive::{derive_user_task, insert, Placement};
+use crate::db::derive::{derive_user_task, insert, Inserted, Placement};
 use crate::db::lifecycle::{close_verified, reopen_contradicted, task_entry};
 use crate::db::outbox::{emit, PRIMARY};
 use crate::error::Result;
@@ -336,7 +336,11 @@ async fn review_task(
         target: None,
         changes: Vec::new(),
     };
-    let (task, title, due_at) = insert(
+    let Inserted {
+        task_id: task,
+        title,
+        due_at,
+    } = insert(
         tx,
         ctx.app_id,
         subject,

@@ -251,14 +251,14 @@ async fn show(
     let lapsed = t.lease_expires_at.is_some_and(|l| l <= now);
     let mut actions = Actions::default();
     match t.state {
-        TaskState::Open if t.blocked_by.is_none() => actions.claim = true,
-        TaskState::InProgress if mine => actions.work = true,
-        TaskState::InProgress if lapsed => actions.take_over = true,
-        TaskState::Failed => actions.retry = true,
-        TaskState::AwaitingApproval if me.session.role.may(Action::Approve) => {
-            actions.approve = true
+        TaskState::Open => actions.claim = t.blocked_by.is_none(),
+        TaskState::InProgress => {
+            actions.work = mine;
+            actions.take_over = !mine && lapsed;
         }
-        _ => {}
+        TaskState::Failed => actions.retry = true,
+        TaskState::AwaitingApproval => actions.approve = me.session.role.may(Action::Approve),
+        TaskState::Held | TaskState::Done | TaskState::NotApplicable | TaskState::Cancelled => {}
     }
     if !(actions.claim || actions.work || actions.take_over) {
         actions.why_not = Some(explain(&t, mine));
