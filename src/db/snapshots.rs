@@ -333,7 +333,7 @@ impl Store {
     }
 
     /// The app's profile (snapshot settings, roles, texts).
-    pub(super) async fn app_profile(
+    pub async fn app_profile(
         &self,
         app_id: &str,
     ) -> Result<std::sync::Arc<crate::reconcile::Profile>> {

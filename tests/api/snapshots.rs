@@ -583,3 +583,175 @@ async fn a_reviewed_orphan_is_kept_or_linked_to_its_user_and_not_flagged_again(p
     assert_eq!(second["summary"]["orphans"], 0, "{second}");
     assert_eq!(app.tasks("?state=open").await.len(), 1, "no new review");
 }
+
+/// Posts `csv` as the snapshots page's upload form (`csrf` first, as the page sends it).
+async fn upload_page(
+    b: &crate::web::Browser<'_>,
+    app: &TestApp,
+    csrf: Option<String>,
+    csv: &str,
+) -> Response {
+    let file = reqwest::multipart::Part::text(csv.to_owned())
+        .file_name("peopleai-users.csv")
+        .mime_str("text/csv")
+        .unwrap();
+    let mut form = reqwest::multipart::Form::new();
+    if let Some(c) = csrf {
+        form = form.text("csrf", c);
+    }
+    b.client
+        .post(app.url("/ui/snapshots"))
+        .header(reqwest::header::COOKIE, b.cookie_header(None))
+        .multipart(form.part("file", file))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[sqlx::test]
+async fn an_admin_uploads_reads_the_preview_and_applies_it_in_the_browser(pool: PgPool) {
+    use crate::web::{location, Browser};
+    let app = TestApp::spawn(pool).await;
+    let people = emails(10);
+    let ids = confirmed_users(&app, &people).await;
+    let mut admin = Browser::new(&app);
+    admin.login(&app.admin_token).await;
+    let page = admin.page("/ui/snapshots").await;
+    assert!(page.contains("Upload an export"), "{page}");
+    assert!(page.contains("No snapshot yet."), "{page}");
+    // A file People.ai cannot have written, and a form from elsewhere: nothing stored.
+    let bad = format!("{HEADER}a@corp.com,A,B,User,Pending\n");
+    let res = upload_page(&admin, &app, Some(admin.csrf().await), &bad).await;
+    assert_eq!(res.status(), 400);
+    let body = res.text().await.unwrap();
+    assert!(
+        body.contains("nothing changed") && body.contains("Pending"),
+        "{body}"
+    );
+    let res = upload_page(&admin, &app, None, &all_active(&people)).await;
+    assert_eq!(res.status(), 403);
+    assert_eq!(count(&app.pool, "snapshot").await, 0);
+    // Six of ten inactive: more than the profile's 20 %, so held with its preview.
+    let mut csv = HEADER.to_owned();
+    for (i, e) in people.iter().enumerate() {
+        csv += &row(e, "User", if i < 6 { "Inactive" } else { "Active" });
+    }
+    let res = upload_page(&admin, &app, Some(admin.csrf().await), &csv).await;
+    assert_eq!(res.status(), 303, "{}", res.text().await.unwrap());
+    // (A refused file leaves no snapshot, but may have used up an id.)
+    let to = location(&res);
+    let id = to
+        .strip_prefix("/ui/snapshots#snapshot-")
+        .unwrap_or_else(|| panic!("{to}"))
+        .to_owned();
+    let page = admin.page("/ui/snapshots").await;
+    assert!(page.contains(&format!("Snapshot #{id}")), "{page}");
+    assert!(page.contains("more than 20 % of the 10 matched"), "{page}");
+    assert!(page.contains("peopleai-users.csv"), "{page}");
+    assert!(page.contains("<strong>user0@corp.com</strong>"), "{page}");
+    assert!(
+        page.contains(&format!("/ui/snapshots/{id}/apply")),
+        "{page}"
+    );
+    assert_eq!(
+        count(&app.pool, "finding").await,
+        0,
+        "held: nothing applied"
+    );
+    // An agent sees it held but has no buttons.
+    let mut agent = Browser::new(&app);
+    agent.login(&app.agent_token).await;
+    let page = agent.page("/ui/snapshots").await;
+    assert!(
+        page.contains("An admin decides whether to apply it."),
+        "{page}"
+    );
+    assert!(
+        !page.contains(&format!("/ui/snapshots/{id}/apply")),
+        "{page}"
+    );
+    let reports = admin.page("/ui/reports").await;
+    assert!(
+        reports.contains("No snapshot of the app&#x27;s user list was applied yet")
+            || reports.contains("No snapshot of the app's user list was applied yet"),
+        "{reports}"
+    );
+    let res = admin
+        .post(
+            &format!("/ui/snapshots/{id}/apply"),
+            &[("csrf", &admin.csrf().await)],
+        )
+        .await;
+    assert_eq!(res.status(), 303);
+    let snap: Value = app
+        .api(Method::GET, &format!("/snapshots/{id}"), &app.admin_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(snap["state"], "applied", "{snap}");
+    assert_eq!(snap["decided_by"], "alice");
+    // The reports: 4 of 10 verified, 6 seats seen fewer than wanted.
+    let reports = admin.page("/ui/reports").await;
+    assert!(reports.contains("40.0 %"), "{reports}");
+    assert!(
+        reports.contains("Seen active in the app: <strong>4</strong>"),
+        "{reports}"
+    );
+    assert!(
+        reports.contains("Wanted by the IdP: <strong>10</strong>"),
+        "{reports}"
+    );
+    assert!(reports.contains(&format!("snapshot #{id}")), "{reports}");
+    // The user page: wanted, known and seen side by side.
+    let user = admin.page(&format!("/ui/users/{}", ids[0])).await;
+    assert!(user.contains("Seen in the app (snapshot)"), "{user}");
+    assert!(user.contains("Drift: the app differs"), "{user}");
+}
+
+#[sqlx::test]
+async fn the_verification_report_counts_verified_drift_orphans_and_seats(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let people = emails(20);
+    let ids = confirmed_users(&app, &people).await;
+    // A leaver still active in the app; a joiner not there yet; an account nobody owns.
+    app.patch(
+        &format!("/Users/{}", ids[0]),
+        json!([{"op": "replace", "path": "active", "value": false}]),
+    )
+    .await;
+    app.create_user(okta_user("joiner@corp.com")).await;
+    let csv = all_active(&people) + &row("ghost@corp.com", "User", "Active");
+    let snap = upload_ok(&app, &csv).await;
+    assert_eq!(snap["state"], "applied", "{snap}");
+    let report: Value = app
+        .api(Method::GET, "/reports/verification", &app.admin_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(report["last_snapshot"], snap["id"], "{report}");
+    assert_eq!(report["users"], 21);
+    assert_eq!(report["verified"], 19, "{report}");
+    assert_eq!(report["verified_pct"], 90.5);
+    // Drift counts every user the app differs on: the leaver and the missing joiner.
+    assert_eq!(report["drift"], 2);
+    assert_eq!(report["missing"], 1);
+    assert_eq!(report["orphans"], 1);
+    assert_eq!(report["never_verified"], 0);
+    // Seats: the IdP wants 20 active (19 + the joiner), the app showed 21 (20 + ghost).
+    assert_eq!(report["seats"]["desired_active"], 20, "{report}");
+    assert_eq!(report["seats"]["observed_active"], 21);
+    // Every finding has its audit record.
+    let audits: i64 =
+        sqlx::query_scalar("select count(*) from audit where action = 'snapshot.finding'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(audits, count(&app.pool, "finding").await);
+    assert_eq!(audits, 3);
+}

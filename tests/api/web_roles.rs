@@ -19,8 +19,11 @@ fn admins_only(route: &str) -> Option<bool> {
         | "/ui/batches/{id}/release"
         | "/ui/batches/{id}/cancel"
         | "/ui/tasks/{id}/reassign"
+        | "/ui/snapshots/{id}/apply"
+        | "/ui/snapshots/{id}/discard"
         | "/ui/tokens"
         | "/ui/tokens/{id}/revoke" => Some(true),
+        "/ui/snapshots" => Some(false),
         "/ui/tasks/{id}/claim"
         | "/ui/tasks/{id}/complete"
         | "/ui/tasks/{id}/release"
@@ -68,6 +71,53 @@ async fn complete(b: &Browser<'_>, app: &TestApp, id: i64, outcome: &str) -> req
         .text("outcome", outcome.to_owned());
     b.client
         .post(app.url(&format!("/ui/tasks/{id}/complete")))
+        .header(header::COOKIE, b.cookie_header(None))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A snapshot's state; for the upload route (`id` 0), how many snapshots there are.
+async fn snapshot_state(app: &TestApp, id: i64) -> String {
+    if id == 0 {
+        return crate::helpers::count(&app.pool, "snapshot")
+            .await
+            .to_string();
+    }
+    sqlx::query_scalar("select state from snapshot where snapshot_id = $1")
+        .bind(id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap()
+}
+
+/// A snapshot the safeguard holds (an empty export).
+async fn held_snapshot(app: &TestApp) -> i64 {
+    let res = app
+        .api(Method::POST, "/snapshots", &app.admin_token)
+        .header("content-type", "text/csv")
+        .body("Email,First Name,Last Name,Role,Status\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let snap: Value = res.json().await.unwrap();
+    assert_eq!(snap["state"], "held", "{snap}");
+    snap["id"].as_i64().unwrap()
+}
+
+/// Uploads an export through the snapshots page's form.
+async fn upload(b: &Browser<'_>, app: &TestApp) -> reqwest::Response {
+    let file = reqwest::multipart::Part::text("Email,Status\nnobody@roles.example,Active\n")
+        .file_name("users.csv")
+        .mime_str("text/csv")
+        .unwrap();
+    let form = reqwest::multipart::Form::new()
+        .text("csrf", b.csrf().await)
+        .part("file", file);
+    b.client
+        .post(app.url("/ui/snapshots"))
         .header(header::COOKIE, b.cookie_header(None))
         .multipart(form)
         .send()
@@ -193,7 +243,11 @@ async fn every_ui_action_applies_the_task_apis_role_rule(pool: PgPool) {
             }
             // The resource, in a state where the action succeeds.
             let id = match route.as_str() {
-                "/ui/logout" => 0,
+                "/ui/logout" | "/ui/snapshots" => 0,
+                "/ui/snapshots/{id}/apply" | "/ui/snapshots/{id}/discard" => match shared {
+                    Some(id) => id,
+                    None => held_snapshot(&app).await,
+                },
                 "/ui/tasks/{id}/claim" => new_task(&app, &mut n, false).await,
                 "/ui/tasks/{id}/approve" | "/ui/tasks/{id}/reject" => match shared {
                     Some(id) => id,
@@ -219,7 +273,9 @@ async fn every_ui_action_applies_the_task_apis_role_rule(pool: PgPool) {
             };
             shared = Some(id);
             let path = route.replace("{id}", &id.to_string());
-            let before = if route.starts_with("/ui/batches") {
+            let before = if route.starts_with("/ui/snapshots") {
+                snapshot_state(&app, id).await
+            } else if route.starts_with("/ui/batches") {
                 batch_state(&app, id).await
             } else if id > 0 {
                 task_state(&app, id).await
@@ -228,6 +284,8 @@ async fn every_ui_action_applies_the_task_apis_role_rule(pool: PgPool) {
             };
             let res = if route == "/ui/tasks/{id}/complete" {
                 complete(&b, &app, id, "not_applicable").await
+            } else if route == "/ui/snapshots" {
+                upload(&b, &app).await
             } else {
                 let csrf = b.csrf().await;
                 b.post(
@@ -239,7 +297,9 @@ async fn every_ui_action_applies_the_task_apis_role_rule(pool: PgPool) {
             let status = res.status().as_u16();
             let to = location(&res);
             let body = res.text().await.unwrap();
-            let after = if route.starts_with("/ui/batches") {
+            let after = if route.starts_with("/ui/snapshots") {
+                snapshot_state(&app, id).await
+            } else if route.starts_with("/ui/batches") {
                 batch_state(&app, id).await
             } else if id > 0 {
                 task_state(&app, id).await
@@ -253,15 +313,19 @@ async fn every_ui_action_applies_the_task_apis_role_rule(pool: PgPool) {
                     "{case}: {to}"
                 );
                 let want = match route.as_str() {
-                    "/ui/tasks/{id}/claim" => "in_progress",
-                    "/ui/tasks/{id}/complete" => "not_applicable",
-                    "/ui/tasks/{id}/release" | "/ui/tasks/{id}/reassign" => "open",
-                    "/ui/tasks/{id}/retry" => "failed",
-                    "/ui/tasks/{id}/approve" => "open",
-                    "/ui/tasks/{id}/reject" => "cancelled",
-                    "/ui/batches/{id}/release" => "released",
-                    "/ui/batches/{id}/cancel" => "cancelled",
-                    _ => "",
+                    // The upload: one more snapshot than before.
+                    "/ui/snapshots" => (before.parse::<i64>().unwrap() + 1).to_string(),
+                    "/ui/tasks/{id}/claim" => "in_progress".to_owned(),
+                    "/ui/tasks/{id}/complete" => "not_applicable".to_owned(),
+                    "/ui/tasks/{id}/release" | "/ui/tasks/{id}/reassign" => "open".to_owned(),
+                    "/ui/tasks/{id}/retry" => "failed".to_owned(),
+                    "/ui/tasks/{id}/approve" => "open".to_owned(),
+                    "/ui/tasks/{id}/reject" => "cancelled".to_owned(),
+                    "/ui/batches/{id}/release" => "released".to_owned(),
+                    "/ui/batches/{id}/cancel" => "cancelled".to_owned(),
+                    "/ui/snapshots/{id}/apply" => "applied".to_owned(),
+                    "/ui/snapshots/{id}/discard" => "discarded".to_owned(),
+                    _ => String::new(),
                 };
                 assert_eq!(after, want, "{case}");
                 if route == "/ui/tasks/{id}/retry" {

@@ -18,6 +18,7 @@
 mod load;
 mod populate;
 mod scenarios;
+mod snapshot;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -69,6 +70,12 @@ struct Args {
     /// Only these scenarios (comma-separated names); all by default.
     #[arg(long)]
     only: Option<String>,
+    /// After the other scenarios, import a snapshot of the app's user list with this many
+    /// rows (the benchmark users as the IdP wants them, plus 0.2 % orphans) through
+    /// `POST /api/v1/snapshots`, then the same file again; 0 skips it. Use
+    /// `--users` >= this. `--only snapshot_import` runs nothing else.
+    #[arg(long, default_value_t = 0)]
+    snapshot_rows: usize,
     /// Keep the benchmark database (for EXPLAIN ANALYZE afterwards).
     #[arg(long)]
     keep_db: bool,
@@ -134,7 +141,7 @@ struct Server {
     base: String,
 }
 
-fn rss_kib(pid: u32, field: &str) -> u64 {
+pub(crate) fn rss_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
@@ -416,6 +423,7 @@ async fn run_all(args: &Args, url: &str, run: &str) -> anyhow::Result<()> {
     let store = scimbridge::db::Store::new(pool.clone());
     let (scim, scim_actor) = token(&store, scimbridge::auth::Role::Scim, "okta").await?;
     let (agent, agent_actor) = token(&store, scimbridge::auth::Role::Agent, "bench-agent").await?;
+    let (admin_token, _) = token(&store, scimbridge::auth::Role::Admin, "bench-admin").await?;
     let groups = args.groups.max(1);
     let mut populated = None;
     if args.fresh {
@@ -506,6 +514,25 @@ async fn run_all(args: &Args, url: &str, run: &str) -> anyhow::Result<()> {
             walks.push((cursor, full_walk(&ctx, cursor, args.walk_seconds).await));
         }
     }
+    let snapshot = if args.snapshot_rows > 0 {
+        let t = Instant::now();
+        let r = snapshot::run(
+            &pool,
+            &server.base,
+            &admin_token,
+            server.pid,
+            args.snapshot_rows,
+        )
+        .await;
+        eprintln!(
+            "snapshot import of {} rows (twice) in {:.1} s",
+            args.snapshot_rows,
+            t.elapsed().as_secs_f64()
+        );
+        Some(r)
+    } else {
+        None
+    };
     let hwm = rss_kib(server.pid, "VmHWM:");
     let _ = server.child.start_kill();
     let _ = server.child.wait().await;
@@ -562,7 +589,9 @@ async fn run_all(args: &Args, url: &str, run: &str) -> anyhow::Result<()> {
         knowledge(end_knowledge)
     );
     println!();
-    errors += print_table(&rows);
+    if !rows.is_empty() {
+        errors += print_table(&rows);
+    }
     if !analyzed_rows.is_empty() {
         println!("\nAfter ANALYZE:\n");
         errors += print_table(&analyzed_rows);
@@ -611,11 +640,23 @@ async fn run_all(args: &Args, url: &str, run: &str) -> anyhow::Result<()> {
         hwm as f64 / 1024.0,
         peak as f64 / 1024.0
     );
+    let mut snapshot_failed = None;
+    match snapshot {
+        Some(Ok(r)) => snapshot::print(&r),
+        Some(Err(e)) => {
+            println!("\nsnapshot import failed: {e:#}");
+            snapshot_failed = Some(e);
+        }
+        None => {}
+    }
     let logged = std::fs::metadata(&log).map_or(0, |m| m.len());
     if logged > 0 {
         println!("the server logged errors: {}", log.display());
     } else {
         let _ = std::fs::remove_file(&log);
+    }
+    if let Some(e) = snapshot_failed {
+        return Err(e.context("the snapshot import"));
     }
     if errors > 0 || dups > 0 || twice > 0 {
         bail!("{errors} errors, {dups}+{twice} tasks completed twice");

@@ -11,7 +11,9 @@
 //! | POST /ui/tasks/{id}/claim|complete|release|retry | the actions, as forms                |
 //! | GET /ui/tasks/{id}/attachments/{n}      | download an evidence file                     |
 //! | GET /ui/users, /ui/users/{id}           | users, desired vs confirmed, the full trail   |
-//! | GET /ui/reports                         | seats now, completion times                   |
+//! | GET /ui/reports                         | seats now, verification, completion times     |
+//! | GET/POST /ui/snapshots                  | the app's user list: upload, what it found    |
+//! | POST /ui/snapshots/{id}/apply|discard   | an admin's decision on a held snapshot        |
 //! | GET/POST /ui/tokens, POST …/{id}/revoke | admins: the app's tokens, create, revoke      |
 //! | GET /ui/assets/app.css, app.js          | the embedded stylesheet and script            |
 
@@ -21,6 +23,7 @@ mod login;
 mod queue;
 mod reports;
 mod session;
+mod snapshots;
 mod task;
 mod tokens;
 mod users;
@@ -46,6 +49,7 @@ pub(super) fn routes() -> Vec<Route> {
         users::routes(),
         reports::routes(),
         tokens::routes(),
+        snapshots::routes(),
         assets::routes(),
     ]
     .concat()
@@ -62,7 +66,7 @@ pub struct Nav {
     pub role: &'static str,
     /// The session's CSRF token, for the sign-out form.
     pub csrf: String,
-    /// Which menu entry is current: `tasks`, `users`, `reports` or `tokens`.
+    /// Which menu entry is current: `tasks`, `users`, `snapshots`, `reports` or `tokens`.
     pub section: &'static str,
     /// Seconds between automatic reloads (0: none).
     pub refresh: u32,

@@ -1,5 +1,6 @@
 //! Reports (`/ui/reports`): seats now (accounts the IdP wants active against those the app
-//! is known to have), pending creations and removals, and how long finished tasks took,
+//! is known to have, and those its last snapshot showed), what snapshots verified and
+//! found (issue #15), pending creations and removals, and how long finished tasks took,
 //! drawn as an inline SVG bar chart (no script, no chart library).
 
 use askama::Template;
@@ -69,6 +70,10 @@ struct ReportsPage {
     chart_height: u32,
     window_days: i32,
     seat_unconfirmed: i64,
+    /// What snapshots of the app's user list verified and found.
+    verification: crate::db::reports::Verification,
+    /// `verification.verified_pct` as text ("–" before any user).
+    verified_pct: String,
     leavers: Vec<crate::db::reports::Leaver>,
     batches: Vec<crate::db::batches::Batch>,
     /// The session may release or cancel held batches.
@@ -143,7 +148,12 @@ async fn reports_page(State(s): State<AppState>, me: SignedIn) -> Result<Respons
     let seat_unconfirmed = s.store.seats(app).await?.removals_seat_unconfirmed;
     let leavers = s.store.leavers(app, 50).await?;
     let batches = s.store.batches(app).await?;
+    let verification = s.store.verification(app).await?;
     let page = ReportsPage {
+        verified_pct: verification
+            .verified_pct
+            .map_or_else(|| "–".to_owned(), |p| format!("{p:.1} %")),
+        verification,
         seat_unconfirmed,
         leavers,
         batches,
