@@ -27,6 +27,16 @@ use super::snapshots::{snapshot_entry, Snapshot};
 use super::Store;
 use crate::auth::Actor;
 use crate::error::Result;
+
+/// One staged row of a snapshot, as the reconcile pass reads it back in line order.
+#[derive(sqlx::FromRow)]
+struct StagedRow {
+    match_key: String,
+    line: i64,
+    observed: Value,
+    /// The IdP user the row was matched to, once matched.
+    subject_id: Option<Uuid>,
+}
 use crate::reconcile::snapshot::{Field, Observed};
 use crate::reconcile::verify::{decide, finding_text, FindingKind, Seen, Tally, TaskRef, Verdict};
 use crate::reconcile::{Account, Profile};
@@ -244,7 +254,7 @@ impl Store {
         let mut pass = Pass::default();
         let mut after: i64 = 0;
         loop {
-            let rows: Vec<(String, i64, Value, Option<Uuid>)> = sqlx::query_as(
+            let rows: Vec<StagedRow> = sqlx::query_as(
                 "select match_key, line, observed, subject_id from snapshot_row \
                  where snapshot_id = $1 and line > $2 order by line limit $3",
             )
@@ -254,7 +264,7 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
             let Some(last) = rows.last() else { break };
-            after = last.1;
+            after = last.line;
             let mut tx = self.pool.begin().await?;
             self.rows_batch(&mut tx, actor, ctx, rows, apply, &mut pass)
                 .await?;
@@ -312,18 +322,18 @@ impl Store {
         tx: &mut PgConnection,
         actor: &Actor,
         ctx: &Ctx<'_>,
-        rows: Vec<(String, i64, Value, Option<Uuid>)>,
+        rows: Vec<StagedRow>,
         apply: bool,
         pass: &mut Pass,
     ) -> Result<()> {
         let unmatched: Vec<String> = rows
             .iter()
-            .filter(|r| r.3.is_none())
-            .map(|r| r.0.clone())
+            .filter(|r| r.subject_id.is_none())
+            .map(|r| r.match_key.clone())
             .collect();
         let mut matched: HashMap<String, Uuid> = rows
             .iter()
-            .filter_map(|r| r.3.map(|s| (r.0.clone(), s)))
+            .filter_map(|r| r.subject_id.map(|s| (r.match_key.clone(), s)))
             .collect();
         if !unmatched.is_empty() {
             let found = self.match_keys(tx, ctx, &unmatched).await?;
@@ -350,7 +360,13 @@ impl Store {
             .into_iter()
             .map(|s| (s.id, s))
             .collect();
-        for (key, line, observed, _) in &rows {
+        for StagedRow {
+            match_key: key,
+            line,
+            observed,
+            ..
+        } in &rows
+        {
             let Ok(obs) = serde_json::from_value::<Observed>(observed.clone()) else {
                 continue;
             };
