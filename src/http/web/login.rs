@@ -14,8 +14,8 @@ use axum::Form;
 use serde::Deserialize;
 
 use super::session::{
-    cookie, is_https, random_secret, same_secret, session_hash, set_cookie, SignedIn, LOGIN_COOKIE,
-    SESSION_COOKIE, SESSION_HOURS,
+    cookie, is_https, random_secret, same_secret, session_hash, set_cookie, CsrfForm, SignedIn,
+    LOGIN_COOKIE, SESSION_COOKIE, SESSION_HOURS,
 };
 use super::{render, see_other, Nav, PageError};
 use crate::auth::{hash_token, Role};
@@ -201,11 +201,6 @@ async fn login(
     );
     h.append(header::SET_COOKIE, set_cookie(LOGIN_COOKIE, "", 0, secure));
     Ok(res)
-}
-
-#[derive(Debug, Deserialize)]
-struct CsrfForm {
-    csrf: Option<String>,
 }
 
 async fn logout(

@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Form;
 
+use super::session::{unreadable_form, CsrfForm};
 use super::view::{duration, kind_label};
 use super::{render, Nav, PageError, SignedIn};
 use crate::auth::Action;
@@ -217,11 +218,6 @@ async fn audit_csv(
     Ok(res)
 }
 
-#[derive(Debug, serde::Deserialize)]
-struct CsrfForm {
-    csrf: Option<String>,
-}
-
 async fn decide(
     s: &AppState,
     me: &SignedIn,
@@ -229,10 +225,7 @@ async fn decide(
     form: Result<Form<CsrfForm>, FormRejection>,
     release: bool,
 ) -> Result<Response, PageError> {
-    let Form(f) = form.map_err(|_| PageError::Rejected {
-        status: StatusCode::BAD_REQUEST,
-        message: "The form could not be read; reload the page and try again.".into(),
-    })?;
+    let Form(f) = form.map_err(|_| unreadable_form())?;
     me.check_csrf(f.csrf.as_deref())?;
     me.permit(Action::DecideBatch)?;
     let id: i64 = id

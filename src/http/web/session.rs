@@ -153,6 +153,20 @@ impl SignedIn {
     }
 }
 
+/// The body of a form whose only field is its CSRF token (approve, revoke, apply, sign out).
+#[derive(Debug, serde::Deserialize)]
+pub struct CsrfForm {
+    pub csrf: Option<String>,
+}
+
+/// A form body that could not be parsed: the page's own 400, nothing changed.
+pub fn unreadable_form() -> PageError {
+    PageError::Rejected {
+        status: axum::http::StatusCode::BAD_REQUEST,
+        message: "The form could not be read; reload the page and try again.".into(),
+    }
+}
+
 impl FromRequestParts<AppState> for SignedIn {
     type Rejection = PageError;
 

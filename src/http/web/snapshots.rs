@@ -16,6 +16,7 @@ use axum::Form;
 use futures_util::StreamExt;
 use serde_json::Value;
 
+use super::session::{unreadable_form, CsrfForm};
 use super::{render, see_other, Nav, PageError, SignedIn};
 use crate::auth::{Action, Actor};
 use crate::db::snapshots::{ImportError, NewSnapshot, Snapshot};
@@ -188,7 +189,7 @@ enum UploadError {
     Body(MultipartError),
 }
 
-fn unreadable_form() -> PageError {
+fn unreadable_upload() -> PageError {
     PageError::Rejected {
         status: StatusCode::BAD_REQUEST,
         message: "The upload could not be read. Choose the file again on the snapshots page and \
@@ -240,7 +241,7 @@ async fn upload(
     })?;
     let mut csrf = None;
     let field = loop {
-        let Some(field) = mp.next_field().await.map_err(|_| unreadable_form())? else {
+        let Some(field) = mp.next_field().await.map_err(|_| unreadable_upload())? else {
             // No file at all: still a CSRF check first, so a forged post learns nothing.
             me.check_csrf(csrf.as_deref())?;
             return Err(PageError::Rejected {
@@ -249,7 +250,7 @@ async fn upload(
             });
         };
         match field.name() {
-            Some("csrf") => csrf = Some(field.text().await.map_err(|_| unreadable_form())?),
+            Some("csrf") => csrf = Some(field.text().await.map_err(|_| unreadable_upload())?),
             Some("file") => break field,
             _ => {}
         }
@@ -306,18 +307,13 @@ async fn upload(
             return Err(if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 too_large(limit)
             } else {
-                unreadable_form()
+                unreadable_upload()
             })
         }
         Err(ImportError::Store(e)) => return Err(e.into()),
     };
     reconcile(&s.store, &actor, id, false).await?;
     Ok(see_other(&format!("/ui/snapshots#snapshot-{id}")))
-}
-
-#[derive(Debug, serde::Deserialize)]
-struct CsrfForm {
-    csrf: Option<String>,
 }
 
 async fn decide(
@@ -327,10 +323,7 @@ async fn decide(
     form: Result<Form<CsrfForm>, FormRejection>,
     apply: bool,
 ) -> Result<Response, PageError> {
-    let Form(f) = form.map_err(|_| PageError::Rejected {
-        status: StatusCode::BAD_REQUEST,
-        message: "The form could not be read; reload the page and try again.".into(),
-    })?;
+    let Form(f) = form.map_err(|_| unreadable_form())?;
     me.check_csrf(f.csrf.as_deref())?;
     me.permit(Action::DecideSnapshot)?;
     let id: i64 = id

@@ -15,7 +15,7 @@ use axum::Form;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::session::random_secret;
+use super::session::{random_secret, CsrfForm};
 use super::view::{
     self, due_badge, kind_label, side_by_side, trail, user_state_label, DueBadge, SideRow, Time,
     TrailRow,
@@ -510,11 +510,6 @@ async fn task_page(
         Prefill::default(),
     )
     .await
-}
-
-#[derive(Debug, Deserialize)]
-struct CsrfForm {
-    csrf: Option<String>,
 }
 
 fn form_rejected(e: FormRejection) -> PageError {

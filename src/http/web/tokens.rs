@@ -11,6 +11,7 @@ use axum::routing::{get, post};
 use axum::Form;
 use uuid::Uuid;
 
+use super::session::{unreadable_form, CsrfForm};
 use super::{render, see_other, Nav, PageError, SignedIn};
 use crate::auth::{check_new_token, generate_token, hash_token, Action, Role};
 use crate::error::Error;
@@ -145,13 +146,6 @@ struct CreateForm {
     name: Option<String>,
 }
 
-fn unreadable() -> PageError {
-    PageError::Rejected {
-        status: StatusCode::BAD_REQUEST,
-        message: "The form could not be read; reload the page and try again.".into(),
-    }
-}
-
 /// Creates a token and answers the page with its secret (200, `no-store` like every
 /// page): a redirect would have to carry the secret in a URL.
 async fn create_token(
@@ -159,7 +153,7 @@ async fn create_token(
     me: SignedIn,
     form: Result<Form<CreateForm>, FormRejection>,
 ) -> Result<Response, PageError> {
-    let Form(f) = form.map_err(|_| unreadable())?;
+    let Form(f) = form.map_err(|_| unreadable_form())?;
     me.check_csrf(f.csrf.as_deref())?;
     me.permit(Action::ManageTokens)?;
     let (role_in, name_in) = (f.role.unwrap_or_default(), f.name.unwrap_or_default());
@@ -216,18 +210,13 @@ async fn create_token(
     .await
 }
 
-#[derive(Debug, serde::Deserialize)]
-struct CsrfForm {
-    csrf: Option<String>,
-}
-
 async fn revoke_token(
     State(s): State<AppState>,
     me: SignedIn,
     Path(id): Path<String>,
     form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Result<Response, PageError> {
-    let Form(f) = form.map_err(|_| unreadable())?;
+    let Form(f) = form.map_err(|_| unreadable_form())?;
     me.check_csrf(f.csrf.as_deref())?;
     me.permit(Action::ManageTokens)?;
     let not_found = || PageError::NotFound("There is no such live token in this app.".into());
