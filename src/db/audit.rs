@@ -147,7 +147,7 @@ impl Store {
     pub async fn verify_audit(&self, app_id: &str) -> Result<Verification> {
         use futures_util::TryStreamExt as _;
         use sha2::{Digest, Sha256};
-        self.seal_audit().await?;
+        self.seal_audit_all().await?;
         let unsealed: i64 = sqlx::query_scalar(
             "select count(*) from audit where app_id = $1 and chain_seq is null",
         )

@@ -45,17 +45,36 @@ impl Store {
     /// Links every committed unsealed audit record into its app's chain (the SQL
     /// function `seal_audit`, in batches of [`SEAL_BATCH`], one transaction each, one
     /// connection held at a time). Returns how many were sealed; 0 when another replica
-    /// is sealing right now.
+    /// is sealing right now (the housekeeper's pass: that replica seals them).
     pub async fn seal_audit(&self) -> Result<u64> {
+        self.seal(false).await
+    }
+
+    /// Like [`Store::seal_audit`], but waits for a sealing pass running elsewhere instead
+    /// of leaving it the work: that pass may have started before the caller's records
+    /// committed, so afterwards every record committed before this call is sealed. For
+    /// readers that promise a whole chain (verify, export).
+    pub async fn seal_audit_all(&self) -> Result<u64> {
+        self.seal(true).await
+    }
+
+    async fn seal(&self, wait: bool) -> Result<u64> {
         let mut sealed = 0u64;
         loop {
             let mut tx = self.pool.begin().await?;
-            let got: bool = sqlx::query_scalar("select pg_try_advisory_xact_lock($1)")
-                .bind(SEAL_LOCK)
-                .fetch_one(&mut *tx)
-                .await?;
-            if !got {
-                return Ok(sealed);
+            if wait {
+                sqlx::query("select pg_advisory_xact_lock($1)")
+                    .bind(SEAL_LOCK)
+                    .execute(&mut *tx)
+                    .await?;
+            } else {
+                let got: bool = sqlx::query_scalar("select pg_try_advisory_xact_lock($1)")
+                    .bind(SEAL_LOCK)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if !got {
+                    return Ok(sealed);
+                }
             }
             let n: i32 = sqlx::query_scalar("select seal_audit($1)")
                 .bind(SEAL_BATCH)

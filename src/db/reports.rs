@@ -312,7 +312,7 @@ impl Store {
     ) -> Result<String> {
         // What is committed is sealed first, so the export holds every record so far
         // (an unsealed record has no chain position yet and is left out).
-        self.seal_audit().await?;
+        self.seal_audit_all().await?;
         let rows: Vec<AuditCsvRow> = sqlx::query_as(
             "select chain_seq, at, actor, actor_role, action, subject_type, subject_id, task_id, request_id, outcome, \
                     detail, hash from audit where app_id = $1 and ($2::text is null or subject_id = $2) \
