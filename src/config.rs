@@ -76,9 +76,10 @@ pub struct Config {
     #[arg(long, env = "SCIMBRIDGE_JWT_SECRET", hide_env_values = true, value_parser = parse_secret)]
     pub jwt_secret: Option<Secret>,
 
-    /// Requests per second allowed per bearer token (token bucket, in memory, per
-    /// replica: N replicas allow N times this); 0 disables. Over the rate: 429 with
-    /// `Retry-After`. The default never throttles a normal Okta or Entra sync.
+    /// Requests per second allowed per bearer token, or per OAuth client for all of its
+    /// access tokens together (token bucket, in memory, per replica: N replicas allow N
+    /// times this); 0 disables. Over the rate: 429 with `Retry-After`. The default never
+    /// throttles a normal Okta or Entra sync.
     #[arg(
         long,
         env = "SCIMBRIDGE_RATE_LIMIT_PER_SECOND",
@@ -86,9 +87,40 @@ pub struct Config {
     )]
     pub rate_limit_per_second: f64,
 
-    /// Largest burst per bearer token after a quiet period (the bucket size).
+    /// Largest burst per bearer token (or OAuth client) after a quiet period (the bucket
+    /// size).
     #[arg(long, env = "SCIMBRIDGE_RATE_LIMIT_BURST", default_value_t = 1000)]
     pub rate_limit_burst: u32,
+
+    /// Failed authentications allowed per minute per client address (unknown, revoked
+    /// or forged bearer tokens, wrong OAuth client secrets, wrong web sign-in tokens); 0
+    /// disables. Over it, that address's unproven credentials get 429 with `Retry-After`
+    /// before any database lookup; credentials that authenticated lately still work. The
+    /// address is the TCP peer: behind a reverse proxy all callers share the proxy's.
+    #[arg(
+        long,
+        env = "SCIMBRIDGE_AUTH_FAILURES_PER_MINUTE",
+        default_value_t = 60.0
+    )]
+    pub auth_failures_per_minute: f64,
+
+    /// Failed authentications allowed in a burst per client address (the bucket size).
+    #[arg(long, env = "SCIMBRIDGE_AUTH_FAILURE_BURST", default_value_t = 30)]
+    pub auth_failure_burst: u32,
+
+    /// Requests per minute to `POST /oauth/token` allowed per client address, and access
+    /// tokens issued per minute per OAuth client; 0 disables. An IdP asks about once an
+    /// hour per client.
+    #[arg(
+        long,
+        env = "SCIMBRIDGE_TOKEN_ENDPOINT_PER_MINUTE",
+        default_value_t = 60.0
+    )]
+    pub token_endpoint_per_minute: f64,
+
+    /// Token endpoint requests allowed in a burst per client address and per client.
+    #[arg(long, env = "SCIMBRIDGE_TOKEN_ENDPOINT_BURST", default_value_t = 30)]
+    pub token_endpoint_burst: u32,
 
     /// Key sealing the ticket bridge's credentials at rest (AES-256-GCM): 64 hex
     /// characters, the same on every replica (e.g. `openssl rand -hex 32`). Default: a key
@@ -139,6 +171,11 @@ impl Config {
             // Off: tests that create many users would trip it; rate limit tests turn it on.
             rate_limit_per_second: 0.0,
             rate_limit_burst: 200,
+            // Off too: many tests send bad tokens on purpose.
+            auth_failures_per_minute: 0.0,
+            auth_failure_burst: 30,
+            token_endpoint_per_minute: 0.0,
+            token_endpoint_burst: 30,
             secrets_key: None,
             // Tests' fake ticket systems search consistently.
             ticket_settle_secs: 0,
@@ -206,6 +243,22 @@ impl Config {
         anyhow::ensure!(
             self.rate_limit_burst >= 1,
             "--rate-limit-burst must be at least 1"
+        );
+        for (flag, per_minute) in [
+            ("--auth-failures-per-minute", self.auth_failures_per_minute),
+            (
+                "--token-endpoint-per-minute",
+                self.token_endpoint_per_minute,
+            ),
+        ] {
+            anyhow::ensure!(
+                per_minute.is_finite() && per_minute >= 0.0,
+                "{flag} must be 0 (off) or a positive number, got {per_minute}"
+            );
+        }
+        anyhow::ensure!(
+            self.auth_failure_burst >= 1 && self.token_endpoint_burst >= 1,
+            "--auth-failure-burst and --token-endpoint-burst must be at least 1"
         );
         if let Some(s) = &self.jwt_secret {
             anyhow::ensure!(

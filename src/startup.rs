@@ -91,6 +91,7 @@ impl Application {
                 config.token_cache_secs,
             ))),
             metrics: Arc::new(http::metrics::HttpMetrics::default()),
+            limits: Arc::new(http::ratelimit::Limits::new(&config)),
             oauth: Arc::new(http::auth::jwt::Keys::new(
                 config.jwt_secret.as_ref().map(|s| s.0.as_str()),
             )),
@@ -146,9 +147,10 @@ impl Application {
         let stop = self.stop.clone();
         let signalled = self.stop.clone();
         let stopped = Stopper::stopped(stop.watch());
+        // With each connection's peer address: it keys the failure limits (`ratelimit`).
         let result = axum::serve(
             self.listener,
-            ServiceExt::<Request>::into_make_service(self.app),
+            ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(self.app),
         )
         .with_graceful_shutdown(async move {
             tokio::select! {
@@ -171,7 +173,7 @@ impl Application {
     ) -> std::io::Result<()> {
         axum::serve(
             self.listener,
-            ServiceExt::<Request>::into_make_service(self.app),
+            ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(self.app),
         )
         .with_graceful_shutdown(stop)
         .await

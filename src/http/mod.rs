@@ -45,6 +45,8 @@ pub struct AppState {
     pub metrics: Arc<metrics::HttpMetrics>,
     /// The key of OAuth access tokens.
     pub oauth: Arc<auth::jwt::Keys>,
+    /// Rate limits (per credential, per client address, the token endpoint).
+    pub limits: Arc<ratelimit::Limits>,
     /// The ticket bridge's worker (its secrets, HTTP client), for the inbound webhook
     /// and the bridge's configuration.
     pub tickets: Arc<crate::tickets::sync::Syncer>,
@@ -94,10 +96,6 @@ pub fn router(state: AppState) -> Router {
     }
     let timeout = state.config.request_timeout();
     let snapshot_timeout = std::time::Duration::from_secs(state.config.snapshot_timeout_secs);
-    let limiter = Arc::new(ratelimit::RateLimiter::new(
-        state.config.rate_limit_per_second,
-        state.config.rate_limit_burst,
-    ));
     let metrics_state = state.clone();
     // The NUL check reads bodies up to the largest any route takes (a completion with
     // its attachments, base64-encoded).
@@ -130,9 +128,6 @@ pub fn router(state: AppState) -> Router {
                     metrics_state,
                     metrics::track,
                 ))
-                .layer(axum::middleware::from_fn(move |req, next| {
-                    ratelimit::limit(limiter.clone(), req, next)
-                }))
                 .layer(axum::middleware::from_fn(move |req: axum::extract::Request, next| {
                     // Snapshot uploads carry a whole user list: their own, longer bound.
                     let t = if is_snapshot_upload(req.uri().path()) {

@@ -2,7 +2,9 @@
 //! /oauth/token` trades a client id and secret for a short-lived JWT (signed and verified
 //! by `auth::jwt`) that the SCIM routes accept as a bearer token. Errors are RFC 6749 §5.2
 //! bodies (`{"error","error_description"}`), [`OAuthError`], this surface's one mapping.
-//! Revoking a client stops new tokens; issued ones expire within the hour.
+//! Revoking a client stops new tokens at once; issued ones stop working within the token
+//! cache time. Requests are limited per client address and tokens issued per client
+//! (`ratelimit`).
 
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, State};
@@ -16,6 +18,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::auth::jwt::{self, SignError, TOKEN_TTL_SECS};
+use super::ratelimit::{ClientAddr, Scope, Throttled};
 use super::surface::Refusal;
 use super::{origin, AppState, Route};
 use crate::auth::hash_token;
@@ -34,6 +37,8 @@ pub struct OAuthError {
     /// §4.1.2.1's, the usual answers for a server fault).
     error: &'static str,
     description: String,
+    /// `Retry-After` of a 429.
+    retry_after: Option<u64>,
 }
 
 impl OAuthError {
@@ -42,6 +47,7 @@ impl OAuthError {
             status,
             error,
             description: description.into(),
+            retry_after: None,
         }
     }
 
@@ -120,11 +126,25 @@ impl From<Refusal> for OAuthError {
                 "temporarily_unavailable",
                 "the request took too long; retry later",
             ),
-            Refusal::RateLimited => OAuthError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "temporarily_unavailable",
-                "too many token requests; retry after the Retry-After delay",
-            ),
+            // RFC 6749 §5.2 has no code for this; §4.1.2.1's is the nearest, and the
+            // status and `Retry-After` say the rest.
+            Refusal::RateLimited(t) => OAuthError {
+                retry_after: Some(t.retry_after),
+                ..OAuthError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "temporarily_unavailable",
+                    match t.scope {
+                        Scope::Client => {
+                            "too many token requests for this client; retry after the \
+                             Retry-After delay"
+                        }
+                        Scope::Address | Scope::Credential => {
+                            "too many token requests or failed authentications from this \
+                             address; retry after the Retry-After delay"
+                        }
+                    },
+                )
+            },
             Refusal::Nul { .. } => OAuthError::new(
                 StatusCode::BAD_REQUEST,
                 "invalid_request",
@@ -159,6 +179,12 @@ impl IntoResponse for OAuthError {
             StatusCode::SERVICE_UNAVAILABLE => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
+            StatusCode::TOO_MANY_REQUESTS => {
+                h.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(self.retry_after.unwrap_or(1)),
+                );
+            }
             _ => {}
         }
         res
@@ -187,11 +213,20 @@ fn basic(headers: &HeaderMap) -> Option<(String, String)> {
     Some((id.to_owned(), secret.to_owned()))
 }
 
+impl From<Throttled> for OAuthError {
+    fn from(t: Throttled) -> Self {
+        Refusal::RateLimited(t).into()
+    }
+}
+
 async fn token(
     State(s): State<AppState>,
+    ClientAddr(addr): ClientAddr,
     headers: HeaderMap,
     form: Result<Form<TokenRequest>, FormRejection>,
 ) -> Result<Response, OAuthError> {
+    // Every request counts against its address, before anything else is done.
+    s.limits.token_request(addr)?;
     let Form(req) = form.map_err(|e| {
         let status = match e.status() {
             StatusCode::PAYLOAD_TOO_LARGE => StatusCode::PAYLOAD_TOO_LARGE,
@@ -219,15 +254,22 @@ async fn token(
             "send client_id and client_secret (form fields or HTTP Basic)",
         ));
     };
+    // Wrong credentials count as failed authentications of the address, like bad
+    // bearer tokens; once over that limit, unproven ones are refused before the lookup.
+    let hash = hash_token(&secret);
+    s.limits.admit(addr, &hash)?;
     let client = match Uuid::parse_str(&id) {
-        Ok(id) => s.store.oauth_client(id, &hash_token(&secret)).await?,
+        Ok(id) => s.store.oauth_client(id, &hash).await?,
         Err(_) => None,
     };
     let Some(client) = client else {
+        s.limits.failed(addr, Some(&hash))?;
         return Err(OAuthError::invalid_client(
             "unknown client, wrong secret, or a revoked client",
         ));
     };
+    s.limits.succeeded(hash);
+    s.limits.token_issued(client.client_id)?;
     let audience = origin::scim_base(&s.config, &headers);
     let jwt = jwt::sign(
         &s.oauth,

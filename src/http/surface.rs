@@ -6,6 +6,8 @@
 
 use axum::response::{IntoResponse, Response};
 
+use super::ratelimit::Scope;
+
 /// Where the SCIM surface is mounted (RFC 7644 §3.13: the base URI of the service).
 pub const SCIM_BASE: &str = "/scim/v2";
 /// Where the admin web UI is mounted (and the session cookie's `Path`).
@@ -59,8 +61,8 @@ pub enum Refusal {
     /// The request outlived `--request-timeout-secs` (503 with `Retry-After`); nothing it
     /// did was committed.
     Timeout,
-    /// The caller is over its rate (429; the caller adds `Retry-After`).
-    RateLimited,
+    /// The caller is over a rate limit (429 with `Retry-After`).
+    RateLimited(super::ratelimit::Throttled),
     /// The path, query or body holds U+0000 (400; `filter`: it is in a SCIM filter).
     Nul {
         /// The NUL is in a filter (SCIM `invalidFilter`, RFC 7644 §3.12).
@@ -76,6 +78,17 @@ pub enum Refusal {
 /// The words of a NUL refusal, shared by the surfaces' messages.
 pub const NUL_REFUSED: &str =
     "the request holds the character U+0000 (NUL), which no text may contain";
+
+/// The words of a rate-limit refusal on the API and SCIM surfaces, by the limit.
+pub fn rate_limited(scope: Scope) -> &'static str {
+    match scope {
+        Scope::Credential => "too many requests for this token; retry after the Retry-After delay",
+        Scope::Address | Scope::Client => {
+            "too many failed authentications from this address; retry after the Retry-After \
+             delay (tokens that authenticated lately still work)"
+        }
+    }
+}
 
 /// The answer to a refused request, in the error format of the surface of `path`.
 pub fn refuse(path: &str, refusal: Refusal) -> Response {

@@ -12,6 +12,7 @@ mod hardening;
 mod health;
 mod helpers;
 mod isolation;
+mod limits;
 mod load;
 mod oauth;
 mod openapi;

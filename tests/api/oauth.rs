@@ -11,10 +11,10 @@ use crate::helpers::{assert_scim_error, okta_user, TestApp};
 use crate::ops::database_url;
 use scimbridge::config::{Config, Secret};
 
-const KEY: &str = "test-jwt-secret-0123456789abcdef0123456789";
+pub(crate) const KEY: &str = "test-jwt-secret-0123456789abcdef0123456789";
 
 /// Creates a client with the real CLI; returns (client_id, client_secret).
-async fn create_client(pool: &PgPool, app: &str, name: &str) -> (String, String) {
+pub(crate) async fn create_client(pool: &PgPool, app: &str, name: &str) -> (String, String) {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_scimbridge"))
         .args(["oauth-client", "create", "--app", app, "--name", name])
         .env("DATABASE_URL", database_url(pool))
@@ -37,7 +37,7 @@ async fn create_client(pool: &PgPool, app: &str, name: &str) -> (String, String)
     (field("client_id"), field("client_secret"))
 }
 
-async fn token_form(app: &TestApp, form: &[(&str, &str)]) -> reqwest::Response {
+pub(crate) async fn token_form(app: &TestApp, form: &[(&str, &str)]) -> reqwest::Response {
     app.client
         .post(app.url("/oauth/token"))
         .form(form)
@@ -171,14 +171,14 @@ async fn the_token_endpoint_refuses_bad_credentials_and_grants(pool: PgPool) {
     }
 }
 
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs()
 }
 
-fn sign(claims: &Value, key: &str) -> String {
+pub(crate) fn sign(claims: &Value, key: &str) -> String {
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
         claims,

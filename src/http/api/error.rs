@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::error::Error;
 use crate::http::auth::AuthError;
-use crate::http::surface::{Refusal, NUL_REFUSED};
+use crate::http::surface::{rate_limited, Refusal, NUL_REFUSED};
 
 /// A failed task API request.
 #[derive(Debug)]
@@ -15,6 +15,8 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// `Retry-After` of a 429.
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -24,6 +26,7 @@ impl ApiError {
             status: StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
             code,
             message: message.into(),
+            retry_after: None,
         }
     }
 }
@@ -73,6 +76,7 @@ impl From<AuthError> for ApiError {
                 "the bearer token is not valid (unknown or revoked)",
             ),
             AuthError::Store(e) => e.into(),
+            AuthError::Throttled(t) => Refusal::RateLimited(t).into(),
         }
     }
 }
@@ -91,11 +95,10 @@ impl From<Refusal> for ApiError {
             Refusal::Timeout => {
                 ApiError::new(503, "timeout", "the request took too long; retry later")
             }
-            Refusal::RateLimited => ApiError::new(
-                429,
-                "rate_limited",
-                "too many requests for this token; retry after the Retry-After delay",
-            ),
+            Refusal::RateLimited(t) => ApiError {
+                retry_after: Some(t.retry_after),
+                ..ApiError::new(429, "rate_limited", rate_limited(t.scope))
+            },
             Refusal::Nul { .. } => ApiError::new(400, "invalid_character", NUL_REFUSED),
             Refusal::BodyTooLarge { limit } => ApiError::new(
                 413,
@@ -123,6 +126,12 @@ impl IntoResponse for ApiError {
             StatusCode::SERVICE_UNAVAILABLE => {
                 res.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            StatusCode::TOO_MANY_REQUESTS => {
+                res.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(self.retry_after.unwrap_or(1)),
+                );
             }
             _ => {}
         }

@@ -48,7 +48,7 @@ impl FromRequestParts<AppState> for ApiActor {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let actor = authenticate(state, &parts.headers).await?;
+        let actor = authenticate(state, parts).await?;
         if actor.role.may(Action::Read) {
             Ok(ApiActor(actor))
         } else {

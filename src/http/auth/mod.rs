@@ -3,7 +3,9 @@
 //! database round trip (DESIGN.md "cost per request"); revocation takes effect within
 //! that time. OAuth access tokens (JWTs, [`jwt`]) verify by signature; whether their
 //! client is still live is cached the same way, so revoking a client takes effect
-//! within that time too.
+//! within that time too. Rate limits ([`super::ratelimit`]) apply here, where the
+//! credential is known: failures per client address (checked before the lookup), and
+//! the request per token or per OAuth client.
 
 pub mod jwt;
 
@@ -11,8 +13,10 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use axum::http::request::Parts;
 use axum::http::HeaderMap;
 
+use super::ratelimit::{client_addr, Throttled};
 use super::AppState;
 use crate::auth::{hash_token, Actor, Role};
 use crate::db::tokens::TokenInfo;
@@ -27,6 +31,8 @@ pub enum AuthError {
     Invalid,
     /// The token store could not be asked.
     Store(Error),
+    /// Over a rate limit (429 with `Retry-After`).
+    Throttled(Throttled),
 }
 
 /// Verified tokens by hash, with the time they were verified.
@@ -115,20 +121,29 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-/// Authenticates a request and returns its actor.
-pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Actor, AuthError> {
+/// Authenticates a request and returns its actor, within the rate limits.
+pub async fn authenticate(state: &AppState, parts: &Parts) -> Result<Actor, AuthError> {
+    let headers = &parts.headers;
     let token = bearer(headers).ok_or(AuthError::Missing)?;
+    let addr = client_addr(&parts.extensions);
+    let limits = &state.limits;
+    // A failure is 401, or 429 once the address is over its failure limit.
+    let failed = |hash: Option<&[u8; 32]>| match limits.failed(addr, hash) {
+        Ok(()) => AuthError::Invalid,
+        Err(t) => AuthError::Throttled(t),
+    };
     let request_id = headers
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    // OAuth access tokens verify by signature, without the store.
+    // OAuth access tokens verify by signature, without the store (a forged one costs no
+    // lookup, so a valid signature is let through even from a throttled address).
     if jwt::is_jwt(token) {
         let audience = super::origin::scim_base(&state.config, headers);
         let v = jwt::verify(&state.oauth, &state.store, &audience, token)
             .await
             .map_err(AuthError::Store)?
-            .ok_or(AuthError::Invalid)?;
+            .ok_or_else(|| failed(None))?;
         // A revoked client's tokens stop working within the cache time, like tokens.
         let live = match state.tokens.client_live(v.client_id) {
             Some(live) => live,
@@ -143,8 +158,12 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Actor
             }
         };
         if !live {
-            return Err(AuthError::Invalid);
+            return Err(failed(None));
         }
+        // All of a client's access tokens share its bucket.
+        limits
+            .credential(v.client_id)
+            .map_err(AuthError::Throttled)?;
         return Ok(Actor {
             app_id: v.app_id,
             token_id: v.client_id,
@@ -157,16 +176,21 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Actor
     let info = match state.tokens.get(&hash) {
         Some(t) => t,
         None => {
+            limits.admit(addr, &hash).map_err(AuthError::Throttled)?;
             let t = state
                 .store
                 .token_by_hash(&hash)
                 .await
                 .map_err(AuthError::Store)?
-                .ok_or(AuthError::Invalid)?;
+                .ok_or_else(|| failed(Some(&hash)))?;
+            limits.succeeded(hash);
             state.tokens.put(hash, t.clone());
             t
         }
     };
+    limits
+        .credential(info.token_id)
+        .map_err(AuthError::Throttled)?;
     Ok(Actor {
         app_id: info.app_id,
         token_id: info.token_id,

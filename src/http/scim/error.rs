@@ -6,15 +6,12 @@ use axum::response::{IntoResponse, Response};
 
 use crate::error::Error;
 use crate::http::auth::AuthError;
-use crate::http::surface::{Refusal, NUL_REFUSED};
+use crate::http::surface::{rate_limited, Refusal, NUL_REFUSED};
 use crate::scim::{ScimError, ScimType};
-
-/// What a client over its rate is told.
-const RATE_LIMITED: &str = "too many requests for this token; retry after the Retry-After delay";
 
 /// A failed SCIM request.
 #[derive(Debug)]
-pub struct ScimReply(ScimError);
+pub struct ScimReply(ScimError, Option<u64>);
 
 impl ScimReply {
     /// The SCIM error inside (bulk responses embed it per operation).
@@ -30,7 +27,7 @@ impl ScimReply {
 
 impl From<ScimError> for ScimReply {
     fn from(e: ScimError) -> Self {
-        ScimReply(e)
+        ScimReply(e, None)
     }
 }
 
@@ -41,7 +38,7 @@ impl From<Error> for ScimReply {
             scim_type,
             detail,
         };
-        ScimReply(match e {
+        ScimReply::from(match e {
             Error::NotFound(what) => ScimError::not_found(format!("{what} not found")),
             Error::Uniqueness(detail) => ScimError::uniqueness(detail),
             Error::Scim(e) => e,
@@ -76,24 +73,29 @@ impl From<Error> for ScimReply {
 impl From<AuthError> for ScimReply {
     fn from(e: AuthError) -> Self {
         match e {
-            AuthError::Missing => ScimReply(ScimError {
+            AuthError::Missing => ScimReply::from(ScimError {
                 status: 401,
                 scim_type: None,
                 detail: "authentication required: send Authorization: Bearer <token>".into(),
             }),
-            AuthError::Invalid => ScimReply(ScimError {
+            AuthError::Invalid => ScimReply::from(ScimError {
                 status: 401,
                 scim_type: None,
                 detail: "the bearer token is not valid (unknown or revoked)".into(),
             }),
             AuthError::Store(e) => e.into(),
+            AuthError::Throttled(t) => Refusal::RateLimited(t).into(),
         }
     }
 }
 
 impl From<Refusal> for ScimReply {
     fn from(r: Refusal) -> Self {
-        ScimReply(match r {
+        let retry_after = match &r {
+            Refusal::RateLimited(t) => Some(t.retry_after),
+            _ => None,
+        };
+        let error = match r {
             Refusal::NoRoute { path } if path.trim_end_matches('/').ends_with("/Me") => ScimError {
                 status: 501,
                 scim_type: None,
@@ -112,10 +114,11 @@ impl From<Refusal> for ScimReply {
                 scim_type: None,
                 detail: "the request took too long; retry later".into(),
             },
-            Refusal::RateLimited => ScimError {
+            // RFC 7644 §3.12 has no scimType for 429; the status says it.
+            Refusal::RateLimited(t) => ScimError {
                 status: 429,
                 scim_type: None,
-                detail: RATE_LIMITED.into(),
+                detail: rate_limited(t.scope).into(),
             },
             Refusal::Nul { filter: true } => ScimError::bad_request(
                 ScimType::InvalidFilter,
@@ -129,7 +132,8 @@ impl From<Refusal> for ScimReply {
                 scim_type: None,
                 detail: format!("the request body exceeds {limit} bytes"),
             },
-        })
+        };
+        ScimReply(error, retry_after)
     }
 }
 
@@ -148,6 +152,9 @@ impl IntoResponse for ScimReply {
             }
             StatusCode::SERVICE_UNAVAILABLE => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            StatusCode::TOO_MANY_REQUESTS => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from(self.1.unwrap_or(1)));
             }
             _ => {}
         }

@@ -24,7 +24,7 @@ impl FromRequestParts<AppState> for ScimActor {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let actor = authenticate(state, &parts.headers).await?;
+        let actor = authenticate(state, parts).await?;
         if actor.role != Role::Scim {
             return Err(ScimError {
                 status: 403,

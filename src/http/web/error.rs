@@ -134,7 +134,7 @@ impl From<Refusal> for PageError {
                 message: "That took too long, so nothing was changed. Try again in a moment."
                     .into(),
             },
-            Refusal::RateLimited => PageError::Rejected {
+            Refusal::RateLimited(_) => PageError::Rejected {
                 status: StatusCode::TOO_MANY_REQUESTS,
                 message: "Too many requests in a short time, so nothing was changed. Wait a \
                           moment and try again."

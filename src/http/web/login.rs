@@ -7,7 +7,7 @@
 use askama::Template;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Form;
@@ -19,6 +19,7 @@ use super::session::{
 };
 use super::{render, see_other, Nav, PageError};
 use crate::auth::{hash_token, Role};
+use crate::http::ratelimit::{ClientAddr, Throttled};
 use crate::http::{AppState, Route};
 
 pub(super) fn routes() -> Vec<Route> {
@@ -128,6 +129,7 @@ struct LoginForm {
 
 async fn login(
     State(s): State<AppState>,
+    ClientAddr(addr): ClientAddr,
     headers: HeaderMap,
     form_data: Result<Form<LoginForm>, FormRejection>,
 ) -> Result<Response, PageError> {
@@ -156,8 +158,32 @@ async fn login(
             secure,
         ));
     }
-    let Some(info) = s.store.token_by_hash(&hash_token(token)).await? else {
+    // A wrong token counts as a failed authentication of the address, as on the API;
+    // once over that limit, unproven tokens are refused before the lookup.
+    let hash = hash_token(token);
+    let throttled = |t: Throttled| {
+        let mut res = form(
+            StatusCode::TOO_MANY_REQUESTS,
+            next.clone(),
+            None,
+            Some(
+                "Too many failed sign-ins from this address, so this one was not checked. \
+                 Wait a moment and try again.",
+            ),
+            secure,
+        );
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(t.retry_after));
+        res
+    };
+    if let Err(t) = s.limits.admit(addr, &hash) {
+        return Ok(throttled(t));
+    }
+    let Some(info) = s.store.token_by_hash(&hash).await? else {
         tracing::info!("web sign-in refused: unknown or revoked token");
+        if let Err(t) = s.limits.failed(addr, Some(&hash)) {
+            return Ok(throttled(t));
+        }
         return Ok(form(
             StatusCode::FORBIDDEN,
             next,
@@ -166,6 +192,7 @@ async fn login(
             secure,
         ));
     };
+    s.limits.succeeded(hash);
     match info.role {
         Role::Agent | Role::Admin => {}
         Role::Scim | Role::System => {
