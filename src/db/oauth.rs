@@ -1,8 +1,13 @@
 //! OAuth clients (client credentials grant) and the database-generated JWT key.
 
+use chrono::{DateTime, Utc};
+use serde_json::json;
 use uuid::Uuid;
 
+use super::audit::{self, Entry};
 use super::Store;
+use crate::auth::Actor;
+use crate::error::{Error, Result};
 
 /// A client as the token endpoint needs it.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -15,7 +20,73 @@ pub struct OAuthClient {
     pub name: String,
 }
 
+/// A client as listed to admins (never the secret).
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+pub struct OAuthClientInfo {
+    /// The client id (`client_id`).
+    pub client_id: Uuid,
+    /// The app its tokens act for.
+    pub app_id: String,
+    /// Its name (e.g. okta).
+    pub name: String,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+const INFO_COLUMNS: &str = "client_id, app_id, name, created_at, revoked_at";
+
 impl Store {
+    /// The OAuth clients of an app, live and revoked, oldest first.
+    pub async fn oauth_clients(&self, app_id: &str) -> Result<Vec<OAuthClientInfo>> {
+        Ok(sqlx::query_as(&format!(
+            "select {INFO_COLUMNS} from oauth_client where app_id = $1 \
+             order by created_at, client_id"
+        ))
+        .bind(app_id)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// An admin revokes an OAuth client of their own app (task API, web UI), with an
+    /// `oauth_client.revoke` audit record in the same transaction: the token endpoint
+    /// refuses its secret at once, its access tokens stop verifying within
+    /// `--token-cache-secs`. `NotFound` for an unknown, revoked or other app's client.
+    pub async fn revoke_app_oauth_client(
+        &self,
+        by: &Actor,
+        client_id: Uuid,
+    ) -> Result<OAuthClientInfo> {
+        let mut tx = self.pool().begin().await?;
+        let client: Option<OAuthClientInfo> = sqlx::query_as(&format!(
+            "update oauth_client set revoked_at = now() \
+             where client_id = $1 and app_id = $2 and revoked_at is null \
+             returning {INFO_COLUMNS}"
+        ))
+        .bind(client_id)
+        .bind(&by.app_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let client =
+            client.ok_or_else(|| Error::NotFound(format!("live OAuth client {client_id}")))?;
+        audit::write(
+            &mut tx,
+            by,
+            Entry {
+                action: "oauth_client.revoke",
+                subject_type: "oauth_client",
+                subject_id: client.client_id.to_string(),
+                task_id: None,
+                outcome: "revoked",
+                detail: json!({"name": client.name}),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(client)
+    }
+
     /// Stores a new client of `app_id` with the hash of its secret.
     pub async fn insert_oauth_client(
         &self,

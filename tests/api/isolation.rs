@@ -34,6 +34,8 @@ struct AppB {
     bridge_id: String,
     /// B's agent token (revoke target).
     token_id: String,
+    /// B's OAuth client (revoke target).
+    oauth_client_id: String,
 }
 
 impl AppB {
@@ -46,7 +48,9 @@ impl AppB {
             self.user_id.clone(),
             self.group_id.clone(),
             self.token_id.clone(),
+            self.oauth_client_id.clone(),
             "robot-b".into(),
+            "entra-oauth-b".into(),
         ]
     }
 }
@@ -227,8 +231,18 @@ async fn seed_b(app: &TestApp) -> AppB {
             .fetch_one(&app.pool)
             .await
             .unwrap();
+    let oauth_client_id = app
+        .store
+        .insert_oauth_client(
+            B_APP,
+            "entra-oauth-b",
+            &scimbridge::auth::hash_token("b-client-secret"),
+        )
+        .await
+        .unwrap();
     AppB {
         token_id: token_id.to_string(),
+        oauth_client_id: oauth_client_id.to_string(),
         snapshot_id,
         scim,
         agent,
@@ -273,6 +287,8 @@ fn fill(path: &str, b: &AppB) -> Option<String> {
         &b.bridge_id
     } else if path.starts_with("/api/v1/tokens/") || path.starts_with("/ui/tokens/") {
         &b.token_id
+    } else if path.starts_with("/api/v1/oauth-clients/") {
+        &b.oauth_client_id
     } else {
         return None;
     };
@@ -402,6 +418,7 @@ async fn snapshot(app: &TestApp, b: &AppB) -> Value {
         (format!("/api/v1/snapshots/{}", b.snapshot_id), &b.admin),
         ("/api/v1/tasks/counts".to_owned(), &b.admin),
         ("/api/v1/tokens".to_owned(), &b.admin),
+        ("/api/v1/oauth-clients".to_owned(), &b.admin),
     ] {
         let res = b_request(app, Method::GET, &path, token)
             .await

@@ -344,3 +344,117 @@ async fn a_revoked_clients_jwts_are_refused_within_the_token_cache_time(pool: Pg
         .unwrap();
     assert!(!out.status.success());
 }
+
+#[sqlx::test]
+async fn an_admin_lists_and_revokes_an_oauth_client_over_the_api_and_its_jwts_stop(pool: PgPool) {
+    // A long token cache: the revoked client's JWT must stop at once on this server all
+    // the same (other replicas within their cache time).
+    let mut config = Config::for_tests();
+    config.token_cache_secs = 300;
+    let app = TestApp::spawn_with(pool.clone(), config).await;
+    app.add_app("sixsense").await;
+    let (id, secret) = create_client(&pool, "peopleai", "okta-oauth").await;
+    let (other, _) = create_client(&pool, "sixsense", "okta-b").await;
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("client_id", id.as_str()),
+        ("client_secret", secret.as_str()),
+    ];
+    let body: Value = token_form(&app, &form).await.json().await.unwrap();
+    let jwt = body["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(users_with(&app, &jwt).await.status(), 200);
+
+    // The list: the app's clients only, never a secret.
+    let res = app
+        .api(Method::GET, "/oauth-clients", &app.admin_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let list: Value = res.json().await.unwrap();
+    assert_eq!(list["app"], "peopleai");
+    let clients = list["clients"].as_array().unwrap();
+    assert_eq!(clients.len(), 1, "{list}");
+    assert_eq!(clients[0]["client_id"], id.as_str());
+    assert_eq!(clients[0]["name"], "okta-oauth");
+    assert!(clients[0]["revoked_at"].is_null());
+    assert!(!list.to_string().contains(&secret));
+
+    // Agents may not manage credentials (the tokens rule).
+    for path in [
+        "/oauth-clients".to_owned(),
+        format!("/oauth-clients/{id}/revoke"),
+    ] {
+        let method = if path.ends_with("revoke") {
+            Method::POST
+        } else {
+            Method::GET
+        };
+        let res = app
+            .api(method, &path, &app.agent_token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 403, "{path}");
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["code"], "forbidden_role");
+    }
+    // Another app's client, or garbage, is not found (and stays live).
+    for target in [other.as_str(), "not-a-uuid"] {
+        let res = app
+            .api(
+                Method::POST,
+                &format!("/oauth-clients/{target}/revoke"),
+                &app.admin_token,
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 404, "{target}");
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["code"], "oauth_client_not_found");
+    }
+
+    let res = app
+        .api(
+            Method::POST,
+            &format!("/oauth-clients/{id}/revoke"),
+            &app.admin_token,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let done: Value = res.json().await.unwrap();
+    assert_eq!(done["client"]["client_id"], id.as_str());
+    assert!(done["client"]["revoked_at"].is_string(), "{done}");
+    // Its JWT is refused at once here, its secret too.
+    assert_scim_error(users_with(&app, &jwt).await, 401, None).await;
+    assert_eq!(token_form(&app, &form).await.status(), 401);
+    // Audited, by the admin who did it.
+    let (actor, subject): (String, String) =
+        sqlx::query_as("select actor, subject_id from audit where action = 'oauth_client.revoke'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!((actor.as_str(), subject.as_str()), ("alice", id.as_str()));
+    // A second revoke is 404; the other app's client is untouched.
+    let res = app
+        .api(
+            Method::POST,
+            &format!("/oauth-clients/{id}/revoke"),
+            &app.admin_token,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    let live: bool = sqlx::query_scalar(
+        "select revoked_at is null from oauth_client where client_id = $1::uuid",
+    )
+    .bind(&other)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(live);
+}

@@ -5,6 +5,7 @@
 mod audit;
 mod error;
 mod governance;
+mod oauth_clients;
 pub(crate) mod snapshots;
 mod tasks;
 mod tickets;
@@ -33,6 +34,7 @@ pub(super) fn routes() -> Vec<Route> {
         snapshots::routes(),
         tickets::routes(),
         tokens::routes(),
+        oauth_clients::routes(),
     ]
     .concat()
 }
