@@ -480,6 +480,115 @@ async fn polls_back_off_while_a_ticket_does_not_change(pool: PgPool) {
     assert_eq!(task(&app, id).await["state"], "open");
 }
 
+/// Jira's status poll without any webhook: polls that see no change back off, the closing
+/// status closes the task (recorded as seen by the poll), and a finished task's ticket is
+/// polled no more. `closing` is the status that closes it; `backoff` the intervals after
+/// each of three polls before it does.
+async fn closed_by_the_jira_poll(
+    app: &TestApp,
+    jira: &Fake,
+    closing: &str,
+    backoff: [i32; 3],
+) -> Value {
+    app.create_user(okta_user("ann@x.com")).await;
+    let id = first_task_id(app).await;
+    let key = linked(app, id).await["ticket"]["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let remote_id = jira.tickets()[0].id.clone();
+    let interval = || async {
+        sqlx::query_scalar::<_, i32>("select poll_interval_secs from ticket where task_id = $1")
+            .bind(id)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap()
+    };
+    let due_now = || async {
+        sqlx::query("update ticket set next_poll_at = now() where task_id = $1")
+            .bind(id)
+            .execute(&app.pool)
+            .await
+            .unwrap();
+    };
+    assert_eq!(interval().await, 30);
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        due_now().await;
+        assert_eq!(syncer(app).poll_once().await.unwrap(), 1);
+        seen.push(interval().await);
+    }
+    assert_eq!(seen, backoff, "unchanged statuses back off");
+    assert_eq!(task(app, id).await["state"], "open");
+    // The poll asks the platform API for the issue by its id.
+    assert!(
+        jira.calls(Method::GET, &format!("/rest/api/3/issue/{remote_id}"))
+            .len()
+            >= 3
+    );
+
+    // A person closes the ticket; no webhook is configured in Jira: the poll sees it.
+    jira.set(&key, closing, json!({}));
+    due_now().await;
+    assert_eq!(syncer(app).poll_once().await.unwrap(), 1);
+    let done = task(app, id).await;
+    assert_eq!(done["state"], "done", "{done}");
+    assert_eq!(done["finished_by"], format!("Jira {key}"));
+    assert_eq!(
+        done["note"],
+        format!("Closed by Jira {key} reaching {closing}")
+    );
+    assert_eq!(done["ticket"]["closed_by_ticket"], true);
+    assert_eq!(done["ticket"]["status"], closing);
+    let completion = history(&done)
+        .into_iter()
+        .find(|h| h["action"] == "task.complete")
+        .unwrap();
+    assert_eq!(completion["actor"], format!("Jira {key}"));
+    assert_eq!(completion["detail"]["via"], "poll");
+    assert_eq!(completion["detail"]["ticket"], key.as_str());
+
+    // The finished task's ticket is polled no more, and the task is completed once.
+    due_now().await;
+    assert_eq!(syncer(app).poll_once().await.unwrap(), 0);
+    let completions = history(&task(app, id).await)
+        .into_iter()
+        .filter(|h| h["action"] == "task.complete")
+        .count();
+    assert_eq!(completions, 1);
+    done
+}
+
+#[sqlx::test]
+async fn a_jira_issue_closes_its_task_by_the_status_poll_with_backoff(pool: PgPool) {
+    let app = TestApp::spawn_with(pool, fast()).await;
+    let jira = jira_site().await;
+    let mut body = jira_bridge(&jira);
+    body["poll_seconds"] = json!(30);
+    configure(&app, body).await;
+    // The create answer has no status: the first poll learns "To Do" (a change, so the
+    // interval stays), the next two see it unchanged and double it.
+    closed_by_the_jira_poll(&app, &jira, "Done", [30, 60, 120]).await;
+}
+
+#[sqlx::test]
+async fn a_service_management_request_closes_its_task_by_the_status_poll_with_backoff(
+    pool: PgPool,
+) {
+    let app = TestApp::spawn_with(pool, fast()).await;
+    let jira = jira_site().await;
+    let mut body = jira_bridge(&jira);
+    body["system"] = json!("jira_service_management");
+    body["settings"] = json!({"service_desk_id": "4", "request_type_id": "17",
+                              "statuses": {"Resolved": "done"}});
+    body["poll_seconds"] = json!(30);
+    configure(&app, body).await;
+    // The create answer already says "Waiting for support": every poll before the
+    // request is resolved doubles the interval.
+    let done = closed_by_the_jira_poll(&app, &jira, "Resolved", [60, 120, 240]).await;
+    assert!(done["ticket"]["key"].as_str().unwrap().starts_with("HD-"));
+}
+
 async fn lost_answer_makes_one_ticket(app: &TestApp, fake: &Fake, create_path: &str) {
     fake.lose_next_create();
     app.create_user(okta_user("ann@x.com")).await;
