@@ -1,5 +1,6 @@
-//! Who is calling: token roles and the actor recorded with every write. Invariant 5
-//! (DESIGN.md): a token belongs to one app and one role and sees nothing else.
+//! Who is calling: token roles and the actor recorded with every write. A token belongs
+//! to one app and one role and sees nothing else, so a leaked token exposes one app's
+//! users to one kind of work, never the whole server.
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -100,7 +101,8 @@ impl Action {
 
 impl Role {
     /// Whether a caller with this role may do `action` (the one rule of both task
-    /// surfaces; governance decisions are for people administering the app, DESIGN.md).
+    /// surfaces; governance decisions are for people administering the app, not for the
+    /// agents that carry tasks out, so an automation never approves its own work).
     pub fn may(self, action: Action) -> bool {
         match (self, action) {
             (Role::Agent | Role::Admin, Action::Read | Action::Work | Action::SubmitSnapshot) => {

@@ -1,5 +1,7 @@
-//! Deriving a subject's task inside the transaction of the change that caused it
-//! (DESIGN.md "tasks are derived, not appended"). The caller holds the subject's row
+//! Deriving a subject's task inside the transaction of the change that caused it (tasks are
+//! derived, not appended: one open task per subject closes exactly the difference between
+//! desired state and what the subject will have once its task in progress is done, so a
+//! repeated or reverted change makes no extra work). The caller holds the subject's row
 //! lock, so derivations of one subject never interleave.
 
 use std::sync::Arc;

@@ -1,5 +1,6 @@
 //! Numbers for `/metrics`, read at scrape time. Each query is served by a partial index
-//! (unfinished tasks: the indexes behind DESIGN.md invariant 2; pending deliveries:
+//! (unfinished tasks: the partial unique indexes that keep at most one open and one
+//! in-progress task per subject; pending deliveries:
 //! `delivery_due_idx`), so a scrape costs the same however much history there is.
 
 use super::Store;

@@ -1,6 +1,7 @@
 //! All SQL. The rest of the crate calls [`Store`]'s operations, each of which is one
-//! transaction that keeps DESIGN.md's invariants: a SCIM write, its derived task change
-//! and its audit record commit together or not at all.
+//! transaction: a SCIM write, its derived task change and its audit record commit
+//! together or not at all, so a crash after a 2xx answer loses no accepted change and
+//! no task exists without the change and the record that explain it.
 //!
 //! Queries are runtime-checked `sqlx::query` calls with bound parameters only; SCIM
 //! filters become SQL in [`filter`] through an exhaustive mapping of schema attributes,

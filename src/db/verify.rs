@@ -1,4 +1,5 @@
-//! Applying a snapshot (DESIGN.md "Three states, not two"): every row is matched to its
+//! Applying a snapshot (the *observed* state, which beats what was confirmed when a task
+//! was completed: see docs/snapshots.md): every row is matched to its
 //! subject, compared with what the IdP wants ([`crate::reconcile::verify`]), and the
 //! result recorded, in batches of [`BATCH`] subjects with one transaction each.
 //!

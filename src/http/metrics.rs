@@ -3,12 +3,13 @@
 //!
 //! Hand-written text exposition format (version 0.0.4) rather than the `metrics` +
 //! `metrics-exporter-prometheus` crates: four metric families need ~150 lines, no
-//! global recorder (tests run several apps in one process, STYLE.md "no global
-//! statics"), and no new dependency tree to build and audit.
+//! global recorder (tests run several apps in one process, and a process-wide static
+//! would mix their numbers), and no new dependency tree to build and audit.
 //!
 //! `/metrics` is served unauthenticated on its own listener (`--metrics-bind`, off by
 //! default), never on the public port: Prometheus scrapes it from inside the network,
-//! and the numbers span every app, which no app's token may see (DESIGN.md invariant 5).
+//! and the numbers span every app, which no app's token may see (a token belongs to one
+//! app and sees nothing of any other).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

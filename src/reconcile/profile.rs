@@ -1,6 +1,6 @@
 //! App profiles: what one manual-only app calls its roles, how IdP groups and SCIM
 //! `roles` map onto them, and the words of each task. A profile is a TOML file (format in
-//! README.md, "Profiles"); People.ai (`profiles/peopleai.toml`, ../PEOPLEAI.md) is
+//! README.md, "Profiles"); People.ai (`profiles/peopleai.toml`) is
 //! compiled in, more come from `--profiles-dir`. Roles and texts are data, not code,
 //! because every app names them differently and People.ai's custom roles are unknown.
 //!

@@ -1,6 +1,7 @@
 //! Comparing what the app shows (a snapshot row, or its absence) with what the IdP wants
 //! and what scimbridge believes, pure: the verdict per subject, the finding's words, and
-//! the safeguard's rule (DESIGN.md "Three states, not two": observed beats confirmed).
+//! the safeguard's rule (observed beats confirmed: the app's own list outranks what
+//! whoever completed a task said; docs/snapshots.md).
 //!
 //! "Matches" uses the planning rule itself: the app has what the IdP wants exactly when
 //! [`super::plan`] from the observed account to the desired one plans nothing. So a

@@ -1,7 +1,8 @@
-//! Per-app isolation (DESIGN.md invariant 5): a token of app A sees nothing of app B on
-//! any route. The routes come from `scimbridge::http::route_table()`, so a route added
-//! later is checked too; a route with a path parameter this file does not know how to
-//! fill with one of B's ids fails the test until it is taught.
+//! Per-app isolation (a token belongs to one app and sees nothing else): a token of app A
+//! sees nothing of app B on any route. The routes come from
+//! `scimbridge::http::route_table()`, so a route added later is checked too; a route with a
+//! path parameter this file does not know how to fill with one of B's ids fails the test
+//! until it is taught.
 
 use base64::Engine;
 use reqwest::{header, redirect, Client, Method, Response};

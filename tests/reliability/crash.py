@@ -1,4 +1,5 @@
-"""Crash safety (issue #7, DESIGN.md invariant 1): the real server on a fresh database
+"""Crash safety (issue #7: a SCIM write answers 2xx only once its change, task and audit
+record have committed together): the real server on a fresh database
 takes 1,000 concurrent SCIM creates and updates, is killed with SIGKILL in the middle,
 and is restarted. Every request answered 2xx must have its resource, its task and its
 audit record (matched by the X-Request-Id sent); no request refused at connect (it never

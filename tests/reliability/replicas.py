@@ -1,4 +1,5 @@
-"""Replicas (issue #7, DESIGN.md invariant 3): two server processes on one database.
+"""Replicas (issue #7: claiming is safe with any number of workers and replicas, nothing
+is done twice): two server processes on one database.
 Agents claim and complete through both (POST /api/v1/tasks/claim and /complete, long
 leases so no lease lapses legitimately); every task must be claimed once and completed
 once (the audit trail has exactly one task.claim and one task.complete per task). The

@@ -1,5 +1,6 @@
-//! The transitions a snapshot of the app's user list causes (DESIGN.md "Three states,
-//! not two": observed beats confirmed): an unclaimed task whose target the app already
+//! The transitions a snapshot of the app's user list causes (observed beats confirmed:
+//! what the app's own list shows outranks what whoever completed a task said, see
+//! docs/snapshots.md): an unclaimed task whose target the app already
 //! meets is closed as done, "verified by snapshot"; a task completed as done that the app
 //! contradicts is reopened as a verification failure. Both run in the caller's
 //! transaction with the subject locked (applying a snapshot locks its batch's subjects).

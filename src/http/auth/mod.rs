@@ -1,11 +1,11 @@
 //! Bearer-token authentication shared by the surfaces. Tokens are looked up by hash;
-//! verified tokens are cached for `--token-cache-secs` so most requests cost no
-//! database round trip (DESIGN.md "cost per request"); revocation takes effect within
-//! that time. OAuth access tokens (JWTs, [`jwt`]) verify by signature; whether their
-//! client is still live is cached the same way, so revoking a client takes effect
-//! within that time too. Rate limits ([`super::ratelimit`]) apply here, where the
-//! credential is known: failures per client address (checked before the lookup), and
-//! the request per token or per OAuth client.
+//! verified tokens are cached for `--token-cache-secs` so most requests cost no database
+//! round trip (a lookup per request would be most of its cost); revocation takes effect
+//! within that time. OAuth access tokens (JWTs, [`jwt`]) verify by signature; whether their
+//! client is still live is cached the same way, so revoking a client takes effect within
+//! that time too. Rate limits ([`super::ratelimit`]) apply here, where the credential is
+//! known: failures per client address (checked before the lookup), and the request per
+//! token or per OAuth client.
 
 pub mod jwt;
 
@@ -39,7 +39,8 @@ pub enum AuthError {
 #[derive(Debug)]
 pub struct TokenCache {
     ttl: Duration,
-    // std Mutex: never held across an .await (STYLE.md habit 11).
+    // std Mutex, not tokio's: it is never held across an .await, so it cannot block the
+    // runtime, and an uncontended std lock is cheaper.
     entries: Mutex<HashMap<[u8; 32], (TokenInfo, Instant)>>,
     /// Whether each OAuth client seen lately is live: a JWT verifies by signature, but
     /// its client may have been revoked since it was issued.

@@ -1,6 +1,7 @@
-//! Snapshots of an app's user list (the *observed* state, DESIGN.md "Three states, not
-//! two"), pure: the profile's `[snapshot]` settings, and the incremental readers that turn
-//! the bytes of an uploaded CSV export or JSON rows into [`Observed`] accounts.
+//! Snapshots of an app's user list (the *observed* state, next to desired and confirmed;
+//! docs/snapshots.md), pure: the profile's `[snapshot]` settings, and the incremental
+//! readers that turn the bytes of an uploaded CSV export or JSON rows into [`Observed`]
+//! accounts.
 //!
 //! Everything here is sans-IO and streaming: the caller feeds the request body chunk by
 //! chunk ([`RowParser::feed`]) and gets rows out as soon as they are complete, so a file
