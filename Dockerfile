@@ -14,8 +14,8 @@
 #   docker run --rm -e DATABASE_URL=… scimbridge token create --role scim --name okta
 #
 # Settings are flags or environment variables (`scimbridge serve --help`): DATABASE_URL
-# (default postgres://postgres@127.0.0.1:5432/postgres, which is the container itself,
-# so set it), SCIMBRIDGE_PUBLIC_URL, SCIMBRIDGE_BODY_LIMIT, SCIMBRIDGE_REQUEST_TIMEOUT,
+# (required: this image is built without the embedded trial store, so it never keeps data
+# inside the container), SCIMBRIDGE_PUBLIC_URL, SCIMBRIDGE_BODY_LIMIT, SCIMBRIDGE_REQUEST_TIMEOUT,
 # SCIMBRIDGE_TOKEN_CACHE_SECONDS, SCIMBRIDGE_LEASE_SECONDS, SCIMBRIDGE_DB_MAX_CONNECTIONS,
 # SCIMBRIDGE_PROFILES_DIR (mount a directory of app profiles; examples are in the image at
 # /usr/share/scimbridge/profiles/examples),
@@ -34,13 +34,15 @@ WORKDIR /build
 # to reach a database from inside it.
 ENV SQLX_OFFLINE=true
 
+# `--no-default-features`: the production binary, Postgres only, without the embedded
+# trial store's WASM engine (feature `embedded`).
 # Dependencies first, against placeholder sources: this layer is rebuilt only when
 # Cargo.toml or Cargo.lock change, not on every source edit.
 COPY Cargo.toml Cargo.lock build.rs ./
 RUN mkdir src \
     && echo 'fn main() {}' > src/main.rs \
     && touch src/lib.rs \
-    && cargo build --release --locked --bin scimbridge \
+    && cargo build --release --locked --no-default-features --bin scimbridge \
     && rm -rf src
 
 # The real sources. migrations/ is needed at compile time: sqlx::migrate!("./migrations")
@@ -52,7 +54,7 @@ COPY src ./src
 # COPY keeps the files' own modification times, which can be older than the placeholder
 # build above; touching the crate roots makes cargo rebuild the crate for sure.
 RUN touch src/main.rs src/lib.rs \
-    && cargo build --release --locked --bin scimbridge \
+    && cargo build --release --locked --no-default-features --bin scimbridge \
     && install -m 0755 target/release/scimbridge /usr/local/bin/scimbridge
 
 # ---------------------------------------------------------------------------------------

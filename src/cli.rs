@@ -1,6 +1,9 @@
 //! The command line: `serve`, `migrate`, `token create|list|revoke` and
 //! `apps list|show|create`.
 //!
+//! Commands that need a store open Postgres when given a URL, else the embedded trial
+//! store in `--data-dir` ([`store`]).
+//!
 //! `agent`, `tasks`, `users`, `snapshot` and `reports` are clients of a running server's task API
 //! (`--url`/`SCIMBRIDGE_URL`, `--token`/`SCIMBRIDGE_TOKEN`) and need no database; their
 //! implementations live in [`crate::agent`] and [`crate::admin`].
@@ -8,7 +11,9 @@
 mod apps;
 mod governance;
 mod oauth;
+mod store;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
@@ -23,15 +28,20 @@ use crate::startup::Application;
 #[derive(Debug, Parser)]
 #[command(version, about)]
 pub struct Cli {
-    /// Postgres connection URL.
+    /// Postgres connection URL (production). Without one, the embedded single-process
+    /// trial store in --data-dir is used.
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Directory of the embedded trial store, used when no --database-url is given. One
+    /// process at a time may open it.
     #[arg(
         long,
-        env = "DATABASE_URL",
+        env = "SCIMBRIDGE_DATA_DIR",
         global = true,
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres",
-        hide_env_values = true
+        default_value = "./scimbridge-data"
     )]
-    pub database_url: String,
+    pub data_dir: PathBuf,
 
     /// Log as JSON lines (for log shippers) instead of text.
     #[arg(long, env = "SCIMBRIDGE_LOG_JSON", global = true)]
@@ -131,64 +141,137 @@ pub enum TokenCommand {
 
 /// Runs the parsed command.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let url = cli.database_url.as_deref();
+    let dir = cli.data_dir.as_path();
+    let open = |opener| store::open(url, dir, opener, 2);
     match cli.command {
         Command::Agent(args) => crate::agent::run(args).await,
         Command::Tasks(args) => crate::admin::tasks(args).await,
         Command::Users(args) => crate::admin::users(args).await,
         Command::Snapshot(args) => crate::admin::snapshots::run(args).await,
         Command::Tickets(args) => crate::admin::tickets(args).await,
-        Command::Serve(config) => serve(&cli.database_url, config).await,
+        Command::Serve(config) => serve(url, dir, config).await,
         Command::Migrate => {
-            let store = Store::connect(&cli.database_url, 2)?;
-            store.migrate().await?;
+            let opened = open(store::Opener::Migrate).await?;
+            opened.close().await;
             println!("migrations applied");
             Ok(())
         }
-        Command::Token(cmd) => token(&cli.database_url, cmd).await,
-        Command::Apps(args) => apps::run(&cli.database_url, args).await,
-        Command::OauthClient(cmd) => oauth::run(&cli.database_url, cmd).await,
+        Command::Token(cmd) => {
+            let opened = open(store::Opener::Command("token")).await?;
+            let r = token(&opened.store, cmd).await;
+            opened.close().await;
+            r
+        }
+        Command::Apps(args) => {
+            let opened = open(store::Opener::Command("apps")).await?;
+            let r = apps::run(&opened.store, args).await;
+            opened.close().await;
+            r
+        }
+        Command::OauthClient(cmd) => {
+            let opened = open(store::Opener::Command("oauth-client")).await?;
+            let r = oauth::run(&opened.store, cmd).await;
+            opened.close().await;
+            r
+        }
         Command::Webhooks(cmd) => {
-            let store = Store::connect(&cli.database_url, 2)?;
-            store.migrate().await?;
-            governance::webhooks(&store, cmd).await
+            let opened = open(store::Opener::Command("webhooks")).await?;
+            let r = governance::webhooks(&opened.store, cmd).await;
+            opened.close().await;
+            r
         }
         Command::Audit(AuditCommand::Verify { app }) => {
-            let store = Store::connect(&cli.database_url, 2)?;
-            store.migrate().await?;
-            governance::verify(&store, app).await
+            let opened = open(store::Opener::Command("audit verify")).await?;
+            let r = governance::verify(&opened.store, app).await;
+            opened.close().await;
+            r
         }
         Command::Reports(args) => governance::reports(&args.conn, args.command).await,
     }
 }
 
-async fn serve(database_url: &str, config: Config) -> anyhow::Result<()> {
+async fn serve(
+    database_url: Option<&str>,
+    data_dir: &std::path::Path,
+    config: Config,
+) -> anyhow::Result<()> {
     config.validate()?;
     // Profiles first: a bad file is reported before anything touches the database.
     let profiles = Arc::new(config.profiles.load()?);
-    let pool = Store::connect(database_url, config.db_max_connections)?
-        .pool()
-        .clone();
-    let store = Store::with_profiles(pool, profiles);
-    store.migrate().await.map_err(|e| {
-        anyhow::anyhow!("cannot migrate the database (is DATABASE_URL right and Postgres up?): {e}")
-    })?;
+    let opened = store::open(
+        database_url,
+        data_dir,
+        store::Opener::Serve,
+        config.db_max_connections,
+    )
+    .await?;
+    let result = serve_store(&opened, profiles, config).await;
+    opened.close().await;
+    result
+}
+
+async fn serve_store(
+    opened: &store::Opened,
+    profiles: Arc<crate::reconcile::Profiles>,
+    config: Config,
+) -> anyhow::Result<()> {
+    let store = Store::with_profiles(opened.store.pool().clone(), profiles);
     crate::profiles::check_apps(&store).await?;
-    if store.admin_token_count().await? == 0 {
+    // A trial must not need the CLI, which cannot open the embedded store while this
+    // process holds it: the first run makes the first tokens and shows them once.
+    let first_tokens = if opened.is_embedded() && store.tokens(None).await?.is_empty() {
+        let mut made = Vec::new();
+        for (role, name) in [(Role::Admin, "admin"), (Role::Scim, "idp")] {
+            let secret = generate_token();
+            store
+                .insert_token("peopleai", role, name, &hash_token(&secret))
+                .await?;
+            made.push((role, secret));
+        }
+        made
+    } else {
+        Vec::new()
+    };
+    if first_tokens.is_empty() && store.admin_token_count().await? == 0 {
         tracing::warn!(
             "no admin token exists yet; create one with: \
              scimbridge token create --app peopleai --role admin --name <your-name> \
              (and one for the IdP with --role scim --name okta)"
         );
     }
-    let app = Application::build(config, store).await?;
-    tracing::info!(addr = %app.addr()?, "scimbridge listening; SCIM base path /scim/v2");
+    let app = Application::build(config.clone(), store).await?;
+    let addr = app.addr()?;
+    tracing::info!(addr = %addr, "scimbridge listening; SCIM base path /scim/v2");
+    if !first_tokens.is_empty() {
+        print_first_tokens(&config, addr, &first_tokens);
+    }
     app.run_until_stopped().await?;
     Ok(())
 }
 
-async fn token(database_url: &str, cmd: TokenCommand) -> anyhow::Result<()> {
-    let store = Store::connect(database_url, 2)?;
-    store.migrate().await?;
+/// Shows the first run's tokens once (only their hashes are stored), with where to use
+/// them.
+fn print_first_tokens(config: &Config, addr: std::net::SocketAddr, tokens: &[(Role, String)]) {
+    let base = match &config.public_url {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None if addr.ip().is_unspecified() => format!("http://localhost:{}", addr.port()),
+        None => format!("http://{addr}"),
+    };
+    println!("First run of this store: two tokens for app peopleai, shown only this once.");
+    for (role, secret) in tokens {
+        let use_for = match role {
+            Role::Admin => "sign in to the web UI, manage tokens and tasks",
+            _ => "give this to the IdP (Okta, Entra ID) as its bearer token",
+        };
+        println!("  {:<5} token: {secret}   ({use_for})", role.as_str());
+    }
+    println!("  SCIM base URL: {base}/scim/v2");
+    println!("  Web UI:        {base}/ui");
+    println!("More tokens (agents, people): the web UI's Tokens page, or POST /api/v1/tokens.");
+}
+
+async fn token(store: &Store, cmd: TokenCommand) -> anyhow::Result<()> {
     match cmd {
         TokenCommand::Create { app, role, name } => {
             anyhow::ensure!(

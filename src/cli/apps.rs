@@ -45,10 +45,9 @@ pub enum AppsCommand {
 }
 
 /// Runs an `apps` subcommand.
-pub async fn run(database_url: &str, args: AppsArgs) -> anyhow::Result<()> {
+pub async fn run(store: &Store, args: AppsArgs) -> anyhow::Result<()> {
     let profiles = Arc::new(args.profiles.load()?);
-    let store = Store::with_profiles(Store::connect(database_url, 2)?.pool().clone(), profiles);
-    store.migrate().await?;
+    let store = Store::with_profiles(store.pool().clone(), profiles);
     match args.command {
         AppsCommand::List => list(&store).await,
         AppsCommand::Show { app } => show(&store, &app).await,

@@ -27,9 +27,7 @@ pub enum OAuthClientCommand {
 }
 
 /// Runs an `oauth-client` subcommand against the database.
-pub async fn run(database_url: &str, cmd: OAuthClientCommand) -> anyhow::Result<()> {
-    let store = Store::connect(database_url, 2)?;
-    store.migrate().await?;
+pub async fn run(store: &Store, cmd: OAuthClientCommand) -> anyhow::Result<()> {
     match cmd {
         OAuthClientCommand::Create { app, name } => {
             anyhow::ensure!(

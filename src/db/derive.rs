@@ -469,6 +469,7 @@ pub(super) async fn insert(
     .bind(super::TASKS_CHANNEL)
     .fetch_one(conn)
     .await?;
+    super::wake_locally(app_id);
     Ok(Inserted {
         task_id: row.task_id,
         title,

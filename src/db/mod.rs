@@ -38,6 +38,8 @@ pub mod audit;
 pub mod batches;
 pub mod board;
 mod derive;
+#[cfg(feature = "embedded")]
+pub mod embedded;
 pub mod filter;
 pub mod findings;
 pub mod groups;
@@ -124,6 +126,13 @@ impl Store {
         }
     }
 
+    /// Whether task wake-ups must stay in this process ([`local_task_wakes`]) instead of
+    /// LISTEN/NOTIFY: a pool of one connection (the embedded store's) cannot spare one
+    /// for a listener, which would hold it forever and starve every query.
+    pub fn wakes_in_process(&self) -> bool {
+        self.pool.options().get_max_connections() <= 1
+    }
+
     /// The underlying pool.
     pub fn pool(&self) -> &PgPool {
         &self.pool
@@ -148,7 +157,27 @@ impl Store {
 /// if the change commits.
 pub const TASKS_CHANNEL: &str = "scimbridge_tasks";
 
+/// Task wake-ups within this process, for stores whose pool has one connection
+/// ([`Store::wakes_in_process`]). Every `pg_notify` of [`TASKS_CHANNEL`] also sends here.
+///
+/// It is sent before the transaction commits, which is early only in appearance: the
+/// sender holds the pool's one connection until it commits or rolls back, so a claim
+/// woken by it gets the connection, and looks for work, only after that. (A rolled-back
+/// change wakes a claim that finds nothing and waits again.) Stores with more
+/// connections use LISTEN/NOTIFY and do not read this channel.
+pub fn local_task_wakes() -> &'static tokio::sync::broadcast::Sender<String> {
+    static WAKES: std::sync::OnceLock<tokio::sync::broadcast::Sender<String>> =
+        std::sync::OnceLock::new();
+    WAKES.get_or_init(|| tokio::sync::broadcast::channel(1024).0)
+}
+
+fn wake_locally(app_id: &str) {
+    // No receiver is fine: nobody is waiting, or wake-ups go through Postgres.
+    let _ = local_task_wakes().send(app_id.to_owned());
+}
+
 async fn notify_tasks(conn: &mut sqlx::PgConnection, app_id: &str) -> crate::error::Result<()> {
+    wake_locally(app_id);
     sqlx::query("select pg_notify($1, $2)")
         .bind(TASKS_CHANNEL)
         .bind(app_id)

@@ -53,8 +53,30 @@ impl Notifier {
     /// Listens to the database for as long as the process runs, reconnecting after a
     /// lost connection (a claim still re-checks on its own every few seconds, so a gap
     /// only delays, never loses, work).
+    ///
+    /// A store with one connection (the embedded store) wakes claims in-process instead
+    /// (`db::local_task_wakes`): a LISTEN would hold its only connection forever.
     pub fn spawn_listener(self: &Arc<Self>, store: Store, mut stop: watch::Receiver<bool>) {
         let me = Arc::clone(self);
+        if store.wakes_in_process() {
+            let mut local = crate::db::local_task_wakes().subscribe();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = stop.changed() => return,
+                        got = local.recv() => match got {
+                            Ok(app_id) => {
+                                let _ = me.tx.send(app_id);
+                            }
+                            // Missed some: the claims re-check on their own within seconds.
+                            Err(broadcast::error::RecvError::Lagged(_)) => {}
+                            Err(broadcast::error::RecvError::Closed) => return,
+                        },
+                    }
+                }
+            });
+            return;
+        }
         tokio::spawn(async move {
             loop {
                 let tx = me.tx.clone();

@@ -6,6 +6,8 @@ mod agent;
 mod auth;
 mod cli;
 mod discovery;
+#[cfg(feature = "embedded")]
+mod embedded;
 mod governance;
 mod groups;
 mod hardening;

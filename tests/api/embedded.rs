@@ -1,0 +1,270 @@
+//! The embedded trial store (issue #12): the real binary with no DATABASE_URL on a fresh
+//! data directory serves SCIM and the task API, prints its first tokens, keeps its data
+//! across restarts, and refuses a second process on the same directory at once.
+
+use std::process::{Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reqwest::Client;
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::helpers::okta_user;
+
+/// The binary with no database URL: `.cargo/config.toml` and CI set DATABASE_URL for
+/// cargo, which the children must not inherit.
+fn scimbridge(dir: &std::path::Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_scimbridge"));
+    cmd.env_remove("DATABASE_URL")
+        .env_remove("SCIMBRIDGE_DATA_DIR")
+        .env_remove("SCIMBRIDGE_LOG_JSON")
+        .env("NO_COLOR", "1")
+        .arg("--data-dir")
+        .arg(dir);
+    cmd
+}
+
+/// A running `scimbridge serve` and everything it printed so far.
+struct Server {
+    child: Child,
+    out: Arc<Mutex<String>>,
+    err: Arc<Mutex<String>>,
+    root: String,
+}
+
+fn collect(stream: impl tokio::io::AsyncRead + Unpin + Send + 'static) -> Arc<Mutex<String>> {
+    let sink = Arc::new(Mutex::new(String::new()));
+    let to = sink.clone();
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stream).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            let mut s = to.lock().unwrap();
+            s.push_str(&line);
+            s.push('\n');
+        }
+    });
+    sink
+}
+
+impl Server {
+    async fn start(dir: &std::path::Path) -> Server {
+        let mut child = scimbridge(dir)
+            .args(["serve", "--bind", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("run scimbridge serve");
+        let out = collect(child.stdout.take().unwrap());
+        let err = collect(child.stderr.take().unwrap());
+        // Wait for the address in the "listening" line (a cold start unpacks the engine).
+        for _ in 0..1200 {
+            let log = err.lock().unwrap().clone();
+            if let Some(at) = log.find("listening") {
+                let rest = &log[at..];
+                if let Some(p) = rest.find("127.0.0.1:") {
+                    let port: String = rest[p + 10..]
+                        .chars()
+                        .take_while(char::is_ascii_digit)
+                        .collect();
+                    let root = format!("http://127.0.0.1:{port}");
+                    return Server {
+                        child,
+                        out,
+                        err,
+                        root,
+                    };
+                }
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("serve exited with {status}:\n{log}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("serve did not start:\n{}", err.lock().unwrap());
+    }
+
+    fn stdout(&self) -> String {
+        self.out.lock().unwrap().clone()
+    }
+
+    /// The token printed after `<role> token: ` on the first run.
+    fn printed_token(&self, role: &str) -> String {
+        let out = self.stdout();
+        let line = out
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{role} ")) && l.contains("token: "))
+            .unwrap_or_else(|| panic!("no {role} token printed:\n{out}"));
+        let after = &line[line.find("token: ").unwrap() + 7..];
+        after.split_whitespace().next().unwrap().to_owned()
+    }
+
+    /// SIGTERM, then wait for the exit (the engine writes its checkpoint).
+    async fn stop(mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id().unwrap() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        let status = tokio::time::timeout(Duration::from_secs(60), self.child.wait())
+            .await
+            .expect("serve stops after SIGTERM")
+            .unwrap();
+        assert!(status.success(), "{status}\n{}", self.err.lock().unwrap());
+    }
+}
+
+/// Runs a command to its end; a hang fails the test (the lock must fail at once).
+async fn run(cmd: &mut Command) -> Output {
+    tokio::time::timeout(Duration::from_secs(60), cmd.output())
+        .await
+        .expect("the command ends instead of waiting for the store")
+        .expect("run scimbridge")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[tokio::test]
+async fn serve_without_a_database_url_runs_the_embedded_store_and_locks_its_directory() {
+    let dir = std::env::temp_dir().join(format!("scimbridge-emb-{}", uuid::Uuid::new_v4()));
+
+    // Other commands never create a store nobody named.
+    let out = run(scimbridge(&dir).args(["token", "list"])).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("there is no embedded store in"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!dir.exists(), "token list created {}", dir.display());
+
+    let server = Server::start(&dir).await;
+    let log = server.err.lock().unwrap().clone();
+    assert!(log.contains("single-process trial store"), "{log}");
+    assert!(
+        log.contains("DATABASE_URL"),
+        "says how to move to Postgres: {log}"
+    );
+    let admin = server.printed_token("admin");
+    let scim = server.printed_token("scim");
+    let printed = server.stdout();
+    assert!(
+        printed.contains(&format!("{}/scim/v2", server.root))
+            && printed.contains(&format!("{}/ui", server.root)),
+        "{printed}"
+    );
+
+    // SCIM create with the printed scim token.
+    let http = Client::new();
+    let res = http
+        .post(format!("{}/scim/v2/Users", server.root))
+        .bearer_auth(&scim)
+        .json(&okta_user("ann@corp.com"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
+
+    // An agent token made by the printed admin token over the API (the CLI cannot open
+    // the store now), then claim and complete the create task.
+    let res = http
+        .post(format!("{}/api/v1/tokens", server.root))
+        .bearer_auth(&admin)
+        .json(&json!({"role": "agent", "name": "robot"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let agent = res.json::<Value>().await.unwrap()["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let claim = |wait: u64| {
+        http.post(format!("{}/api/v1/tasks/claim", server.root))
+            .bearer_auth(&agent)
+            .json(&json!({"wait": wait}))
+            .send()
+    };
+    let res = claim(0).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let task: Value = res.json().await.unwrap();
+    assert_eq!(task["kind"], "create_account");
+    let res = http
+        .post(format!(
+            "{}/api/v1/tasks/{}/complete",
+            server.root, task["id"]
+        ))
+        .bearer_auth(&agent)
+        .json(&json!({"outcome": "done", "fields": {}, "lease_id": task["lease_id"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+
+    // A long-poll waits without holding the one connection: SCIM keeps answering while
+    // it waits, and the task of the user created meanwhile is what it gets.
+    let poll = tokio::spawn(claim(20));
+    let res = http
+        .post(format!("{}/scim/v2/Users", server.root))
+        .bearer_auth(&scim)
+        .json(&okta_user("bob@corp.com"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let res = poll.await.unwrap().unwrap();
+    assert_eq!(res.status(), 200);
+    let task: Value = res.json().await.unwrap();
+    assert_eq!(task["subject"]["user_name"], "bob@corp.com");
+
+    // A second server on the same directory fails at once, naming the first.
+    let pid = server.child.id().unwrap();
+    let out = run(scimbridge(&dir).args(["serve", "--bind", "127.0.0.1:0"])).await;
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("is in use by pid {pid}: scimbridge serve")),
+        "{err}"
+    );
+    assert!(err.contains("--data-dir"), "{err}");
+
+    // So does a CLI command, saying what to do instead.
+    let out = run(scimbridge(&dir).args(["token", "list"])).await;
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("pid {pid}")), "{err}");
+    assert!(
+        err.contains("web UI") && err.contains("POST /api/v1/tokens"),
+        "{err}"
+    );
+
+    server.stop().await;
+
+    // Stopped: the CLI opens the store, says which one, and sees the server's tokens.
+    let out = run(scimbridge(&dir).args(["token", "list"])).await;
+    let listed = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("using the embedded store in"),
+        "{}",
+        text(&out.stderr)
+    );
+    for name in ["admin", "idp", "robot"] {
+        assert!(listed.contains(name), "{listed}");
+    }
+
+    // A restart keeps the data and prints no new tokens.
+    let server = Server::start(&dir).await;
+    let res = http
+        .get(format!("{}/scim/v2/Users", server.root))
+        .bearer_auth(&scim)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.json::<Value>().await.unwrap()["totalResults"], 2);
+    assert!(!server.stdout().contains("token: "), "{}", server.stdout());
+    server.stop().await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}
