@@ -810,14 +810,19 @@ pub async fn list_page<T: ListRow>(
                     // OFFSET skips rows only after computing them, and the select list
                     // computes groups and provisioning state with subqueries per row:
                     // pick the page's rows first (index-only on the sort order), then
-                    // compute only those.
-                    page.push(format!(" and {a}.seq in (select {a}.seq from {table}"));
+                    // compute only those. `= any(array(…))` runs the pick once, before
+                    // the outer scan, which then probes `(app_id, seq)` for those rows;
+                    // `in (…)` let the planner, without statistics after a bulk import,
+                    // join the pick against a scan of the app's rows (issue #13).
+                    page.push(format!(
+                        " and {a}.seq = any(array(select {a}.seq from {table}"
+                    ));
                     push_where(&mut page, app_id, q.filter, res)?;
                     page.push(format!(" order by {order}{a}.seq limit "))
                         .push_bind(p.count)
                         .push(" offset ")
                         .push_bind(p.offset())
-                        .push(format!(") order by {order}{a}.seq"));
+                        .push(format!(")) order by {order}{a}.seq"));
                 }
             }
             let rows = page.build_query_as::<T>().fetch_all(&mut *conn).await?;

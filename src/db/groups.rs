@@ -44,11 +44,26 @@ const MEMBERS: &str = r#"
                where m.group_id = g.group_id and mu.deleted_at is null), '[]')
 "#;
 
-/// The select behind every group read, and behind the answer to every group write
-/// (RFC 7644 §3.5.2: 200 with the resource). Public for the benchmark's raw-SQL side.
-pub fn select(with_members: bool) -> String {
+/// The select behind every group list, from `from` (aliased `g`).
+fn select_from(with_members: bool, from: &str) -> String {
     let members = if with_members { MEMBERS } else { "null::jsonb" };
-    format!("select g.group_id, g.seq, g.doc, g.version, g.created_at, g.updated_at, {members} as members from scim_group g")
+    format!("select g.group_id, g.seq, g.doc, g.version, g.created_at, g.updated_at, {members} as members from {from}")
+}
+
+/// The select behind every group list.
+fn select(with_members: bool) -> String {
+    select_from(with_members, "scim_group g")
+}
+
+/// The select of one group by id (`$2`), behind every group read and the answer to every
+/// group write (RFC 7644 §3.5.2: 200 with the resource). Primary key first (issue #13):
+/// the row is found by `scim_group_pkey` alone in a materialized CTE and only then checked
+/// for its app and liveness by the caller's `where`, so no plan can scan the app's groups.
+fn select_by_id(with_members: bool) -> String {
+    format!(
+        "with one as materialized (select * from scim_group where group_id = $2) {}",
+        select_from(with_members, "one g")
+    )
 }
 
 /// A row of [`select`].
@@ -141,8 +156,12 @@ async fn resolve_members(
 ) -> Result<BTreeSet<Uuid>> {
     let ids: Vec<&str> = members.iter().map(|m| m.value.as_str()).collect();
     let parsed: Vec<Uuid> = ids.iter().filter_map(|s| Uuid::parse_str(s).ok()).collect();
+    // By primary key first, then app and liveness on those rows (issue #13): without
+    // statistics the combined condition could walk the app's whole partial index.
     let found: Vec<Uuid> = sqlx::query_scalar(
-        "select user_id from scim_user where app_id = $1 and user_id = any($2) and deleted_at is null",
+        "with named as materialized (select user_id, app_id, deleted_at from scim_user \
+                                      where user_id = any($2)) \
+         select user_id from named where app_id = $1 and deleted_at is null",
     )
     .bind(app_id)
     .bind(&parsed)
@@ -319,8 +338,8 @@ async fn fetch(
     with_members: bool,
 ) -> Result<GroupRecord> {
     let row: Option<GroupRow> = sqlx::query_as(&format!(
-        "{} where g.app_id = $1 and g.group_id = $2 and g.deleted_at is null",
-        select(with_members)
+        "{} where g.app_id = $1 and g.deleted_at is null",
+        select_by_id(with_members)
     ))
     .bind(app_id)
     .bind(id)
@@ -330,19 +349,23 @@ async fn fetch(
         .ok_or_else(|| Error::NotFound(format!("Group {id}")))
 }
 
+/// Locks a live group of the app by primary key alone and checks its app and liveness on
+/// that row (issue #13, as for users): another app's or a deleted group is a 404.
 async fn lock(
     conn: &mut PgConnection,
     app_id: &str,
     id: Uuid,
     if_match: Option<&[i64]>,
 ) -> Result<Value> {
-    let (doc, version): (Value, i64) = sqlx::query_as(
-        "select doc, version from scim_group where app_id = $1 and group_id = $2 and deleted_at is null for update",
+    let (doc, version, _): (Value, i64, bool) = sqlx::query_as(
+        "select doc, version, app_id = $1 and deleted_at is null from scim_group \
+         where group_id = $2 for update",
     )
     .bind(app_id)
     .bind(id)
     .fetch_optional(conn)
     .await?
+    .filter(|(_, _, visible)| *visible)
     .ok_or_else(|| Error::NotFound(format!("Group {id}")))?;
     super::check_version(if_match, version)?;
     Ok(doc)

@@ -56,11 +56,28 @@ const SELECT_TEMPLATE: &str = r#"
                'needsAttention', u.needs_attention,
                'lastVerified', to_char(u.verified_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
                'drift', case when u.observed_snapshot is not null then u.drift end)) as provisioning
-      from scim_user u
+      from {FROM}
 "#;
 
+/// The select of every user list: from the table itself.
 fn select() -> String {
-    SELECT_TEMPLATE.replace("{STATE}", STATE)
+    SELECT_TEMPLATE
+        .replace("{STATE}", STATE)
+        .replace("{FROM}", "scim_user u")
+}
+
+/// The select of one user by id (`$2`), primary key first (issue #13): the row is found
+/// by `scim_user_pkey` alone in a materialized CTE, and only that one row is then checked
+/// for its app and liveness by the caller's `where`. Filtering by app, liveness and id in
+/// one scan let the planner, without statistics right after a bulk import, walk an app's
+/// partial index instead of probing the key.
+fn select_by_id() -> String {
+    format!(
+        "with one as materialized (select * from scim_user where user_id = $2) {}",
+        SELECT_TEMPLATE
+            .replace("{STATE}", STATE)
+                .replace("{FROM}", "one u")
+    )
 }
 
 /// A row of [`select`].
@@ -156,8 +173,8 @@ fn user_entry(
 
 async fn fetch(conn: &mut PgConnection, app_id: &str, id: Uuid) -> Result<UserRecord> {
     let row: Option<UserRow> = sqlx::query_as(&format!(
-        "{} where u.app_id = $1 and u.user_id = $2 and u.deleted_at is null",
-        select()
+        "{} where u.app_id = $1 and u.deleted_at is null",
+        select_by_id()
     ))
     .bind(app_id)
     .bind(id)
@@ -168,20 +185,24 @@ async fn fetch(conn: &mut PgConnection, app_id: &str, id: Uuid) -> Result<UserRe
 }
 
 /// Locks a live user row of the app, checks an `If-Match` precondition (RFC 7644
-/// §3.14) and returns its document.
+/// §3.14) and returns its document. The row is locked by primary key alone and its app
+/// and liveness checked on that row (issue #13: no plan can scan); a row of another app
+/// or a deleted one is a 404, and its lock goes with the rolled-back transaction.
 async fn lock(
     conn: &mut PgConnection,
     app_id: &str,
     id: Uuid,
     if_match: Option<&[i64]>,
 ) -> Result<Value> {
-    let (doc, version): (Value, i64) = sqlx::query_as(
-        "select doc, version from scim_user where app_id = $1 and user_id = $2 and deleted_at is null for update",
+    let (doc, version, _): (Value, i64, bool) = sqlx::query_as(
+        "select doc, version, app_id = $1 and deleted_at is null from scim_user \
+         where user_id = $2 for update",
     )
     .bind(app_id)
     .bind(id)
     .fetch_optional(conn)
     .await?
+    .filter(|(_, _, visible)| *visible)
     .ok_or_else(|| Error::NotFound(format!("User {id}")))?;
     super::check_version(if_match, version)?;
     Ok(doc)

@@ -426,3 +426,101 @@ async fn write_answers_honour_attributes_and_excluded_attributes(pool: PgPool) {
     keys.sort();
     assert_eq!(keys, ["displayName", "id", "schemas"]);
 }
+
+/// Reads and writes by id find the group by primary key first and then check its app and
+/// liveness (issue #13): a deleted group is a 404 to every verb and changes nothing, a
+/// deleted user cannot be added as a member, and a page asked for out of the blue
+/// (`startIndex` without a previous page, sorted or not) skips the deleted group and
+/// keeps its order.
+#[sqlx::test]
+async fn deleted_groups_and_random_pages(pool: PgPool) {
+    let app = TestApp::spawn(pool.clone()).await;
+    let ids = users(&app, 2).await;
+    let mut groups = Vec::new();
+    // Created in this order; by name the order is E, D, C, B, A.
+    for name in ["E", "D", "C", "B", "A"] {
+        let g = app
+            .create_group(json!({"displayName": name, "members": [{"value": ids[0]}]}))
+            .await;
+        groups.push(g["id"].as_str().unwrap().to_owned());
+    }
+    let gone = &groups[1];
+    let res = app
+        .scim(Method::DELETE, &format!("/Groups/{gone}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    let version_of = |id: String| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>("select version from scim_group where group_id = $1")
+                .bind(uuid::Uuid::parse_str(&id).unwrap())
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    let before = version_of(gone.clone()).await;
+    for (method, body) in [
+        (Method::GET, None),
+        (
+            Method::PATCH,
+            Some(
+                json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                        "Operations": [{"op": "add", "path": "members", "value": [{"value": ids[1]}]}]}),
+            ),
+        ),
+        (Method::PUT, Some(json!({"displayName": "D"}))),
+        (Method::DELETE, None),
+    ] {
+        let mut req = app.scim(method.clone(), &format!("/Groups/{gone}"));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.unwrap();
+        assert_scim_error(res, 404, None).await;
+    }
+    assert_eq!(version_of(gone.clone()).await, before, "nothing changed");
+
+    // A deleted user is not a member to add.
+    let res = app
+        .scim(Method::DELETE, &format!("/Users/{}", ids[1]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    let res = app
+        .patch(
+            &format!("/Groups/{}", groups[0]),
+            json!([{"op": "add", "path": "members", "value": [{"value": ids[1]}]}]),
+        )
+        .await;
+    assert_scim_error(res, 400, Some("invalidValue")).await;
+
+    let page = |query: &'static str| {
+        let req = app.scim(Method::GET, &format!("/Groups?{query}"));
+        async move {
+            let list: Value = req.send().await.unwrap().json().await.unwrap();
+            let names: Vec<String> = list["Resources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["displayName"].as_str().unwrap().to_owned())
+                .collect();
+            (list["totalResults"].as_i64().unwrap(), names)
+        }
+    };
+    assert_eq!(
+        page("startIndex=2&count=2").await,
+        (4, vec!["C".to_owned(), "B".to_owned()])
+    );
+    assert_eq!(
+        page("sortBy=displayName&startIndex=2&count=2").await,
+        (4, vec!["B".to_owned(), "C".to_owned()])
+    );
+    assert_eq!(
+        page("sortBy=displayName&sortOrder=descending&startIndex=3&count=5").await,
+        (4, vec!["B".to_owned(), "A".to_owned()])
+    );
+}
