@@ -95,12 +95,16 @@ async fn load(
     profiles: &Profiles,
     user_id: Uuid,
 ) -> Result<Option<Subject>> {
+    // The group names from `group_member_user_idx`, then by primary key, whatever the
+    // statistics (issue #13; see `users::GROUP_IDS`).
     let row: Option<SubjectRow> = sqlx::query_as(concat!(
         r#"
         select u.app_id, u.doc, u.deleted_at is not null as deleted, u.confirmed, a.profile,
                coalesce((select array_agg(g.display_name)
-                           from group_member m join scim_group g using (group_id)
-                          where m.user_id = u.user_id and g.deleted_at is null),
+                           from scim_group g
+                          where g.group_id = any(array(select m.group_id from group_member m
+                                                       where m.user_id = u.user_id))
+                            and g.deleted_at is null),
                         '{}') as group_names,
                p.task_id as in_progress_id, p.target as in_progress_target,
                o.task_id as open_id, o.kind as open_kind, o.target as open_target,

@@ -43,12 +43,23 @@ pub const STATE: &str = "case when u.needs_attention then 'failed' \
     when u.rejected_at is not null then 'rejected' \
     else 'synced' end";
 
+/// SQL of the ids of the groups user `u` is a member of (deleted groups included: the
+/// caller drops them), as an array.
+///
+/// Issue #13: as a join of `group_member` and `scim_group`, the planner without
+/// statistics (right after an IdP's first push) drove it from the app's live groups and
+/// probed each for the member. `array(…)` is evaluated on its own per user, so it is one
+/// probe of `group_member_user_idx`, and the groups are then fetched by primary key,
+/// whatever the statistics say.
+pub(super) const GROUP_IDS: &str =
+    "array(select m.group_id from group_member m where m.user_id = u.user_id)";
+
 const SELECT_TEMPLATE: &str = r#"
     select u.user_id, u.seq, u.doc, u.version, u.created_at, u.updated_at,
            coalesce((select jsonb_agg(jsonb_build_object('value', g.group_id, 'display', g.display_name)
                                       order by g.display_name)
-                       from group_member m join scim_group g using (group_id)
-                      where m.user_id = u.user_id and g.deleted_at is null), '[]') as groups,
+                       from scim_group g
+                      where g.group_id = any({GROUP_IDS}) and g.deleted_at is null), '[]') as groups,
            jsonb_strip_nulls(jsonb_build_object(
                'state', {STATE},
                'openTaskId', u.open_task_id::text,
@@ -63,6 +74,7 @@ const SELECT_TEMPLATE: &str = r#"
 fn select() -> String {
     SELECT_TEMPLATE
         .replace("{STATE}", STATE)
+        .replace("{GROUP_IDS}", GROUP_IDS)
         .replace("{FROM}", "scim_user u")
 }
 
@@ -76,7 +88,8 @@ fn select_by_id() -> String {
         "with one as materialized (select * from scim_user where user_id = $2) {}",
         SELECT_TEMPLATE
             .replace("{STATE}", STATE)
-                .replace("{FROM}", "one u")
+            .replace("{GROUP_IDS}", GROUP_IDS)
+            .replace("{FROM}", "one u")
     )
 }
 

@@ -73,8 +73,10 @@ pub(super) async fn subjects(
                u.user_name, u.doc, u.confirmed, u.confirmed_at, u.observed_at, u.observed_snapshot,
                u.resolution,
                coalesce((select array_agg(g.display_name)
-                           from group_member m join scim_group g using (group_id)
-                          where m.user_id = u.user_id and g.deleted_at is null), '{}') as group_names,
+                           from scim_group g
+                          where g.group_id = any(array(select m.group_id from group_member m
+                                                       where m.user_id = u.user_id))
+                            and g.deleted_at is null), '{}') as group_names,
                o.task_id as open_id, o.target as open_target,
                exists (select 1 from task p where p.user_id = u.user_id and p.state = 'in_progress') as in_progress,
                l.task_id as last_id, l.state as last_state, l.target as last_target,
