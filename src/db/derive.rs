@@ -307,6 +307,52 @@ async fn derive(
     let Some(s) = load(conn, profiles, user_id).await? else {
         return Ok(None);
     };
+    let mut records = Vec::new();
+    let task = derive_subject(conn, actor, user_id, &s, create, hold, &mut records).await?;
+    audit::write_all(conn, actor, records).await?;
+    Ok(task)
+}
+
+/// Derives the task of a user inserted in this transaction from its document, without
+/// reading it back (issue #13: round trips per create): a new user is in no group (members
+/// must exist first), has no task and no confirmed account, and is nobody's rejection, so
+/// its subject is known. `profile_key` is its app's profile. Returns the planned task, if
+/// any, and the audit records to write with the caller's (one statement for all).
+pub(super) async fn derive_created_user(
+    conn: &mut PgConnection,
+    profiles: &Profiles,
+    actor: &Actor,
+    user_id: Uuid,
+    doc: &Value,
+    profile_key: &str,
+) -> Result<(Option<i64>, Vec<audit::Entry<'static>>)> {
+    let profile = app_profile(profiles, &actor.app_id, profile_key)?;
+    let s = Subject {
+        desired: Some(desired_of(&profile, doc, &[])),
+        basis: None,
+        in_progress: None,
+        open: None,
+        open_batch: None,
+        rejected: false,
+        orphan: false,
+        profile,
+    };
+    let mut records = Vec::new();
+    let task = derive_subject(conn, actor, user_id, &s, true, None, &mut records).await?;
+    Ok((task, records))
+}
+
+/// Plans, rewrites or cancels the subject's open task; the audit records of what it did
+/// go to `records`, for the caller to write.
+async fn derive_subject(
+    conn: &mut PgConnection,
+    actor: &Actor,
+    user_id: Uuid,
+    s: &Subject,
+    create: bool,
+    hold: Option<i64>,
+    records: &mut Vec<audit::Entry<'static>>,
+) -> Result<Option<i64>> {
     if s.orphan {
         return Ok(None);
     }
@@ -316,18 +362,13 @@ async fn derive(
         (None, Some(OpenTask { id: task_id, .. })) => {
             let reason = cancel_reason(&s.desired, s.in_progress);
             cancel(conn, actor, task_id, &reason).await?;
-            audit::write(
-                conn,
-                actor,
-                task_entry(
-                    "task.cancel",
-                    task_id,
-                    user_id,
-                    "cancelled",
-                    json!({"reason": reason}),
-                ),
-            )
-            .await?;
+            records.push(task_entry(
+                "task.cancel",
+                task_id,
+                user_id,
+                "cancelled",
+                json!({"reason": reason}),
+            ));
             Ok(None)
         }
         (
@@ -347,7 +388,7 @@ async fn derive(
             }),
         ) => {
             let (title, steps) = s.profile.render(&plan);
-            let at = place(conn, actor, &s, &plan, hold).await?;
+            let at = place(conn, actor, s, &plan, hold).await?;
             // A changed plan needs a fresh approval; its due time follows its kind.
             sqlx::query(
                 "update task set kind = $2::task_kind, title = $3, instructions = $4, changes = $5, \
@@ -373,17 +414,18 @@ async fn derive(
             super::notify_tasks(conn, &actor.app_id).await?;
             let detail =
                 json!({"kind": plan.kind, "previous_kind": old_kind, "changes": plan.changes});
-            audit::write(
-                conn,
-                actor,
-                task_entry("task.update", task_id, user_id, "updated", detail),
-            )
-            .await?;
+            records.push(task_entry(
+                "task.update",
+                task_id,
+                user_id,
+                "updated",
+                detail,
+            ));
             Ok(Some(task_id))
         }
         (Some(_), None) if !create => Ok(None),
         (Some(plan), None) => {
-            let at = place(conn, actor, &s, &plan, hold).await?;
+            let at = place(conn, actor, s, &plan, hold).await?;
             let Inserted {
                 task_id,
                 title,
@@ -410,12 +452,13 @@ async fn derive(
             .await?;
             let detail =
                 json!({"kind": plan.kind, "changes": plan.changes, "waits_for": s.in_progress});
-            audit::write(
-                conn,
-                actor,
-                task_entry("task.create", task_id, user_id, "created", detail),
-            )
-            .await?;
+            records.push(task_entry(
+                "task.create",
+                task_id,
+                user_id,
+                "created",
+                detail,
+            ));
             Ok(Some(task_id))
         }
     }

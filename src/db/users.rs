@@ -6,7 +6,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::audit::{self, Entry};
-use super::derive::{derive_user, derive_user_task};
+use super::derive::{derive_created_user, derive_user};
 use super::filter::{list_page, ListQuery, ListRow, Resource};
 use super::retry::retrying;
 use super::{is_unique_violation, Store};
@@ -227,28 +227,43 @@ impl Store {
         retrying("user.create", || self.create_user_once(actor, doc.clone())).await
     }
 
+    /// Six round trips, all inside the transaction: begin, the user (with its app's
+    /// profile), the task (with the wake-up), its outbox event, both audit records in one
+    /// statement, commit. The task is planned from the document just written rather than
+    /// from a read of it (issue #13).
     async fn create_user_once(&self, actor: &Actor, doc: Value) -> Result<UserRecord> {
         let c = columns(&doc);
         let id = Uuid::new_v4();
         let mut tx = self.pool.begin().await?;
-        let (version, created_at, updated_at): (i64, DateTime<Utc>, DateTime<Utc>) = sqlx::query_as(
-            "insert into scim_user (user_id, app_id, user_name, external_id, active, emails, doc) \
-             values ($1, $2, $3, $4, $5, $6, $7) returning version, created_at, updated_at",
-        )
-        .bind(id)
-        .bind(&actor.app_id)
-        .bind(&c.user_name)
-        .bind(&c.external_id)
-        .bind(c.active)
-        .bind(&c.emails)
-        .bind(&doc)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(|e| taken(e, &c.user_name))?;
-        let task = derive_user_task(&mut tx, &self.profiles, actor, id).await?;
+        let (version, created_at, updated_at, profile): (i64, DateTime<Utc>, DateTime<Utc>, String) =
+            sqlx::query_as(
+                "with u as (insert into scim_user (user_id, app_id, user_name, external_id, active, emails, doc) \
+                 values ($1, $2, $3, $4, $5, $6, $7) returning version, created_at, updated_at) \
+                 select u.version, u.created_at, u.updated_at, a.profile from u, app a where a.app_id = $2",
+            )
+            .bind(id)
+            .bind(&actor.app_id)
+            .bind(&c.user_name)
+            .bind(&c.external_id)
+            .bind(c.active)
+            .bind(&c.emails)
+            .bind(&doc)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| taken(e, &c.user_name))?;
+        let (task, mut records) =
+            derive_created_user(&mut tx, &self.profiles, actor, id, &doc, &profile).await?;
+        records.push(user_entry(
+            "user.create",
+            id,
+            "created",
+            json!({"userName": c.user_name}),
+        ));
+        audit::write_all(&mut tx, actor, records).await?;
+        tx.commit().await?;
         // What a read would show, known without one: a new user is in no group yet
         // (members must exist first), and its one task, if any, is the one just planned.
-        let rec = UserRecord {
+        Ok(UserRecord {
             id,
             doc,
             version,
@@ -261,20 +276,7 @@ impl Store {
                 }
                 None => json!({"state": "synced", "needsAttention": false}),
             },
-        };
-        audit::write(
-            &mut tx,
-            actor,
-            user_entry(
-                "user.create",
-                id,
-                "created",
-                json!({"userName": c.user_name}),
-            ),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(rec)
+        })
     }
 
     /// Reads one live user of the app.
