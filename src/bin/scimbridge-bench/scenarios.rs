@@ -70,12 +70,13 @@ pub enum Scenario {
     PatchUser,
     PutUser,
     PatchGroup,
+    PatchGroupLean,
     Create,
     MixedSync,
     Drain,
 }
 
-pub const ALL: [Scenario; 12] = [
+pub const ALL: [Scenario; 13] = [
     Scenario::RoundTrip,
     Scenario::GetById,
     Scenario::FilterHit,
@@ -85,6 +86,7 @@ pub const ALL: [Scenario; 12] = [
     Scenario::PatchUser,
     Scenario::PutUser,
     Scenario::PatchGroup,
+    Scenario::PatchGroupLean,
     Scenario::Create,
     Scenario::MixedSync,
     Scenario::Drain,
@@ -111,6 +113,7 @@ impl Scenario {
             Scenario::PatchUser => "patch_user",
             Scenario::PutUser => "put_user",
             Scenario::PatchGroup => "patch_group_add",
+            Scenario::PatchGroupLean => "patch_group_add_lean",
             Scenario::Create => "create_user",
             Scenario::MixedSync => "mixed_okta_sync",
             Scenario::Drain => "task_drain",
@@ -330,6 +333,16 @@ pub async fn http_op(ctx: Arc<Ctx>, s: Scenario, n: u64) -> Option<OpResult> {
             let url = format!("{}/scim/v2/Groups/{g}", ctx.base);
             received(scim(h.patch(url).json(&body)).await).await
         }
+        // The same group push from a client that does not want the members back (issue
+        // #13: its cost must not grow with the group).
+        Scenario::PatchGroupLean => {
+            let g = pick_group(&ctx);
+            let (_, id) = pick(&ctx);
+            let body = json!({"schemas": [PATCH_OP], "Operations": [
+                {"op": "add", "path": "members", "value": [{"value": id}]}]});
+            let url = format!("{}/scim/v2/Groups/{g}?excludedAttributes=members", ctx.base);
+            received(scim(h.patch(url).json(&body)).await).await
+        }
         Scenario::Create => {
             let k = ctx.created.fetch_add(1, Ordering::Relaxed);
             let name = format!("new-{}-{k}@bench.example", ctx.run);
@@ -469,12 +482,13 @@ pub async fn store_op(ctx: Arc<Ctx>, s: Scenario, n: u64) -> Option<OpResult> {
                 .map(drop)
                 .map_err(err)
         }
-        Scenario::PatchGroup => {
+        Scenario::PatchGroup | Scenario::PatchGroupLean => {
             let delta = MemberDelta {
                 add: vec![(pick(&ctx).1.to_string(), None)],
                 remove: Vec::new(),
             };
-            st.patch_group_members(actor, pick_group(&ctx), None, &delta, true)
+            let with_members = s == Scenario::PatchGroup;
+            st.patch_group_members(actor, pick_group(&ctx), None, &delta, with_members)
                 .await
                 .map(drop)
                 .map_err(err)
