@@ -143,6 +143,19 @@ pub struct Config {
     #[arg(long, env = "SCIMBRIDGE_TICKET_POLL_TICK", default_value_t = 15)]
     pub ticket_poll_tick_secs: u64,
 
+    /// Most operations one SCIM PATCH may carry (declared in /ServiceProviderConfig as
+    /// `patch.maxOperations`); more get 413, like a bulk request over `maxOperations`
+    /// (RFC 7644 §3.7.3). Okta and Entra send a handful per PATCH.
+    #[arg(long, env = "SCIMBRIDGE_PATCH_MAX_OPERATIONS", default_value_t = 1000)]
+    pub patch_max_operations: usize,
+
+    /// Most values a multi-valued attribute of a SCIM resource may hold (a user's
+    /// `emails`, `phoneNumbers`, `addresses`, ...; a group's `members` are exempt: groups
+    /// legitimately have tens of thousands); more get 400 `invalidValue`. Declared in
+    /// /ServiceProviderConfig as `maxAttributeValues`.
+    #[arg(long, env = "SCIMBRIDGE_MAX_ATTRIBUTE_VALUES", default_value_t = 100)]
+    pub max_attribute_values: usize,
+
     /// App profiles beyond the built-in ones (`--profiles-dir`).
     #[command(flatten)]
     pub profiles: crate::profiles::ProfilesArgs,
@@ -182,6 +195,8 @@ impl Config {
             // The tests' fake Jira and ServiceNow listen on http://127.0.0.1.
             ticket_allow_http: true,
             ticket_poll_tick_secs: 60,
+            patch_max_operations: 1000,
+            max_attribute_values: 100,
             profiles: Default::default(),
         }
     }
@@ -269,6 +284,10 @@ impl Config {
         if let Some(s) = &self.secrets_key {
             crate::secrets::parse_key(&s.0).map_err(anyhow::Error::msg)?;
         }
+        anyhow::ensure!(
+            self.patch_max_operations >= 1 && self.max_attribute_values >= 1,
+            "--patch-max-operations and --max-attribute-values must be at least 1"
+        );
         anyhow::ensure!(
             self.ticket_poll_tick_secs >= 1,
             "--ticket-poll-tick-secs must be at least 1"

@@ -429,29 +429,37 @@ impl Store {
     }
 
     /// Applies a change to the group document (members included as
-    /// `[{"value","display"}]`) under the group's row lock: PUT and PATCH.
-    pub async fn update_group(
+    /// `[{"value","display"}]`) under the group's row lock: PUT and PATCH. `change` is
+    /// async so the caller can run costly document work off the async workers.
+    pub async fn update_group<F, Fut>(
         &self,
         actor: &Actor,
         id: Uuid,
         action: &'static str,
         if_match: Option<&[i64]>,
-        change: impl Fn(Value) -> Result<Value, ScimError>,
-    ) -> Result<GroupRecord> {
+        change: F,
+    ) -> Result<GroupRecord>
+    where
+        F: Fn(Value) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<Value, ScimError>>,
+    {
         retrying(action, || {
             self.update_group_once(actor, id, action, if_match, &change)
         })
         .await
     }
 
-    async fn update_group_once(
+    async fn update_group_once<Fut>(
         &self,
         actor: &Actor,
         id: Uuid,
         action: &'static str,
         if_match: Option<&[i64]>,
-        change: &impl Fn(Value) -> Result<Value, ScimError>,
-    ) -> Result<GroupRecord> {
+        change: &impl Fn(Value) -> Fut,
+    ) -> Result<GroupRecord>
+    where
+        Fut: std::future::Future<Output = std::result::Result<Value, ScimError>>,
+    {
         let mut tx = self.pool.begin().await?;
         let old_doc = lock(&mut tx, &actor.app_id, id, if_match).await?;
         let mut with_members = old_doc.clone();
@@ -469,7 +477,7 @@ impl Store {
                 m.insert("members".into(), Value::Array(listed));
             }
         }
-        let mut doc = change(with_members)?;
+        let mut doc = change(with_members).await?;
         let members = take_members(&mut doc);
         let new_members = resolve_members(&mut tx, &actor.app_id, &members).await?;
         let (old_name, new_name) = (name_of(&old_doc), name_of(&doc));

@@ -286,32 +286,40 @@ impl Store {
     }
 
     /// Applies a change to a user's document under its row lock (used for PATCH, whose
-    /// result depends on the current document: RFC 7644 §3.5.2).
-    pub async fn update_user(
+    /// result depends on the current document: RFC 7644 §3.5.2). `change` is async so the
+    /// caller can run costly document work off the async workers.
+    pub async fn update_user<F, Fut>(
         &self,
         actor: &Actor,
         id: Uuid,
         action: &'static str,
         if_match: Option<&[i64]>,
-        change: impl Fn(Value) -> Result<Value, ScimError>,
-    ) -> Result<UserRecord> {
+        change: F,
+    ) -> Result<UserRecord>
+    where
+        F: Fn(Value) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<Value, ScimError>>,
+    {
         retrying(action, || {
             self.update_user_once(actor, id, action, if_match, &change)
         })
         .await
     }
 
-    async fn update_user_once(
+    async fn update_user_once<Fut>(
         &self,
         actor: &Actor,
         id: Uuid,
         action: &'static str,
         if_match: Option<&[i64]>,
-        change: &impl Fn(Value) -> Result<Value, ScimError>,
-    ) -> Result<UserRecord> {
+        change: &impl Fn(Value) -> Fut,
+    ) -> Result<UserRecord>
+    where
+        Fut: std::future::Future<Output = std::result::Result<Value, ScimError>>,
+    {
         let mut tx = self.pool.begin().await?;
         let old = lock(&mut tx, &actor.app_id, id, if_match).await?;
-        let doc = change(old.clone())?;
+        let doc = change(old.clone()).await?;
         // Okta re-sends unchanged profiles: no new version, no task; still audited.
         let (outcome, detail) = if doc == old {
             ("unchanged", json!({}))

@@ -6,13 +6,32 @@ use serde_json::{json, Value};
 use super::schema::{self, ENTERPRISE_USER_SCHEMA, GROUP_SCHEMA, USER_SCHEMA};
 use super::{DEFAULT_PAGE_SIZE, MAX_BULK_OPERATIONS, MAX_PAGE_SIZE};
 
-/// RFC 7643 §5.
-/// `max_payload` is the request body limit, which bounds bulk requests too.
-pub fn service_provider_config(base: &str, max_payload: usize) -> Value {
+/// The server's limits that /ServiceProviderConfig declares.
+#[derive(Debug, Clone, Copy)]
+pub struct Declared {
+    /// The request body limit, which bounds bulk requests too.
+    pub max_payload: usize,
+    /// Most operations in one PATCH.
+    pub patch_max_operations: usize,
+    /// Most values of a multi-valued attribute (a group's `members` exempt).
+    pub max_attribute_values: usize,
+}
+
+/// RFC 7643 §5. RFC 7643 §5 has no attribute for PATCH or value limits;
+/// `patch.maxOperations` and `maxAttributeValues` are this server's additions (§5 allows
+/// service providers to extend the schema), so a client can read them before it hits
+/// them.
+pub fn service_provider_config(base: &str, limits: Declared) -> Value {
+    let Declared {
+        max_payload,
+        patch_max_operations,
+        max_attribute_values,
+    } = limits;
     json!({
         "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
         "documentationUri": "https://github.com/scimbridge/scimbridge#readme",
-        "patch": {"supported": true},
+        "patch": {"supported": true, "maxOperations": patch_max_operations},
+        "maxAttributeValues": max_attribute_values,
         "bulk": {"supported": true, "maxOperations": MAX_BULK_OPERATIONS, "maxPayloadSize": max_payload},
         "filter": {"supported": true, "maxResults": MAX_PAGE_SIZE},
         "changePassword": {"supported": false},

@@ -23,6 +23,46 @@ pub struct Meta<'a> {
     pub version: i64,
 }
 
+/// Checks that no multi-valued attribute of a stored document holds more than `max`
+/// values: a user with 20 000 `emails` makes every PATCH value filter walk them all
+/// (issue #14). A group's `members` are exempt (groups of 10 000+ are normal and are
+/// stored as rows, not in the document). RFC 7644 §3.12: a value not allowed is
+/// `invalidValue`.
+pub fn check_value_counts(doc: &Value, res: &ResourceSchema, max: usize) -> Result<(), ScimError> {
+    let Value::Object(doc) = doc else {
+        return Ok(());
+    };
+    // Core attributes sit at the top level, extension attributes under their URN.
+    let scopes = std::iter::once((Some(doc), res.core)).chain(
+        res.extensions
+            .iter()
+            .map(|s| (doc.get(s.id).and_then(Value::as_object), *s)),
+    );
+    for (values, schema) in scopes {
+        let Some(values) = values else {
+            continue;
+        };
+        for attr in schema.attributes {
+            if !attr.multi_valued || attr.name == "members" {
+                continue;
+            }
+            if let Some(Value::Array(items)) = values.get(attr.name) {
+                if items.len() > max {
+                    return Err(ScimError::bad_request(
+                        ScimType::InvalidValue,
+                        format!(
+                            "{} has {} values; at most {max} are allowed",
+                            attr.name,
+                            items.len()
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The weak entity tag of a version (RFC 7644 §3.14), also `meta.version`.
 pub fn etag(version: i64) -> String {
     format!("W/\"{version}\"")
@@ -316,6 +356,18 @@ mod tests {
     use super::*;
     use crate::scim::schema::{ENTERPRISE_USER_SCHEMA, GROUP_RESOURCE, USER_RESOURCE};
     use serde_json::json;
+
+    #[test]
+    fn value_counts_are_bounded_except_group_members() {
+        let emails: Vec<_> = (0..3).map(|i| json!({"value": format!("{i}@x")})).collect();
+        let user = json!({"userName": "a", "emails": emails});
+        assert!(check_value_counts(&user, &USER_RESOURCE, 3).is_ok());
+        let e = check_value_counts(&user, &USER_RESOURCE, 2).unwrap_err();
+        assert_eq!(e.scim_type, Some(ScimType::InvalidValue));
+        assert!(e.detail.contains("emails"), "{}", e.detail);
+        let group = json!({"displayName": "g", "members": emails});
+        assert!(check_value_counts(&group, &GROUP_RESOURCE, 1).is_ok());
+    }
 
     #[test]
     fn user_body_is_canonicalised_and_read_only_dropped() {

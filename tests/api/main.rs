@@ -6,6 +6,7 @@ mod agent;
 mod auth;
 mod cli;
 mod discovery;
+mod document_work;
 #[cfg(feature = "embedded")]
 mod embedded;
 mod governance;

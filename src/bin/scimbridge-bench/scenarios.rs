@@ -464,8 +464,11 @@ pub async fn store_op(ctx: Arc<Ctx>, s: Scenario, n: u64) -> Option<OpResult> {
                 Err(e) => return Some(Err(err(e))),
             };
             st.update_user(actor, pick(&ctx).1, "user.patch", None, |mut doc| {
-                patch::apply(&mut doc, &req.operations, &USER_RESOURCE)?;
-                resource::normalize(doc, &USER_RESOURCE)
+                std::future::ready(
+                    patch::apply(&mut doc, &req.operations, &USER_RESOURCE)
+                        .map_err(Into::into)
+                        .and_then(|()| resource::normalize(doc, &USER_RESOURCE)),
+                )
             })
             .await
             .map(drop)
@@ -477,10 +480,12 @@ pub async fn store_op(ctx: Arc<Ctx>, s: Scenario, n: u64) -> Option<OpResult> {
                 Ok(d) => d,
                 Err(e) => return Some(Err(err(e))),
             };
-            st.update_user(actor, id, "user.replace", None, |_| Ok(doc.clone()))
-                .await
-                .map(drop)
-                .map_err(err)
+            st.update_user(actor, id, "user.replace", None, |_| {
+                std::future::ready(Ok(doc.clone()))
+            })
+            .await
+            .map(drop)
+            .map_err(err)
         }
         Scenario::PatchGroup | Scenario::PatchGroupLean => {
             let delta = MemberDelta {

@@ -40,7 +40,14 @@ async fn service_provider_config(
 ) -> Response {
     reply(
         StatusCode::OK,
-        &discovery::service_provider_config(&base, s.config.body_limit),
+        &discovery::service_provider_config(
+            &base,
+            discovery::Declared {
+                max_payload: s.config.body_limit,
+                patch_max_operations: s.config.patch_max_operations,
+                max_attribute_values: s.config.max_attribute_values,
+            },
+        ),
         None,
         None,
     )

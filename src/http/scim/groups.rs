@@ -1,10 +1,13 @@
 //! /Groups (RFC 7644 §3.3–§3.6) and /Groups/.search (§3.4.3): what a Group is to the
 //! shared handlers of `resources`. Members are Users of the same app.
 
+use std::sync::Arc;
+
 use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::resources::{patch_request, RecordPage, Resource, Write};
+use super::work::off_runtime;
 use super::ScimReply;
 use crate::auth::Actor;
 use crate::db::filter::ListQuery;
@@ -16,6 +19,7 @@ use crate::scim::members::member_delta;
 use crate::scim::patch;
 use crate::scim::resource::{self, Meta};
 use crate::scim::schema::GROUP_RESOURCE;
+use crate::scim::ScimError;
 
 /// The Group resource type.
 pub(super) struct Groups;
@@ -61,20 +65,22 @@ impl Resource for Groups {
         if_match: Option<&[i64]>,
         full: bool,
     ) -> Result<Option<GroupRecord>, ScimReply> {
+        let max = s.config.max_attribute_values;
         Ok(Some(match w {
             Write::Create(body) => {
-                s.store
-                    .create_group(actor, resource::normalize(body, &GROUP_RESOURCE)?)
-                    .await?
+                let doc = off_runtime(move || checked(body, max)).await?;
+                s.store.create_group(actor, doc).await?
             }
             Write::Replace(id, body) => {
-                let doc = resource::normalize(body, &GROUP_RESOURCE)?;
+                let doc = off_runtime(move || checked(body, max)).await?;
                 s.store
-                    .update_group(actor, id, "group.replace", if_match, |_| Ok(doc.clone()))
+                    .update_group(actor, id, "group.replace", if_match, |_| {
+                        std::future::ready(Ok(doc.clone()))
+                    })
                     .await?
             }
             Write::Patch(id, body) => {
-                let req = patch_request(body)?;
+                let req = Arc::new(patch_request(body, s.config.patch_max_operations)?);
                 // Group push (members added or removed by id) as row changes: the cost
                 // stays flat however large the group is (issue #6).
                 if let Some(delta) = member_delta(&req.operations) {
@@ -86,8 +92,11 @@ impl Resource for Groups {
                 }
                 s.store
                     .update_group(actor, id, "group.patch", if_match, |mut doc| {
-                        patch::apply(&mut doc, &req.operations, &GROUP_RESOURCE)?;
-                        resource::normalize(doc, &GROUP_RESOURCE)
+                        let req = req.clone();
+                        off_runtime(move || {
+                            patch::apply(&mut doc, &req.operations, &GROUP_RESOURCE)?;
+                            checked(doc, max)
+                        })
                     })
                     .await?
             }
@@ -111,6 +120,14 @@ impl Resource for Groups {
         };
         Ok(s.store.list_groups(&actor.app_id, q, full).await?)
     }
+}
+
+/// A body or patched document as stored: normalised, multi-valued attributes bounded
+/// (`members` exempt).
+fn checked(body: Value, max_values: usize) -> Result<Value, ScimError> {
+    let doc = resource::normalize(body, &GROUP_RESOURCE)?;
+    resource::check_value_counts(&doc, &GROUP_RESOURCE, max_values)?;
+    Ok(doc)
 }
 
 /// The resource a client reads.

@@ -18,6 +18,7 @@ mod groups;
 mod resources;
 mod search;
 mod users;
+mod work;
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};

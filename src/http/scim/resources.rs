@@ -15,6 +15,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::extract::{parse_id, IfMatch};
+use super::work::off_runtime;
 use super::{
     list_reply, not_modified, reply, written, BaseUrl, ListParams, Projection, ScimActor, ScimJson,
     ScimReply,
@@ -78,7 +79,7 @@ pub(super) trait Resource: Send + Sync + 'static {
     const COSTLY: Option<&'static str>;
 
     /// The stored record.
-    type Record: Send;
+    type Record: Send + 'static;
 
     /// The record's id and version.
     fn identity(rec: &Self::Record) -> (Uuid, i64);
@@ -142,14 +143,13 @@ pub(super) async fn write_rendered<R: Resource>(
     w: Write,
     if_match: Option<&[i64]>,
 ) -> Result<Option<Rendered>, ScimReply> {
-    Ok(R::write(s, actor, w, if_match, true).await?.map(|rec| {
-        let (id, version) = R::identity(&rec);
-        Rendered {
-            id,
-            version,
-            body: R::render(base, rec),
-        }
-    }))
+    let Some(rec) = R::write(s, actor, w, if_match, true).await? else {
+        return Ok(None);
+    };
+    let base = base.to_owned();
+    let (id, version) = R::identity(&rec);
+    let body = off_runtime(move || Ok(R::render(&base, rec))).await?;
+    Ok(Some(Rendered { id, version, body }))
 }
 
 /// The list behind GET, POST .search and the root search.
@@ -161,10 +161,19 @@ pub(super) async fn list_page<R: Resource>(
 ) -> Result<Listed, ScimReply> {
     let (total, recs, next) =
         R::list_records(s, actor, req, full::<R>(|a| req.excludes(a))).await?;
-    let resources = recs
-        .into_iter()
-        .map(|r| R::project(R::render(base, r), &req.attributes, &req.excluded))
-        .collect();
+    let (base, attributes, excluded) = (
+        base.to_owned(),
+        req.attributes.clone(),
+        req.excluded.clone(),
+    );
+    // A page of 500 resources (or of large groups) is rendered off the async workers.
+    let resources = off_runtime(move || {
+        Ok(recs
+            .into_iter()
+            .map(|r| R::project(R::render(&base, r), &attributes, &excluded))
+            .collect())
+    })
+    .await?;
     Ok(Listed {
         total,
         resources,
@@ -172,32 +181,54 @@ pub(super) async fn list_page<R: Resource>(
     })
 }
 
-/// One resource as a write's response; `rec` is None only after a delete, which never
+/// One resource as a write's response, rendered off the async workers (a group can
+/// have tens of thousands of members); `rec` is None only after a delete, which never
 /// calls this.
-fn one<R: Resource>(
+async fn one<R: Resource>(
     status: StatusCode,
-    base: &str,
+    base: String,
     rec: Option<R::Record>,
     with_location: bool,
-    p: &Projection,
-) -> Response {
+    p: Projection,
+) -> Result<Response, ScimReply> {
     let Some(rec) = rec else {
-        return StatusCode::NO_CONTENT.into_response();
+        return Ok(StatusCode::NO_CONTENT.into_response());
     };
     let (_, version) = R::identity(&rec);
-    written(status, R::render(base, rec), version, with_location, |b| {
-        R::project(b, &p.attributes, &p.excluded)
+    Ok(off_runtime(move || {
+        Ok(written(
+            status,
+            R::render(&base, rec),
+            version,
+            with_location,
+            |b| R::project(b, &p.attributes, &p.excluded),
+        ))
     })
+    .await?)
 }
 
-/// Parses and checks a PATCH body (RFC 7644 §3.5.2).
-pub(super) fn patch_request(body: Value) -> Result<PatchRequest, ScimError> {
+/// Parses and checks a PATCH body (RFC 7644 §3.5.2), at most `max_operations` of them.
+///
+/// Over the limit is 413 without `scimType`: RFC 7644 §3.12 defines 413 for "one or more
+/// of the limits for this operation were exceeded" and §3.7.3 answers a bulk request
+/// over `maxOperations` the same way; `tooMany` is about filter results (§3.12 Table 9).
+pub(super) fn patch_request(body: Value, max_operations: usize) -> Result<PatchRequest, ScimError> {
     let req: PatchRequest = serde_json::from_value(body).map_err(|e| {
         ScimError::bad_request(
             ScimType::InvalidSyntax,
             format!("not a PatchOp message: {e}"),
         )
     })?;
+    if req.operations.len() > max_operations {
+        return Err(ScimError {
+            status: 413,
+            scim_type: None,
+            detail: format!(
+                "{} operations exceed patch.maxOperations ({max_operations}); split the PATCH",
+                req.operations.len()
+            ),
+        });
+    }
     patch::validate_request(&req)?;
     Ok(req)
 }
@@ -241,7 +272,7 @@ async fn create<R: Resource>(
     ScimJson(body): ScimJson,
 ) -> Result<Response, ScimReply> {
     let rec = R::write(&s, &actor, Write::Create(body), None, true).await?;
-    Ok(one::<R>(StatusCode::CREATED, &base, rec, true, &params))
+    one::<R>(StatusCode::CREATED, base, rec, true, params).await
 }
 
 async fn read_one<R: Resource>(
@@ -259,8 +290,11 @@ async fn read_one<R: Resource>(
     if let Some(res) = not_modified(&headers, &tag) {
         return Ok(res);
     }
-    let body = R::project(R::render(&base, rec), &params.attributes, &params.excluded);
-    Ok(reply(StatusCode::OK, &body, None, Some(&tag)))
+    Ok(off_runtime(move || {
+        let body = R::project(R::render(&base, rec), &params.attributes, &params.excluded);
+        Ok(reply(StatusCode::OK, &body, None, Some(&tag)))
+    })
+    .await?)
 }
 
 async fn replace<R: Resource>(
@@ -274,7 +308,7 @@ async fn replace<R: Resource>(
 ) -> Result<Response, ScimReply> {
     let w = Write::Replace(parse_id(R::NAME, &id)?, body);
     let rec = R::write(&s, &actor, w, if_match.0.as_deref(), true).await?;
-    Ok(one::<R>(StatusCode::OK, &base, rec, false, &params))
+    one::<R>(StatusCode::OK, base, rec, false, params).await
 }
 
 async fn patch_one<R: Resource>(
@@ -291,7 +325,7 @@ async fn patch_one<R: Resource>(
     let rec = R::write(&s, &actor, w, if_match.0.as_deref(), full).await?;
     // RFC 7644 §3.5.2: 200 with the resource (or 204); we return the resource so the
     // IdP sees the result without a second GET.
-    Ok(one::<R>(StatusCode::OK, &base, rec, false, &params))
+    one::<R>(StatusCode::OK, base, rec, false, params).await
 }
 
 async fn delete_one<R: Resource>(

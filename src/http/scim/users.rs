@@ -1,10 +1,13 @@
 //! /Users (RFC 7644 §3.3–§3.6) and /Users/.search (§3.4.3): what a User is to the
 //! shared handlers of `resources`.
 
+use std::sync::Arc;
+
 use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::resources::{patch_request, RecordPage, Resource, Write};
+use super::work::off_runtime;
 use super::ScimReply;
 use crate::auth::Actor;
 use crate::db::filter::ListQuery;
@@ -15,6 +18,7 @@ use crate::scim::list::ListRequest;
 use crate::scim::patch;
 use crate::scim::resource::{self, Meta};
 use crate::scim::schema::{PROVISIONING_SCHEMA, USER_RESOURCE};
+use crate::scim::ScimError;
 
 /// The User resource type.
 pub(super) struct Users;
@@ -57,24 +61,29 @@ impl Resource for Users {
         if_match: Option<&[i64]>,
         _full: bool,
     ) -> Result<Option<UserRecord>, ScimReply> {
+        let max = s.config.max_attribute_values;
         Ok(Some(match w {
             Write::Create(body) => {
-                s.store
-                    .create_user(actor, resource::normalize(body, &USER_RESOURCE)?)
-                    .await?
+                let doc = off_runtime(move || checked(body, max)).await?;
+                s.store.create_user(actor, doc).await?
             }
             Write::Replace(id, body) => {
-                let doc = resource::normalize(body, &USER_RESOURCE)?;
+                let doc = off_runtime(move || checked(body, max)).await?;
                 s.store
-                    .update_user(actor, id, "user.replace", if_match, |_| Ok(doc.clone()))
+                    .update_user(actor, id, "user.replace", if_match, |_| {
+                        std::future::ready(Ok(doc.clone()))
+                    })
                     .await?
             }
             Write::Patch(id, body) => {
-                let req = patch_request(body)?;
+                let req = Arc::new(patch_request(body, s.config.patch_max_operations)?);
                 s.store
                     .update_user(actor, id, "user.patch", if_match, |mut doc| {
-                        patch::apply(&mut doc, &req.operations, &USER_RESOURCE)?;
-                        resource::normalize(doc, &USER_RESOURCE)
+                        let req = req.clone();
+                        off_runtime(move || {
+                            patch::apply(&mut doc, &req.operations, &USER_RESOURCE)?;
+                            checked(doc, max)
+                        })
                     })
                     .await?
             }
@@ -98,6 +107,13 @@ impl Resource for Users {
         };
         Ok(s.store.list_users(&actor.app_id, q).await?)
     }
+}
+
+/// A body or patched document as stored: normalised, multi-valued attributes bounded.
+fn checked(body: Value, max_values: usize) -> Result<Value, ScimError> {
+    let doc = resource::normalize(body, &USER_RESOURCE)?;
+    resource::check_value_counts(&doc, &USER_RESOURCE, max_values)?;
+    Ok(doc)
 }
 
 /// The resource a client reads.
