@@ -143,6 +143,22 @@ pub struct Config {
     #[arg(long, env = "SCIMBRIDGE_TICKET_POLL_TICK", default_value_t = 15)]
     pub ticket_poll_tick_secs: u64,
 
+    /// Seconds a client has to send a request's head (request line and headers) from its
+    /// first byte; slower connections are closed (slowloris).
+    #[arg(long, env = "SCIMBRIDGE_HEADER_READ_TIMEOUT", default_value_t = 10)]
+    pub header_read_timeout_secs: u64,
+
+    /// Seconds a connection may stay open without a request (a new one, or kept alive
+    /// after a response) before it is closed. Keep it above the idle timeout of a load
+    /// balancer in front (60 s on AWS ALB), or the balancer may reuse a closing connection.
+    #[arg(long, env = "SCIMBRIDGE_IDLE_TIMEOUT", default_value_t = 75)]
+    pub idle_timeout_secs: u64,
+
+    /// Connections served at once; further ones wait in the listen backlog until one
+    /// closes (nothing is refused). Keep it below the process's file descriptor limit.
+    #[arg(long, env = "SCIMBRIDGE_MAX_CONNECTIONS", default_value_t = 1000)]
+    pub max_connections: usize,
+
     /// Most operations one SCIM PATCH may carry (declared in /ServiceProviderConfig as
     /// `patch.maxOperations`); more get 413, like a bulk request over `maxOperations`
     /// (RFC 7644 §3.7.3). Okta and Entra send a handful per PATCH.
@@ -195,6 +211,9 @@ impl Config {
             // The tests' fake Jira and ServiceNow listen on http://127.0.0.1.
             ticket_allow_http: true,
             ticket_poll_tick_secs: 60,
+            header_read_timeout_secs: 10,
+            idle_timeout_secs: 75,
+            max_connections: 1000,
             patch_max_operations: 1000,
             max_attribute_values: 100,
             profiles: Default::default(),
@@ -207,6 +226,15 @@ impl Config {
         self.secrets_key
             .as_ref()
             .and_then(|s| crate::secrets::parse_key(&s.0).ok())
+    }
+
+    /// The connection limits of the listener.
+    pub fn conn_limits(&self) -> crate::server::ConnLimits {
+        crate::server::ConnLimits {
+            header_read: Duration::from_secs(self.header_read_timeout_secs),
+            idle: Duration::from_secs(self.idle_timeout_secs),
+            max_connections: self.max_connections,
+        }
     }
 
     /// The request timeout.
@@ -284,6 +312,14 @@ impl Config {
         if let Some(s) = &self.secrets_key {
             crate::secrets::parse_key(&s.0).map_err(anyhow::Error::msg)?;
         }
+        anyhow::ensure!(
+            self.header_read_timeout_secs >= 1 && self.idle_timeout_secs >= 1,
+            "--header-read-timeout-secs and --idle-timeout-secs must be at least 1 second"
+        );
+        anyhow::ensure!(
+            self.max_connections >= 1,
+            "--max-connections must be at least 1"
+        );
         anyhow::ensure!(
             self.patch_max_operations >= 1 && self.max_attribute_values >= 1,
             "--patch-max-operations and --max-attribute-values must be at least 1"

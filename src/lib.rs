@@ -44,6 +44,7 @@ pub mod queue;
 pub mod reconcile;
 pub mod scim;
 pub mod secrets;
+pub mod server;
 pub mod startup;
 pub mod telemetry;
 pub mod tickets;

@@ -4,8 +4,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::Request;
-use axum::ServiceExt;
 use tokio::net::TcpListener;
 use tower_http::normalize_path::NormalizePath;
 
@@ -20,6 +18,8 @@ pub struct Application {
     stop: Stopper,
     /// Where `/metrics` is served (`--metrics-bind`), if anywhere.
     metrics_addr: Option<SocketAddr>,
+    /// Header and idle timeouts, connection cap.
+    limits: crate::server::ConnLimits,
 }
 
 /// Stops a server and its background work (notification listener, SLA sweeper, webhook
@@ -83,6 +83,7 @@ impl Application {
             Duration::from_secs(config.ticket_poll_tick_secs),
             stop.watch(),
         );
+        let limits = config.conn_limits();
         let state = AppState {
             notifier,
             tickets,
@@ -123,6 +124,7 @@ impl Application {
             app: NormalizePath::trim_trailing_slash(http::router(state)),
             stop,
             metrics_addr,
+            limits,
         })
     }
 
@@ -147,12 +149,7 @@ impl Application {
         let stop = self.stop.clone();
         let signalled = self.stop.clone();
         let stopped = Stopper::stopped(stop.watch());
-        // With each connection's peer address: it keys the failure limits (`ratelimit`).
-        let result = axum::serve(
-            self.listener,
-            ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(self.app),
-        )
-        .with_graceful_shutdown(async move {
+        let result = crate::server::serve(self.listener, self.app, self.limits, async move {
             tokio::select! {
                 _ = shutdown_signal() => {},
                 _ = stopped => {},
@@ -171,12 +168,7 @@ impl Application {
         self,
         stop: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(
-            self.listener,
-            ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(self.app),
-        )
-        .with_graceful_shutdown(stop)
-        .await
+        crate::server::serve(self.listener, self.app, self.limits, stop).await
     }
 }
 

@@ -5,6 +5,7 @@
 mod agent;
 mod auth;
 mod cli;
+mod connections;
 mod discovery;
 mod document_work;
 #[cfg(feature = "embedded")]
