@@ -143,6 +143,14 @@ pub struct Config {
     #[arg(long, env = "SCIMBRIDGE_TICKET_POLL_TICK", default_value_t = 15)]
     pub ticket_poll_tick_secs: u64,
 
+    /// Hosts this server answers for, comma-separated (`scim.example.com`, or
+    /// `host:port` for one port only); a request whose `Host` header names another gets
+    /// 421 (the health probes excepted). Default: any host. Without --public-url, links
+    /// and OAuth token audiences follow the Host header, so set one of the two when the
+    /// server is reachable by other names.
+    #[arg(long, env = "SCIMBRIDGE_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Vec<String>,
+
     /// Seconds a client has to send a request's head (request line and headers) from its
     /// first byte; slower connections are closed (slowloris).
     #[arg(long, env = "SCIMBRIDGE_HEADER_READ_TIMEOUT", default_value_t = 10)]
@@ -211,6 +219,7 @@ impl Config {
             // The tests' fake Jira and ServiceNow listen on http://127.0.0.1.
             ticket_allow_http: true,
             ticket_poll_tick_secs: 60,
+            allowed_hosts: Vec::new(),
             header_read_timeout_secs: 10,
             idle_timeout_secs: 75,
             max_connections: 1000,
@@ -226,6 +235,19 @@ impl Config {
         self.secrets_key
             .as_ref()
             .and_then(|s| crate::secrets::parse_key(&s.0).ok())
+    }
+
+    /// The warning to log at start when links and token audiences follow the `Host`
+    /// header: no --public-url and a bind other clients can reach.
+    pub fn host_warning(&self) -> Option<String> {
+        (self.public_url.is_none() && !self.bind.ip().is_loopback()).then(|| {
+            format!(
+                "--public-url is not set and {} is reachable from other hosts: links and \
+                     OAuth token audiences follow each request's Host header; set --public-url \
+                     (and --allowed-hosts to refuse other names)",
+                self.bind
+            )
+        })
     }
 
     /// The connection limits of the listener.
@@ -344,4 +366,27 @@ impl std::fmt::Debug for Secret {
 
 fn parse_secret(s: &str) -> Result<Secret, String> {
     Ok(Secret(s.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warns_when_links_follow_the_host_header_on_a_reachable_bind() {
+        let local = Config::for_tests();
+        assert!(local.host_warning().is_none());
+        let open = Config {
+            bind: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            ..Config::for_tests()
+        };
+        assert!(open
+            .host_warning()
+            .is_some_and(|w| w.contains("--public-url")));
+        let pinned = Config {
+            public_url: Some("https://scim.example.com".into()),
+            ..open
+        };
+        assert!(pinned.host_warning().is_none());
+    }
 }

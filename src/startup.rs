@@ -48,6 +48,9 @@ impl Application {
     /// Binds `config.bind` (port 0 picks a free port) with the given store.
     pub async fn build(config: Config, store: Store) -> std::io::Result<Application> {
         let listener = TcpListener::bind(config.bind).await?;
+        if let Some(warning) = config.host_warning() {
+            tracing::warn!("{warning}");
+        }
         let stop = Stopper(Arc::new(tokio::sync::watch::channel(false).0));
         let notifier = crate::queue::Notifier::new();
         notifier.spawn_listener(store.clone(), stop.watch());

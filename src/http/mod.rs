@@ -8,6 +8,7 @@ pub mod attachment;
 pub mod auth;
 pub mod health;
 mod home;
+pub mod host;
 pub mod metrics;
 pub mod nul;
 pub mod oauth;
@@ -97,6 +98,7 @@ pub fn router(state: AppState) -> Router {
     let timeout = state.config.request_timeout();
     let snapshot_timeout = std::time::Duration::from_secs(state.config.snapshot_timeout_secs);
     let metrics_state = state.clone();
+    let allowed_hosts = std::sync::Arc::new(state.config.allowed_hosts.clone());
     // The NUL check reads bodies up to the largest any route takes (a completion with
     // its attachments, base64-encoded).
     let max_body = state.config.body_limit.max(api::LARGEST_BODY);
@@ -124,6 +126,10 @@ pub fn router(state: AppState) -> Router {
                     }),
                 )
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+                // Before anything reads the request: the Host it names decides links.
+                .layer(axum::middleware::from_fn(move |req, next| {
+                    host::check_host(allowed_hosts.clone(), req, next)
+                }))
                 .layer(axum::middleware::from_fn_with_state(
                     metrics_state,
                     metrics::track,

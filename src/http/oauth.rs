@@ -150,6 +150,11 @@ impl From<Refusal> for OAuthError {
                 "invalid_request",
                 crate::http::surface::NUL_REFUSED,
             ),
+            Refusal::MisdirectedHost => OAuthError::new(
+                StatusCode::MISDIRECTED_REQUEST,
+                "invalid_request",
+                crate::http::surface::MISDIRECTED,
+            ),
             Refusal::BodyTooLarge { limit } => OAuthError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "invalid_request",

@@ -68,12 +68,18 @@ pub enum Refusal {
         /// The NUL is in a filter (SCIM `invalidFilter`, RFC 7644 §3.12).
         filter: bool,
     },
+    /// The `Host` header names a host not in `--allowed-hosts` (421).
+    MisdirectedHost,
     /// A body without a length streamed past the largest any route takes (413).
     BodyTooLarge {
         /// That largest, in bytes.
         limit: usize,
     },
 }
+
+/// The words of a refusal for a `Host` not in `--allowed-hosts`.
+pub const MISDIRECTED: &str =
+    "this server does not answer for the host named in the Host header; use its public address";
 
 /// The words of a NUL refusal, shared by the surfaces' messages.
 pub const NUL_REFUSED: &str =

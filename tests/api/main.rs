@@ -15,6 +15,7 @@ mod groups;
 mod hardening;
 mod health;
 mod helpers;
+mod hosts;
 mod isolation;
 mod limits;
 mod load;

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::error::Error;
 use crate::http::auth::AuthError;
-use crate::http::surface::{rate_limited, Refusal, NUL_REFUSED};
+use crate::http::surface::{rate_limited, Refusal, MISDIRECTED, NUL_REFUSED};
 
 /// A failed task API request.
 #[derive(Debug)]
@@ -100,6 +100,7 @@ impl From<Refusal> for ApiError {
                 ..ApiError::new(429, "rate_limited", rate_limited(t.scope))
             },
             Refusal::Nul { .. } => ApiError::new(400, "invalid_character", NUL_REFUSED),
+            Refusal::MisdirectedHost => ApiError::new(421, "misdirected_request", MISDIRECTED),
             Refusal::BodyTooLarge { limit } => ApiError::new(
                 413,
                 "bad_body",

@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::error::Error;
 use crate::http::auth::AuthError;
-use crate::http::surface::{rate_limited, Refusal, NUL_REFUSED};
+use crate::http::surface::{rate_limited, Refusal, MISDIRECTED, NUL_REFUSED};
 use crate::scim::{ScimError, ScimType};
 
 /// A failed SCIM request.
@@ -127,6 +127,12 @@ impl From<Refusal> for ScimReply {
             Refusal::Nul { filter: false } => {
                 ScimError::bad_request(ScimType::InvalidValue, NUL_REFUSED)
             }
+            // RFC 7644 §3.12 has no scimType for it; the status says it.
+            Refusal::MisdirectedHost => ScimError {
+                status: 421,
+                scim_type: None,
+                detail: MISDIRECTED.into(),
+            },
             Refusal::BodyTooLarge { limit } => ScimError {
                 status: 413,
                 scim_type: None,

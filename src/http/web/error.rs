@@ -146,6 +146,12 @@ impl From<Refusal> for PageError {
                           so nothing was changed. Remove it and try again."
                     .into(),
             },
+            Refusal::MisdirectedHost => PageError::Rejected {
+                status: StatusCode::MISDIRECTED_REQUEST,
+                message: "This server does not answer for the address you used. Use its \
+                          public address."
+                    .into(),
+            },
             Refusal::BodyTooLarge { limit } => PageError::Rejected {
                 status: StatusCode::PAYLOAD_TOO_LARGE,
                 message: format!("The form is larger than {limit} bytes, so nothing was changed."),
