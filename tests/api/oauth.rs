@@ -458,3 +458,59 @@ async fn an_admin_lists_and_revokes_an_oauth_client_over_the_api_and_its_jwts_st
     .unwrap();
     assert!(live);
 }
+
+#[sqlx::test]
+async fn an_admin_sees_and_revokes_an_oauth_client_in_the_web_ui_and_its_jwts_stop(pool: PgPool) {
+    // A long token cache: the JWT must stop at once on this server all the same.
+    let mut config = Config::for_tests();
+    config.token_cache_secs = 300;
+    let app = TestApp::spawn_with(pool.clone(), config).await;
+    let (id, secret) = create_client(&pool, "peopleai", "okta-oauth").await;
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("client_id", id.as_str()),
+        ("client_secret", secret.as_str()),
+    ];
+    let body: Value = token_form(&app, &form).await.json().await.unwrap();
+    let jwt = body["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(users_with(&app, &jwt).await.status(), 200);
+
+    let mut b = crate::web::Browser::new(&app);
+    b.login(&app.admin_token).await;
+    let page = b.get("/ui/tokens").await.text().await.unwrap();
+    assert!(page.contains("okta-oauth") && page.contains(&id), "{page}");
+    assert!(page.contains(&format!("/ui/oauth-clients/{id}/revoke")));
+    // Without the CSRF token nothing happens.
+    let res = b.post(&format!("/ui/oauth-clients/{id}/revoke"), &[]).await;
+    assert_eq!(res.status(), 403);
+    assert_eq!(users_with(&app, &jwt).await.status(), 200);
+    let csrf = b.csrf().await;
+    let res = b
+        .post(
+            &format!("/ui/oauth-clients/{id}/revoke"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(res.status(), 303);
+    let to = res.headers()["location"].to_str().unwrap().to_owned();
+    assert_scim_error(users_with(&app, &jwt).await, 401, None).await;
+    assert_eq!(token_form(&app, &form).await.status(), 401);
+    let (actor, subject): (String, String) =
+        sqlx::query_as("select actor, subject_id from audit where action = 'oauth_client.revoke'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(subject, id);
+    assert!(actor.contains("alice"), "{actor}");
+    let page = b.get(&to).await.text().await.unwrap();
+    assert!(page.contains("OAuth client revoked"), "{page}");
+    assert!(!page.contains(&format!("/ui/oauth-clients/{id}/revoke")));
+    // Revoking it again: 404.
+    let res = b
+        .post(
+            &format!("/ui/oauth-clients/{id}/revoke"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(res.status(), 404);
+}

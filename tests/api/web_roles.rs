@@ -22,7 +22,8 @@ fn admins_only(route: &str) -> Option<bool> {
         | "/ui/snapshots/{id}/apply"
         | "/ui/snapshots/{id}/discard"
         | "/ui/tokens"
-        | "/ui/tokens/{id}/revoke" => Some(true),
+        | "/ui/tokens/{id}/revoke"
+        | "/ui/oauth-clients/{id}/revoke" => Some(true),
         "/ui/snapshots" => Some(false),
         "/ui/tasks/{id}/claim"
         | "/ui/tasks/{id}/complete"
@@ -194,6 +195,35 @@ async fn every_ui_action_applies_the_task_apis_role_rule(pool: PgPool) {
             b.login(token).await;
             let allowed = who == "admin" || !admins;
             let case = format!("{who} POST {route}");
+            if route == "/ui/oauth-clients/{id}/revoke" {
+                // A fresh client for each caller.
+                let (id, _) =
+                    crate::oauth::create_client(&app.pool, "peopleai", &format!("c-{who}")).await;
+                let live = || async {
+                    sqlx::query_scalar::<_, i64>(
+                        "select count(*) from oauth_client where revoked_at is null",
+                    )
+                    .fetch_one(&app.pool)
+                    .await
+                    .unwrap()
+                };
+                let before = live().await;
+                let csrf = b.csrf().await;
+                let res = b
+                    .post(&route.replace("{id}", &id), &[("csrf", &csrf)])
+                    .await;
+                let status = res.status().as_u16();
+                let body = res.text().await.unwrap();
+                if allowed {
+                    assert_eq!(status, 303, "{case}: {body}");
+                    assert_eq!(live().await, before - 1, "{case}");
+                } else {
+                    assert_eq!(status, 403, "{case} must be refused: {body}");
+                    assert!(body.contains("Only an admin"), "{case}: {body}");
+                    assert_eq!(live().await, before, "{case} changed nothing");
+                }
+                continue;
+            }
             if route.starts_with("/ui/tokens") {
                 // Tokens are named by uuid: a fresh victim for each caller.
                 let victim = format!("victim-of-{who}");

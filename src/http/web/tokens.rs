@@ -1,6 +1,8 @@
 //! Tokens (`/ui/tokens`, admins): the app's tokens, creating one (its secret shown once,
 //! on the answer to the form, never in a URL) and revoking one. The same store calls and
-//! role rule ([`Action::ManageTokens`]) as `/api/v1/tokens`, audited alike.
+//! role rule ([`Action::ManageTokens`]) as `/api/v1/tokens`, audited alike. The app's
+//! OAuth clients are listed there too and can be revoked, as over
+//! `/api/v1/oauth-clients` (`oauth_client.revoke` in the audit trail).
 
 use askama::Template;
 use axum::extract::rejection::FormRejection;
@@ -22,6 +24,11 @@ pub(super) fn routes() -> Vec<Route> {
         ("/ui/tokens", Method::GET, get(tokens_page)),
         ("/ui/tokens", Method::POST, post(create_token)),
         ("/ui/tokens/{id}/revoke", Method::POST, post(revoke_token)),
+        (
+            "/ui/oauth-clients/{id}/revoke",
+            Method::POST,
+            post(revoke_client),
+        ),
     ]
 }
 
@@ -34,6 +41,14 @@ struct Row {
     revoked: Option<String>,
     /// The token this session signed in with (it cannot revoke itself).
     current: bool,
+}
+
+/// One OAuth client of the app (created with `scimbridge oauth-client create`).
+struct ClientRow {
+    id: Uuid,
+    name: String,
+    created: String,
+    revoked: Option<String>,
 }
 
 /// A token just created: its secret, shown once.
@@ -50,6 +65,7 @@ struct TokensPage {
     nav: Option<Nav>,
     app_name: String,
     tokens: Vec<Row>,
+    clients: Vec<ClientRow>,
     created: Option<Created>,
     notice: Option<String>,
     error: Option<String>,
@@ -91,10 +107,25 @@ async fn page(
                 .map(|r| r.format("%Y-%m-%d %H:%M UTC").to_string()),
         })
         .collect();
+    let clients = s
+        .store
+        .oauth_clients(&me.session.app_id)
+        .await?
+        .into_iter()
+        .map(|c| ClientRow {
+            id: c.client_id,
+            name: c.name,
+            created: c.created_at.format("%Y-%m-%d %H:%M UTC").to_string(),
+            revoked: c
+                .revoked_at
+                .map(|r| r.format("%Y-%m-%d %H:%M UTC").to_string()),
+        })
+        .collect();
     let p = TokensPage {
         nav: Some(me.nav("tokens")),
         app_name: me.session.app_name.clone(),
         tokens,
+        clients,
         created: extra.created,
         notice: extra.notice,
         error: extra.error,
@@ -114,6 +145,8 @@ async fn page(
 struct PageQuery {
     /// Set after a revocation: how many tasks the token held went back to the queue.
     revoked: Option<usize>,
+    /// Set after an OAuth client's revocation.
+    client_revoked: Option<u8>,
 }
 
 async fn tokens_page(
@@ -122,10 +155,17 @@ async fn tokens_page(
     q: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, PageError> {
     me.permit(Action::ManageTokens)?;
-    let notice = q.ok().and_then(|Query(q)| q.revoked).map(|n| match n {
+    let q = q.ok().map(|Query(q)| q);
+    let client_revoked = q.as_ref().is_some_and(|q| q.client_revoked.is_some());
+    let notice = q.and_then(|q| q.revoked).map(|n| match n {
         0 => "Token revoked.".to_owned(),
         1 => "Token revoked; the task it held went back to the queue.".to_owned(),
         n => format!("Token revoked; the {n} tasks it held went back to the queue."),
+    });
+    let notice = notice.or_else(|| {
+        client_revoked.then(|| {
+            "OAuth client revoked: its secret and its access tokens no longer work.".to_owned()
+        })
     });
     page(
         &s,
@@ -238,4 +278,32 @@ async fn revoke_token(
         "/ui/tokens?revoked={}",
         done.returned.len()
     )))
+}
+
+/// Revokes an OAuth client of the app: the same store call as
+/// `POST /api/v1/oauth-clients/{id}/revoke` (audited as `oauth_client.revoke`), and its
+/// access tokens stop at once on this server.
+async fn revoke_client(
+    State(s): State<AppState>,
+    me: SignedIn,
+    Path(id): Path<String>,
+    form: Result<Form<CsrfForm>, FormRejection>,
+) -> Result<Response, PageError> {
+    let Form(f) = form.map_err(|_| unreadable_form())?;
+    me.check_csrf(f.csrf.as_deref())?;
+    me.permit(Action::ManageTokens)?;
+    let not_found =
+        || PageError::NotFound("There is no such live OAuth client in this app.".into());
+    let client_id = Uuid::parse_str(&id).map_err(|_| not_found())?;
+    match s
+        .store
+        .revoke_app_oauth_client(&me.actor(), client_id)
+        .await
+    {
+        Ok(_) => {}
+        Err(Error::NotFound(_)) => return Err(not_found()),
+        Err(e) => return Err(e.into()),
+    }
+    s.tokens.forget(client_id);
+    Ok(see_other("/ui/tokens?client_revoked=1"))
 }
