@@ -288,7 +288,7 @@ fn fill(path: &str, b: &AppB) -> Option<String> {
         &b.bridge_id
     } else if path.starts_with("/api/v1/tokens/") || path.starts_with("/ui/tokens/") {
         &b.token_id
-    } else if path.starts_with("/api/v1/oauth-clients/") {
+    } else if path.starts_with("/api/v1/oauth-clients/") || path.starts_with("/ui/oauth-clients/") {
         &b.oauth_client_id
     } else {
         return None;
