@@ -47,7 +47,9 @@ pub struct ConnLimits {
 /// Where a connection is in its request cycle; the connection's watchdog reads it.
 #[derive(Debug, Clone, Copy)]
 enum Phase {
-    /// Waiting for a request since then.
+    /// Accepted then, nothing received yet.
+    New(Instant),
+    /// Waiting for the next request since the last one was handled.
     Idle(Instant),
     /// Receiving a request head since its first byte.
     Head(Instant),
@@ -82,7 +84,7 @@ impl AsyncRead for Watched {
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
         if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
             let mut phase = self.phase.lock().unwrap_or_else(|p| p.into_inner());
-            if let Phase::Idle(_) = *phase {
+            if let Phase::New(_) | Phase::Idle(_) = *phase {
                 *phase = Phase::Head(Instant::now());
             }
         }
@@ -187,7 +189,7 @@ async fn connection<S>(
     S::Future: Send + 'static,
 {
     let _ = stream.set_nodelay(true);
-    let phase: Shared = Arc::new(Mutex::new(Phase::Idle(Instant::now())));
+    let phase: Shared = Arc::new(Mutex::new(Phase::New(Instant::now())));
     let io = TokioIo::new(Watched {
         inner: stream,
         phase: phase.clone(),
@@ -216,7 +218,7 @@ async fn connection<S>(
     let mut draining = false;
     loop {
         let deadline = match get(&phase) {
-            Phase::Idle(since) if !draining => Some(since + limits.idle),
+            Phase::New(since) | Phase::Idle(since) if !draining => Some(since + limits.idle),
             Phase::Head(since) => Some(since + limits.header_read),
             _ => None,
         };
@@ -237,8 +239,10 @@ async fn connection<S>(
             }
             _ = &mut stopping, if !draining => {
                 // A request whose head is still arriving has not started: drop it now
-                // rather than hold the drain (the client retries elsewhere).
-                if let Phase::Head(_) = get(&phase) {
+                // rather than hold the drain (the client retries elsewhere). So is a
+                // connection that never sent a byte: hyper's graceful shutdown would
+                // wait for its first request.
+                if let Phase::New(_) | Phase::Head(_) = get(&phase) {
                     return;
                 }
                 draining = true;
@@ -249,7 +253,9 @@ async fn connection<S>(
                     tracing::debug!(%peer, "request head not received in time; closing the connection");
                     return;
                 }
-                Phase::Idle(since) if !draining && since.elapsed() >= limits.idle => {
+                Phase::New(since) | Phase::Idle(since)
+                    if !draining && since.elapsed() >= limits.idle =>
+                {
                     draining = true;
                     conn.as_mut().graceful_shutdown();
                 }
