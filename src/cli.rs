@@ -1,5 +1,5 @@
-//! The command line: `serve`, `migrate`, `token create|list|revoke` and
-//! `apps list|show|create`.
+//! The command line: `serve`, `migrate`, `token create|list|revoke`,
+//! `apps list|show|create` and `db export|import|move`.
 //!
 //! Commands that need a store open Postgres when given a URL, else the embedded trial
 //! store in `--data-dir` ([`store`]).
@@ -9,6 +9,7 @@
 //! implementations live in [`crate::agent`] and [`crate::admin`].
 
 mod apps;
+mod db;
 mod governance;
 mod oauth;
 mod store;
@@ -85,6 +86,9 @@ pub enum Command {
     /// Check the tamper-evident audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Move a store to another: export, import, or move a trial to Postgres.
+    #[command(subcommand)]
+    Db(db::DbCommand),
     /// Reports from the task API: seats, SLA, leavers, audit CSV.
     Reports(ReportsArgs),
 }
@@ -187,6 +191,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             opened.close().await;
             r
         }
+        Command::Db(cmd) => db::run(url, dir, cmd).await,
         Command::Reports(args) => governance::reports(&args.conn, args.command).await,
     }
 }

@@ -35,6 +35,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod db;
+pub mod dump;
 pub mod error;
 pub mod http;
 pub mod limits;

@@ -46,6 +46,8 @@ pub enum Opener {
     Serve,
     /// `scimbridge migrate`: creates it too (it was asked to).
     Migrate,
+    /// `scimbridge db import`: creates it too (it is the target).
+    Import,
     /// Any other command (`token`, `apps`, `audit` …): opens an existing store only.
     Command(&'static str),
 }
@@ -56,6 +58,7 @@ impl Opener {
         match self {
             Opener::Serve => "serve",
             Opener::Migrate => "migrate",
+            Opener::Import => "db import",
             Opener::Command(c) => c,
         }
     }
@@ -94,7 +97,7 @@ pub async fn open(
 #[cfg(feature = "embedded")]
 async fn open_embedded(data_dir: &Path, opener: Opener) -> anyhow::Result<Opened> {
     use crate::db::embedded::{Embedded, OpenError};
-    let create = matches!(opener, Opener::Serve | Opener::Migrate);
+    let create = matches!(opener, Opener::Serve | Opener::Migrate | Opener::Import);
     let (embedded, store) = match Embedded::open(data_dir, opener.name(), create).await {
         Ok(opened) => opened,
         Err(e @ OpenError::Held { .. }) => {
@@ -102,6 +105,12 @@ async fn open_embedded(data_dir: &Path, opener: Opener) -> anyhow::Result<Opened
                 Opener::Serve => {
                     "Stop that process first, or give this one another --data-dir \
                      (SCIMBRIDGE_DATA_DIR), or use Postgres with --database-url (DATABASE_URL)."
+                }
+                // A copy must be of a store nothing writes to, so there is no way
+                // around stopping the server.
+                Opener::Import | Opener::Command("db export" | "db move") => {
+                    "Stop `scimbridge serve` first (a dump or move copies the store while \
+                     nothing writes to it), then run this again."
                 }
                 _ => {
                     "The embedded store serves one process at a time. While `scimbridge serve` \
@@ -148,7 +157,7 @@ async fn open_embedded(_data_dir: &Path, _opener: Opener) -> anyhow::Result<Open
 }
 
 /// `host:port/database` of a Postgres URL, never its password.
-fn describe_url(url: &str) -> String {
+pub fn describe_url(url: &str) -> String {
     match url.parse::<sqlx::postgres::PgConnectOptions>() {
         Ok(o) => format!(
             "{}:{}/{}",

@@ -55,6 +55,7 @@ pub mod snapshots;
 pub mod tasks;
 pub mod tickets;
 pub mod tokens;
+pub mod transfer;
 pub mod users;
 mod verify;
 
