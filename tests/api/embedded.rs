@@ -15,7 +15,7 @@ use crate::helpers::okta_user;
 
 /// The binary with no database URL: `.cargo/config.toml` and CI set DATABASE_URL for
 /// cargo, which the children must not inherit.
-fn scimbridge(dir: &std::path::Path) -> Command {
+pub(crate) fn scimbridge(dir: &std::path::Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_scimbridge"));
     cmd.env_remove("DATABASE_URL")
         .env_remove("SCIMBRIDGE_DATA_DIR")
@@ -27,11 +27,11 @@ fn scimbridge(dir: &std::path::Path) -> Command {
 }
 
 /// A running `scimbridge serve` and everything it printed so far.
-struct Server {
+pub(crate) struct Server {
     child: Child,
     out: Arc<Mutex<String>>,
     err: Arc<Mutex<String>>,
-    root: String,
+    pub(crate) root: String,
 }
 
 fn collect(stream: impl tokio::io::AsyncRead + Unpin + Send + 'static) -> Arc<Mutex<String>> {
@@ -49,8 +49,14 @@ fn collect(stream: impl tokio::io::AsyncRead + Unpin + Send + 'static) -> Arc<Mu
 }
 
 impl Server {
-    async fn start(dir: &std::path::Path) -> Server {
+    pub(crate) async fn start(dir: &std::path::Path) -> Server {
+        Server::start_with(dir, &[]).await
+    }
+
+    /// `serve` with more arguments (e.g. `--database-url`).
+    pub(crate) async fn start_with(dir: &std::path::Path, args: &[&str]) -> Server {
         let mut child = scimbridge(dir)
+            .args(args)
             .args(["serve", "--bind", "127.0.0.1:0"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -86,12 +92,17 @@ impl Server {
         panic!("serve did not start:\n{}", err.lock().unwrap());
     }
 
-    fn stdout(&self) -> String {
+    /// The server's pid.
+    pub(crate) fn child_id(&self) -> u32 {
+        self.child.id().unwrap()
+    }
+
+    pub(crate) fn stdout(&self) -> String {
         self.out.lock().unwrap().clone()
     }
 
     /// The token printed after `<role> token: ` on the first run.
-    fn printed_token(&self, role: &str) -> String {
+    pub(crate) fn printed_token(&self, role: &str) -> String {
         let out = self.stdout();
         let line = out
             .lines()
@@ -102,7 +113,7 @@ impl Server {
     }
 
     /// SIGTERM, then wait for the exit (the engine writes its checkpoint).
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         let pid = nix::unistd::Pid::from_raw(self.child.id().unwrap() as i32);
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
         let status = tokio::time::timeout(Duration::from_secs(60), self.child.wait())
@@ -114,14 +125,14 @@ impl Server {
 }
 
 /// Runs a command to its end; a hang fails the test (the lock must fail at once).
-async fn run(cmd: &mut Command) -> Output {
+pub(crate) async fn run(cmd: &mut Command) -> Output {
     tokio::time::timeout(Duration::from_secs(60), cmd.output())
         .await
         .expect("the command ends instead of waiting for the store")
         .expect("run scimbridge")
 }
 
-fn text(b: &[u8]) -> String {
+pub(crate) fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 

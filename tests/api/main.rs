@@ -6,6 +6,7 @@ mod agent;
 mod auth;
 mod cli;
 mod connections;
+mod dbmove;
 mod discovery;
 mod document_work;
 #[cfg(feature = "embedded")]
