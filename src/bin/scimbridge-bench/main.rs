@@ -15,6 +15,8 @@
 //! and runs bounded scenarios (each stops at `--requests` operations or `--seconds`,
 //! whichever comes first) against 127.0.0.1 only. See docs/performance.md.
 
+#[cfg(feature = "embedded")]
+mod embedded;
 mod load;
 mod populate;
 mod scenarios;
@@ -76,6 +78,13 @@ struct Args {
     /// `--users` >= this. `--only snapshot_import` runs nothing else.
     #[arg(long, default_value_t = 0)]
     snapshot_rows: usize,
+    /// Run every scenario against the embedded store instead of Postgres: the server
+    /// child serves a temporary data directory with no database URL, seeded by SQL
+    /// before it starts. HTTP only: the engine has one backend, which the server holds,
+    /// so the store and minimal-SQL columns are not measured. Not with `--fresh` or
+    /// `--snapshot-rows`.
+    #[arg(long, conflicts_with_all = ["fresh", "snapshot_rows", "keep_db"])]
+    embedded: bool,
     /// Keep the benchmark database (for EXPLAIN ANALYZE afterwards).
     #[arg(long)]
     keep_db: bool,
@@ -90,6 +99,9 @@ struct Args {
     /// Internal: run as the server child (`scimbridge serve --bind ADDR`).
     #[arg(long, hide = true)]
     serve: Option<String>,
+    /// Internal: the server child serves the embedded store in this directory.
+    #[arg(long, hide = true)]
+    serve_data_dir: Option<std::path::PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -100,10 +112,14 @@ fn main() -> anyhow::Result<()> {
     if let Some(bind) = &args.serve {
         // The child: exactly what `scimbridge serve` runs.
         scimbridge::telemetry::init(false);
+        let store = match &args.serve_data_dir {
+            Some(dir) => ["--data-dir".to_owned(), dir.display().to_string()],
+            None => ["--database-url".to_owned(), args.database_url.clone()],
+        };
         let cli = scimbridge::cli::Cli::try_parse_from([
             "scimbridge",
-            "--database-url",
-            &args.database_url,
+            &store[0],
+            &store[1],
             "serve",
             "--bind",
             bind,
@@ -114,6 +130,12 @@ fn main() -> anyhow::Result<()> {
             "0",
         ])?;
         return rt.block_on(scimbridge::cli::run(cli));
+    }
+    if args.embedded {
+        #[cfg(feature = "embedded")]
+        return rt.block_on(embedded::run(args));
+        #[cfg(not(feature = "embedded"))]
+        bail!("--embedded needs the `embedded` feature (on by default)");
     }
     rt.block_on(bench(args))
 }
@@ -141,6 +163,14 @@ struct Server {
     base: String,
 }
 
+/// Which store the server child serves.
+enum ServerStore<'a> {
+    /// Postgres at this URL.
+    Postgres(&'a str),
+    /// The embedded store in this data directory (the child gets no database URL).
+    Embedded(&'a std::path::Path),
+}
+
 pub(crate) fn rss_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -154,16 +184,28 @@ pub(crate) fn rss_kib(pid: u32, field: &str) -> u64 {
 }
 
 /// Spawns the server child; its log (errors only) goes to `log`.
-async fn spawn_server(url: &str, pool: u32, log: &std::path::Path) -> anyhow::Result<Server> {
+async fn spawn_server(
+    db: ServerStore<'_>,
+    pool: u32,
+    log: &std::path::Path,
+) -> anyhow::Result<Server> {
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0")?;
         l.local_addr()?.port()
     };
     let bind = format!("127.0.0.1:{port}");
     let exe = std::env::current_exe()?;
-    let child = tokio::process::Command::new(exe)
-        .args(["--serve", &bind, "--pool", &pool.to_string()])
-        .env("DATABASE_URL", url)
+    let mut cmd = tokio::process::Command::new(exe);
+    cmd.args(["--serve", &bind, "--pool", &pool.to_string()]);
+    match db {
+        ServerStore::Postgres(url) => cmd.env("DATABASE_URL", url),
+        ServerStore::Embedded(dir) => cmd
+            .arg("--serve-data-dir")
+            .arg(dir)
+            .env_remove("DATABASE_URL")
+            .env_remove("SCIMBRIDGE_DATA_DIR"),
+    };
+    let child = cmd
         .env("RUST_LOG", "error")
         .kill_on_drop(true)
         .stdout(std::process::Stdio::null())
@@ -173,7 +215,8 @@ async fn spawn_server(url: &str, pool: u32, log: &std::path::Path) -> anyhow::Re
     let pid = child.id().context("server pid")?;
     let base = format!("http://{bind}");
     let http = reqwest::Client::new();
-    for _ in 0..200 {
+    // The embedded engine takes a few seconds to start (longer on a loaded machine).
+    for _ in 0..1200 {
         if let Ok(r) = http.get(format!("{base}/readyz")).send().await {
             if r.status().is_success() {
                 return Ok(Server { child, pid, base });
@@ -181,7 +224,7 @@ async fn spawn_server(url: &str, pool: u32, log: &std::path::Path) -> anyhow::Re
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    bail!("the server did not become ready within 10 s")
+    bail!("the server did not become ready within 60 s")
 }
 
 async fn token(
@@ -268,7 +311,8 @@ async fn bench(args: Args) -> anyhow::Result<()> {
 struct Row {
     scenario: Scenario,
     http: Outcome,
-    store: Outcome,
+    /// None when only the HTTP side runs (`--embedded`).
+    store: Option<Outcome>,
     minimal: Option<Outcome>,
     peak_kib: u64,
 }
@@ -280,6 +324,7 @@ async fn run_scenarios(
     pid: u32,
     scenarios: &[Scenario],
     only: Option<&[String]>,
+    in_process: bool,
 ) -> Vec<Row> {
     let mut rows = Vec::new();
     for &s in scenarios {
@@ -306,12 +351,18 @@ async fn run_scenarios(
         .await;
         sampling.store(false, Ordering::Relaxed);
         let _ = sampler.await;
-        let c = ctx.clone();
-        let store = drive(workers, args.requests, args.seconds, move |n| {
-            scenarios::store_op(c.clone(), s, n)
-        })
-        .await;
-        let minimal = if s.has_minimal() {
+        let store = if in_process {
+            let c = ctx.clone();
+            Some(
+                drive(workers, args.requests, args.seconds, move |n| {
+                    scenarios::store_op(c.clone(), s, n)
+                })
+                .await,
+            )
+        } else {
+            None
+        };
+        let minimal = if in_process && s.has_minimal() {
             let c = ctx.clone();
             Some(
                 drive(workers, args.requests, args.seconds, move |n| {
@@ -323,15 +374,17 @@ async fn run_scenarios(
             None
         };
         eprintln!(
-            "{:<17} http {:>8.0}/s  store {:>8.0}/s  minimal {:>8}",
+            "{:<17} http {:>8.0}/s  store {:>8}  minimal {:>8}",
             s.name(),
             http.rate(),
-            store.rate(),
+            store
+                .as_ref()
+                .map_or("-".into(), |m| format!("{:.0}/s", m.rate())),
             minimal
                 .as_ref()
                 .map_or("-".into(), |m| format!("{:.0}/s", m.rate()))
         );
-        for (side, o) in [("scimbridge", Some(&http)), ("store", Some(&store))]
+        for (side, o) in [("scimbridge", Some(&http)), ("store", store.as_ref())]
             .into_iter()
             .chain([("minimal SQL", minimal.as_ref())])
         {
@@ -368,7 +421,16 @@ fn print_table(rows: &[Row]) -> u64 {
     for r in rows {
         let h = &r.http;
         let minimal_errors = r.minimal.as_ref().map_or(0, |m| m.errors);
-        errors += h.errors + r.store.errors + minimal_errors;
+        let store_errors = r.store.as_ref().map_or(0, |m| m.errors);
+        errors += h.errors + store_errors + minimal_errors;
+        let (s_rate, s_p99, s_ratio) = match &r.store {
+            Some(m) => (
+                format!("{:.0} ({} ops)", m.rate(), m.ops),
+                format!("{:.2}", m.pct(0.99)),
+                format!("{:.2}", ratio(h, m)),
+            ),
+            None => ("–".into(), "–".into(), "–".into()),
+        };
         let (m_rate, m_p99, m_ratio) = match &r.minimal {
             Some(m) => (
                 format!("{:.0} ({} ops)", m.rate(), m.ops),
@@ -378,18 +440,14 @@ fn print_table(rows: &[Row]) -> u64 {
             None => ("–".into(), "–".into(), "–".into()),
         };
         println!(
-            "| {} | {:.0} ({} ops) | {:.2} | {:.2} | {:.2} | {} | {:.0} ({} ops) | {:.2} | {:.2} | {m_rate} | {m_p99} | {m_ratio} | {:.1} |",
+            "| {} | {:.0} ({} ops) | {:.2} | {:.2} | {:.2} | {} | {s_rate} | {s_p99} | {s_ratio} | {m_rate} | {m_p99} | {m_ratio} | {:.1} |",
             r.scenario.name(),
             h.rate(),
             h.ops,
             h.pct(0.50),
             h.pct(0.95),
             h.pct(0.99),
-            h.errors + r.store.errors + minimal_errors,
-            r.store.rate(),
-            r.store.ops,
-            r.store.pct(0.99),
-            ratio(h, &r.store),
+            h.errors + store_errors + minimal_errors,
             r.peak_kib as f64 / 1024.0
         );
     }
@@ -438,7 +496,7 @@ async fn run_all(args: &Args, url: &str, run: &str) -> anyhow::Result<()> {
         );
     }
     let log = std::env::temp_dir().join(format!("scimbridge-bench-{run}.log"));
-    let mut server = spawn_server(url, args.pool, &log).await?;
+    let mut server = spawn_server(ServerStore::Postgres(url), args.pool, &log).await?;
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency)
         .timeout(Duration::from_secs(30))
@@ -495,7 +553,7 @@ async fn run_all(args: &Args, url: &str, run: &str) -> anyhow::Result<()> {
         .only
         .as_ref()
         .map(|o| o.split(',').map(|s| s.trim().to_owned()).collect());
-    let rows = run_scenarios(&ctx, args, server.pid, &ALL, only.as_deref()).await;
+    let rows = run_scenarios(&ctx, args, server.pid, &ALL, only.as_deref(), true).await;
     let end_knowledge = populate::planner_knowledge(&pool).await?;
 
     // The same reads once the planner has statistics.
@@ -505,7 +563,7 @@ async fn run_all(args: &Args, url: &str, run: &str) -> anyhow::Result<()> {
         let t = Instant::now();
         sqlx::query("analyze").execute(&pool).await?;
         eprintln!("ANALYZE took {:.1} s", t.elapsed().as_secs_f64());
-        analyzed_rows = run_scenarios(&ctx, args, server.pid, &READS, only.as_deref()).await;
+        analyzed_rows = run_scenarios(&ctx, args, server.pid, &READS, only.as_deref(), true).await;
     }
 
     let mut walks = Vec::new();
