@@ -69,6 +69,15 @@ impl Target {
     }
 }
 
+/// Runs a command that copies a whole store to its end: longer than `run` allows (a
+/// command that must fail at once), as the machine may be loaded by parallel tests.
+async fn copy(cmd: &mut tokio::process::Command) -> std::process::Output {
+    tokio::time::timeout(std::time::Duration::from_secs(600), cmd.output())
+        .await
+        .expect("the command ends")
+        .expect("run scimbridge")
+}
+
 async fn server() -> PgConnection {
     PgConnection::connect(&std::env::var("DATABASE_URL").expect("DATABASE_URL"))
         .await
@@ -343,7 +352,7 @@ async fn a_trial_moves_to_postgres_and_serves_the_same_answers_there() {
     );
     server.stop().await;
 
-    let out = run(scimbridge(&dir).args(["db", "move", "--to", &target.url])).await;
+    let out = copy(scimbridge(&dir).args(["db", "move", "--to", &target.url])).await;
     let err = text(&out.stderr);
     assert!(out.status.success(), "{err}\n{}", text(&out.stdout));
     assert!(
@@ -362,7 +371,7 @@ async fn a_trial_moves_to_postgres_and_serves_the_same_answers_there() {
     );
 
     // `audit verify` passes there.
-    let out = run(scimbridge(&dir).args(["--database-url", &target.url, "audit", "verify"])).await;
+    let out = copy(scimbridge(&dir).args(["--database-url", &target.url, "audit", "verify"])).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     let verified = text(&out.stdout);
     assert!(verified.contains("chain intact"), "{verified}");
@@ -422,7 +431,7 @@ async fn a_trial_moves_to_postgres_and_serves_the_same_answers_there() {
     // A second move into the now non-empty target is refused and changes nothing.
     let tasks = target.count("task").await;
     let audit = target.count("audit").await;
-    let out = run(scimbridge(&dir).args(["db", "move", "--to", &target.url])).await;
+    let out = copy(scimbridge(&dir).args(["db", "move", "--to", &target.url])).await;
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("not empty") && err.contains("task"), "{err}");
@@ -457,7 +466,7 @@ async fn import_refuses_a_damaged_or_truncated_dump_and_changes_nothing() {
     server.stop().await;
 
     let file = dir.with_extension("dump");
-    let out = run(scimbridge(&dir).args(["db", "export", "--out", file.to_str().unwrap()])).await;
+    let out = copy(scimbridge(&dir).args(["db", "export", "--out", file.to_str().unwrap()])).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     #[cfg(unix)]
     {
@@ -483,21 +492,21 @@ async fn import_refuses_a_damaged_or_truncated_dump_and_changes_nothing() {
     // One character changed inside a value: still valid JSON, but not what was exported.
     let damaged = dir.with_extension("damaged");
     std::fs::write(&damaged, good.replacen("ann@corp.com", "ann@corp.org", 1)).unwrap();
-    let out = run(&mut import(&damaged)).await;
+    let out = copy(&mut import(&damaged)).await;
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("checksum does not match"), "{err}");
     // Cut short: the trailer is missing.
     let truncated = dir.with_extension("truncated");
     std::fs::write(&truncated, &good[..good.len() * 2 / 3]).unwrap();
-    let out = run(&mut import(&truncated)).await;
+    let out = copy(&mut import(&truncated)).await;
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("truncated"), "{err}");
     // Neither touched the target: it was not even migrated.
     assert_eq!(target.count("_sqlx_migrations").await, None);
 
-    let out = run(&mut import(&file)).await;
+    let out = copy(&mut import(&file)).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
         text(&out.stdout).contains("chain intact"),
@@ -508,7 +517,7 @@ async fn import_refuses_a_damaged_or_truncated_dump_and_changes_nothing() {
     let audit = target.count("audit").await;
 
     // Once more into the filled target: refused, nothing changed.
-    let out = run(&mut import(&file)).await;
+    let out = copy(&mut import(&file)).await;
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("not empty"), "{err}");
