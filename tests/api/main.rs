@@ -6,6 +6,8 @@ mod agent;
 mod auth;
 mod cli;
 mod connections;
+// Its trials run on the embedded store.
+#[cfg(feature = "embedded")]
 mod dbmove;
 mod discovery;
 mod document_work;

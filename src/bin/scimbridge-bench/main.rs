@@ -168,6 +168,7 @@ enum ServerStore<'a> {
     /// Postgres at this URL.
     Postgres(&'a str),
     /// The embedded store in this data directory (the child gets no database URL).
+    #[cfg_attr(not(feature = "embedded"), allow(dead_code))]
     Embedded(&'a std::path::Path),
 }
 
