@@ -9,7 +9,7 @@ use reqwest::Client;
 use serde_json::{json, Value};
 use sqlx::{Connection, PgConnection};
 
-use crate::embedded::{run, scimbridge, text, Server};
+use crate::embedded::{run, scimbridge, text, Server, ENGINES};
 use crate::helpers::okta_user;
 
 /// A fresh database on DATABASE_URL's server, dropped by [`Target::drop`].
@@ -324,6 +324,7 @@ fn at(v: &Value, from: &str, to: &str) -> Value {
 
 #[tokio::test]
 async fn a_trial_moves_to_postgres_and_serves_the_same_answers_there() {
+    let _one = ENGINES.lock().await;
     let dir = temp_dir("move");
     let c = Client::new();
     let (server, admin, scim) = trial(&dir, &c).await;
@@ -446,6 +447,7 @@ async fn a_trial_moves_to_postgres_and_serves_the_same_answers_there() {
 
 #[tokio::test]
 async fn import_refuses_a_damaged_or_truncated_dump_and_changes_nothing() {
+    let _one = ENGINES.lock().await;
     let dir = temp_dir("dump");
     let c = Client::new();
     let server = Server::start(&dir).await;

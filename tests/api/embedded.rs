@@ -13,6 +13,11 @@ use tokio::process::{Child, Command};
 
 use crate::helpers::okta_user;
 
+/// Held by each test that runs embedded engines, so they run one at a time: several
+/// engine processes at once on a loaded machine (two cores shared with builds) starved
+/// each other past the tests' timeouts.
+pub(crate) static ENGINES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The binary with no database URL: `.cargo/config.toml` and CI set DATABASE_URL for
 /// cargo, which the children must not inherit.
 pub(crate) fn scimbridge(dir: &std::path::Path) -> Command {
@@ -138,6 +143,7 @@ pub(crate) fn text(b: &[u8]) -> String {
 
 #[tokio::test]
 async fn serve_without_a_database_url_runs_the_embedded_store_and_locks_its_directory() {
+    let _one = ENGINES.lock().await;
     let dir = std::env::temp_dir().join(format!("scimbridge-emb-{}", uuid::Uuid::new_v4()));
 
     // Other commands never create a store nobody named.
