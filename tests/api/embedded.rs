@@ -26,6 +26,8 @@ pub(crate) fn scimbridge(dir: &std::path::Path) -> Command {
         .env_remove("SCIMBRIDGE_DATA_DIR")
         .env_remove("SCIMBRIDGE_LOG_JSON")
         .env("NO_COLOR", "1")
+        // A command a test gave up on (timed out) must not outlive it.
+        .kill_on_drop(true)
         .arg("--data-dir")
         .arg(dir);
     cmd
