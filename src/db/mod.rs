@@ -81,7 +81,7 @@ pub struct Store {
 }
 
 impl Store {
-    /// Wraps an existing pool (tests pass the per-test pool of `#[sqlx::test]`), with the
+    /// Wraps an existing pool (tests pass their per-test database's pool), with the
     /// built-in profiles only.
     pub fn new(pool: PgPool) -> Store {
         Store::with_profiles(pool, Arc::new(Profiles::builtin()))
@@ -131,6 +131,12 @@ impl Store {
     /// LISTEN/NOTIFY: a pool of one connection (the embedded store's) cannot spare one
     /// for a listener, which would hold it forever and starve every query.
     pub fn wakes_in_process(&self) -> bool {
+        self.one_connection()
+    }
+
+    /// Whether the pool has a single connection (the embedded store's): nothing may hold
+    /// it while waiting for something else that needs the store.
+    fn one_connection(&self) -> bool {
         self.pool.options().get_max_connections() <= 1
     }
 

@@ -179,6 +179,11 @@ impl Store {
     /// `send` while holding its lock, and records the outcome: delivered, or retried
     /// after `backoff × 2^(attempts-1)` (at most an hour), or failed after
     /// `max_attempts`. False when nothing was due.
+    ///
+    /// A store of one connection (the embedded store) cannot hold it for the length of a
+    /// send: every request would wait for the webhook's answer, and a ticket bridge's
+    /// send, which itself uses the store, would wait for ever. There the claim is a lease
+    /// instead (see [`IN_FLIGHT_LEASE`]), and no connection is held while sending.
     pub async fn deliver_next<F, Fut>(
         &self,
         max_attempts: i32,
@@ -190,47 +195,46 @@ impl Store {
         Fut: Future<Output = std::result::Result<(), String>>,
     {
         let mut tx = self.pool.begin().await?;
-        let due: Option<Due> = sqlx::query_as(
-            "select d.event_id, d.webhook_id, d.attempts, w.url, w.format, w.secret, e.kind, e.app_id, e.payload, e.created_at \
-               from delivery d join webhook w using (webhook_id) join event e using (event_id) \
-              where d.state = 'pending' and d.next_attempt_at <= now() \
-              order by d.next_attempt_at, d.event_id limit 1 for update of d skip locked",
-        )
-        .fetch_optional(&mut *tx)
-        .await?;
+        let due: Option<Due> = sqlx::query_as(DUE).fetch_optional(&mut *tx).await?;
         let Some(due) = due else { return Ok(false) };
         let (event_id, webhook_id, attempts) = (due.event_id, due.webhook_id, due.attempts + 1);
-        let outcome = send(due).await;
-        let backoff_secs = (backoff.as_secs_f64() * 2f64.powi(attempts - 1)).min(3600.0);
-        match outcome {
-            Ok(()) => {
-                sqlx::query(
-                    "update delivery set state = 'delivered', attempts = $3, delivered_at = now(), last_error = null \
-                     where event_id = $1 and webhook_id = $2",
-                )
-                .bind(event_id)
-                .bind(webhook_id)
-                .bind(attempts)
-                .execute(&mut *tx)
-                .await?;
-            }
-            Err(error) => {
-                sqlx::query(
-                    "update delivery set attempts = $3, last_error = $4, \
-                     state = case when $3 >= $5 then 'failed' else 'pending' end, \
-                     next_attempt_at = now() + make_interval(secs => $6) where event_id = $1 and webhook_id = $2",
-                )
-                .bind(event_id)
-                .bind(webhook_id)
-                .bind(attempts)
-                .bind(error)
-                .bind(max_attempts)
-                .bind(backoff_secs)
-                .execute(&mut *tx)
-                .await?;
-            }
+        if !self.one_connection() {
+            let outcome = send(due).await;
+            record_outcome(
+                &mut tx,
+                event_id,
+                webhook_id,
+                attempts,
+                max_attempts,
+                backoff,
+                outcome,
+            )
+            .await?;
+            tx.commit().await?;
+            return Ok(true);
         }
+        sqlx::query(
+            "update delivery set next_attempt_at = now() + make_interval(secs => $3) \
+             where event_id = $1 and webhook_id = $2",
+        )
+        .bind(event_id)
+        .bind(webhook_id)
+        .bind(IN_FLIGHT_LEASE.as_secs_f64())
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
+        let outcome = send(due).await;
+        let mut conn = self.pool.acquire().await?;
+        record_outcome(
+            &mut conn,
+            event_id,
+            webhook_id,
+            attempts,
+            max_attempts,
+            backoff,
+            outcome,
+        )
+        .await?;
         Ok(true)
     }
 
@@ -264,4 +268,59 @@ impl Store {
         .await?;
         Ok(done.rows_affected())
     }
+}
+
+/// The next due delivery, locked (SKIP LOCKED: replicas never take the same one).
+const DUE: &str = "select d.event_id, d.webhook_id, d.attempts, w.url, w.format, w.secret, e.kind, e.app_id, e.payload, e.created_at \
+       from delivery d join webhook w using (webhook_id) join event e using (event_id) \
+      where d.state = 'pending' and d.next_attempt_at <= now() \
+      order by d.next_attempt_at, d.event_id limit 1 for update of d skip locked";
+
+/// How long a delivery being sent without a held lock (one-connection stores) is out of
+/// the queue: far longer than a send takes (webhook and ticket timeouts are seconds), so
+/// no other worker takes it meanwhile. A send cut off by a crash or a stop is retried
+/// once it has passed, like a failed attempt that was not counted.
+pub const IN_FLIGHT_LEASE: Duration = Duration::from_secs(600);
+
+/// Records a send's outcome: delivered, or retried after `backoff × 2^(attempts-1)` (at
+/// most an hour), or failed after `max_attempts`.
+async fn record_outcome(
+    conn: &mut PgConnection,
+    event_id: i64,
+    webhook_id: Uuid,
+    attempts: i32,
+    max_attempts: i32,
+    backoff: Duration,
+    outcome: std::result::Result<(), String>,
+) -> Result<()> {
+    let backoff_secs = (backoff.as_secs_f64() * 2f64.powi(attempts - 1)).min(3600.0);
+    match outcome {
+        Ok(()) => {
+            sqlx::query(
+                "update delivery set state = 'delivered', attempts = $3, delivered_at = now(), last_error = null \
+                 where event_id = $1 and webhook_id = $2",
+            )
+            .bind(event_id)
+            .bind(webhook_id)
+            .bind(attempts)
+            .execute(conn)
+            .await?;
+        }
+        Err(error) => {
+            sqlx::query(
+                "update delivery set attempts = $3, last_error = $4, \
+                 state = case when $3 >= $5 then 'failed' else 'pending' end, \
+                 next_attempt_at = now() + make_interval(secs => $6) where event_id = $1 and webhook_id = $2",
+            )
+            .bind(event_id)
+            .bind(webhook_id)
+            .bind(attempts)
+            .bind(error)
+            .bind(max_attempts)
+            .bind(backoff_secs)
+            .execute(conn)
+            .await?;
+        }
+    }
+    Ok(())
 }

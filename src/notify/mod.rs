@@ -159,7 +159,8 @@ pub fn spawn_deliverers(
                     return;
                 }
                 // Stopping abandons a send in progress: its transaction rolls back and the
-                // delivery stays pending for the next process (at-least-once).
+                // delivery stays pending for the next process (at-least-once; on the
+                // embedded store, once its in-flight lease has passed).
                 let deliver = store.deliver_next(policy.max_attempts, policy.backoff, |d| {
                     let (client, tickets) = (client.clone(), tickets.clone());
                     async move {
