@@ -211,6 +211,21 @@ fn lock(dir: &Path, command: &str) -> Result<File, OpenError> {
     Ok(file)
 }
 
+impl Embedded {
+    /// Stops the engine and then frees the directory, blocking until both are done: for
+    /// a caller off the async runtime (a test harness deleting the directory next). The
+    /// engine stops only once the store's connection has closed, so drop every clone of
+    /// the store's pool first (or from another thread).
+    pub fn stop_blocking(mut self) {
+        if let Some(server) = self.server.take() {
+            if let Err(e) = server.shutdown() {
+                tracing::warn!(error = %e, "embedded store shutdown failed");
+            }
+        }
+        self.lock.take();
+    }
+}
+
 impl Drop for Embedded {
     fn drop(&mut self) {
         // Not closed with `close` (an error path, a test's end): stopping the engine

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::{json, Value};
-use sqlx::PgPool;
 
 use crate::helpers::{okta_user, TestApp};
 use scimbridge::auth::Role;
@@ -138,8 +137,10 @@ async fn create(app: &TestApp, name: &str) -> String {
         .to_owned()
 }
 
-#[sqlx::test]
-async fn the_agent_records_done_with_the_fields_its_handler_prints(pool: PgPool) {
+#[tokio::test]
+async fn the_agent_records_done_with_the_fields_its_handler_prints() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     create(&app, "ann@x.com").await;
     create(&app, "bob@x.com").await;
@@ -207,8 +208,10 @@ printf '{{"fields": {{"app_account_id": "pa-%s"}}, "note": "created by the handl
     assert!(log.contains("task finished"), "{log}");
 }
 
-#[sqlx::test]
-async fn exit_3_is_not_applicable_and_other_failures_keep_the_stderr_tail(pool: PgPool) {
+#[tokio::test]
+async fn exit_3_is_not_applicable_and_other_failures_keep_the_stderr_tail() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let ghost = create(&app, "ghost@x.com").await;
     let broken = create(&app, "broken@x.com").await;
@@ -279,8 +282,10 @@ esac"#,
     );
 }
 
-#[sqlx::test]
-async fn done_without_a_required_field_is_recorded_as_failed_with_the_reason(pool: PgPool) {
+#[tokio::test]
+async fn done_without_a_required_field_is_recorded_as_failed_with_the_reason() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let ann = create(&app, "ann@x.com").await;
     let t = app.claim(&app.agent_token).await.unwrap();
@@ -325,8 +330,10 @@ async fn done_without_a_required_field_is_recorded_as_failed_with_the_reason(poo
     );
 }
 
-#[sqlx::test]
-async fn a_slow_handler_gets_heartbeats(pool: PgPool) {
+#[tokio::test]
+async fn a_slow_handler_gets_heartbeats() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     create(&app, "ann@x.com").await;
     let dir = scratch();
@@ -371,8 +378,10 @@ async fn a_slow_handler_gets_heartbeats(pool: PgPool) {
     );
 }
 
-#[sqlx::test]
-async fn sigterm_lets_a_running_handler_finish_then_exits_0(pool: PgPool) {
+#[tokio::test]
+async fn sigterm_lets_a_running_handler_finish_then_exits_0() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     create(&app, "ann@x.com").await;
     let dir = scratch();
@@ -417,8 +426,10 @@ async fn sigterm_lets_a_running_handler_finish_then_exits_0(pool: PgPool) {
     assert_eq!(app.tasks("?state=open").await.len(), 1);
 }
 
-#[sqlx::test]
-async fn sigterm_past_the_grace_period_stops_the_handler_and_releases_its_task(pool: PgPool) {
+#[tokio::test]
+async fn sigterm_past_the_grace_period_stops_the_handler_and_releases_its_task() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     create(&app, "ann@x.com").await;
     let dir = scratch();
@@ -462,8 +473,10 @@ async fn sigterm_past_the_grace_period_stops_the_handler_and_releases_its_task(p
     assert!(!alive.success(), "the handler was stopped");
 }
 
-#[sqlx::test]
-async fn a_rejected_token_stops_the_agent_with_the_apis_message(pool: PgPool) {
+#[tokio::test]
+async fn a_rejected_token_stops_the_agent_with_the_apis_message() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let mut app = TestApp::spawn(pool).await;
     let dir = scratch();
     let handler = script(&dir, "handler", "cat >/dev/null");
@@ -487,8 +500,10 @@ fn user(i: usize) -> Value {
     u
 }
 
-#[sqlx::test]
-async fn four_agents_drain_1000_tasks_once_each_and_in_order_per_user(pool: PgPool) {
+#[tokio::test]
+async fn four_agents_drain_1000_tasks_once_each_and_in_order_per_user() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     const USERS: usize = 500; // two tasks each: create_account, then update_attributes
     let app = TestApp::spawn(pool).await;
 
@@ -720,8 +735,10 @@ async fn answer_losing_proxy(
     (url, dropped_out)
 }
 
-#[sqlx::test]
-async fn a_completion_whose_answer_is_lost_is_resent_and_recorded_once(pool: PgPool) {
+#[tokio::test]
+async fn a_completion_whose_answer_is_lost_is_resent_and_recorded_once() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let mut app = TestApp::spawn(pool).await;
     create(&app, "ann@x.com").await;
     let (proxy, dropped) = answer_losing_proxy(&app.root).await;
@@ -771,8 +788,10 @@ async fn a_completion_whose_answer_is_lost_is_resent_and_recorded_once(pool: PgP
 
 /// Issue #16 item 7: a job is one span carrying the task's id, app and kind, so every
 /// line the agent logs about it (claim, handler, heartbeats, outcome) can be found by task.
-#[sqlx::test]
-async fn every_log_line_of_a_job_names_its_task_app_and_kind(pool: PgPool) {
+#[tokio::test]
+async fn every_log_line_of_a_job_names_its_task_app_and_kind() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     create(&app, "ann@x.com").await;
     let dir = scratch();
@@ -805,8 +824,10 @@ async fn every_log_line_of_a_job_names_its_task_app_and_kind(pool: PgPool) {
     }
 }
 
-#[sqlx::test]
-async fn an_idle_long_poll_ends_with_no_task_before_the_request_deadline(pool: PgPool) {
+#[tokio::test]
+async fn an_idle_long_poll_ends_with_no_task_before_the_request_deadline() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let mut config = scimbridge::config::Config::for_tests();
     config.request_timeout_secs = 3;
     let app = TestApp::spawn_with(pool, config).await;
@@ -846,8 +867,10 @@ async fn an_idle_long_poll_ends_with_no_task_before_the_request_deadline(pool: P
     );
 }
 
-#[sqlx::test]
-async fn a_server_shutting_down_ends_its_long_polls_at_once(pool: PgPool) {
+#[tokio::test]
+async fn a_server_shutting_down_ends_its_long_polls_at_once() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let claim = app
         .api(Method::POST, "/tasks/claim", &app.agent_token)

@@ -1,12 +1,13 @@
 use reqwest::Method;
 use serde_json::Value;
-use sqlx::PgPool;
 
 use crate::helpers::{assert_scim_error, okta_user, TestApp};
 use scimbridge::auth::Role;
 
-#[sqlx::test]
-async fn scim_without_a_token_is_401_with_a_scim_error_and_www_authenticate(pool: PgPool) {
+#[tokio::test]
+async fn scim_without_a_token_is_401_with_a_scim_error_and_www_authenticate() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let res = app
         .client
@@ -25,8 +26,10 @@ async fn scim_without_a_token_is_401_with_a_scim_error_and_www_authenticate(pool
     assert_scim_error(res, 401, None).await;
 }
 
-#[sqlx::test]
-async fn scim_with_an_unknown_token_is_401(pool: PgPool) {
+#[tokio::test]
+async fn scim_with_an_unknown_token_is_401() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let res = app
         .client
@@ -46,10 +49,10 @@ async fn scim_with_an_unknown_token_is_401(pool: PgPool) {
     assert_scim_error(res, 401, None).await;
 }
 
-#[sqlx::test]
-async fn agent_and_admin_tokens_cannot_use_scim_and_scim_tokens_cannot_use_the_task_api(
-    pool: PgPool,
-) {
+#[tokio::test]
+async fn agent_and_admin_tokens_cannot_use_scim_and_scim_tokens_cannot_use_the_task_api() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     for (token, says) in [
         (&app.agent_token, "an agent token cannot use the SCIM API"),
@@ -82,8 +85,10 @@ async fn agent_and_admin_tokens_cannot_use_scim_and_scim_tokens_cannot_use_the_t
     );
 }
 
-#[sqlx::test]
-async fn the_task_api_without_a_token_is_401_json(pool: PgPool) {
+#[tokio::test]
+async fn the_task_api_without_a_token_is_401_json() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let res = app
         .client
@@ -97,8 +102,10 @@ async fn the_task_api_without_a_token_is_401_json(pool: PgPool) {
     assert_eq!(body["code"], "unauthenticated");
 }
 
-#[sqlx::test]
-async fn a_revoked_token_stops_working(pool: PgPool) {
+#[tokio::test]
+async fn a_revoked_token_stops_working() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let tokens = app.store.tokens(Some("peopleai")).await.unwrap();
     let okta = tokens.iter().find(|t| t.name == "okta").unwrap();
@@ -107,8 +114,10 @@ async fn a_revoked_token_stops_working(pool: PgPool) {
     assert_scim_error(res, 401, None).await;
 }
 
-#[sqlx::test]
-async fn tokens_are_stored_hashed(pool: PgPool) {
+#[tokio::test]
+async fn tokens_are_stored_hashed() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let stored: Vec<Vec<u8>> = sqlx::query_scalar("select secret_hash from token")
         .fetch_all(&app.pool)
@@ -121,8 +130,10 @@ async fn tokens_are_stored_hashed(pool: PgPool) {
     }
 }
 
-#[sqlx::test]
-async fn a_token_of_another_app_sees_none_of_this_apps_users_groups_or_tasks(pool: PgPool) {
+#[tokio::test]
+async fn a_token_of_another_app_sees_none_of_this_apps_users_groups_or_tasks() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let user = app.create_user(okta_user("ann@corp.com")).await;
     let id = user["id"].as_str().unwrap();

@@ -5,7 +5,6 @@ use std::process::Output;
 
 use reqwest::Method;
 use serde_json::{json, Value};
-use sqlx::PgPool;
 
 use crate::agent::{scratch, task};
 use crate::helpers::{okta_user, TestApp};
@@ -74,8 +73,10 @@ async fn create(app: &TestApp, name: &str) -> String {
         .to_owned()
 }
 
-#[sqlx::test]
-async fn tasks_list_show_claim_and_done_with_an_attachment(pool: PgPool) {
+#[tokio::test]
+async fn tasks_list_show_claim_and_done_with_an_attachment() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     create(&app, "ann@x.com").await;
     create(&app, "bob@x.com").await;
@@ -242,8 +243,10 @@ async fn tasks_list_show_claim_and_done_with_an_attachment(pool: PgPool) {
     );
 }
 
-#[sqlx::test]
-async fn removals_need_seat_freed_and_fail_na_and_release_work(pool: PgPool) {
+#[tokio::test]
+async fn removals_need_seat_freed_and_fail_na_and_release_work() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let ann = create(&app, "ann@x.com").await;
     let bob = create(&app, "bob@x.com").await;
@@ -404,8 +407,10 @@ async fn removals_need_seat_freed_and_fail_na_and_release_work(pool: PgPool) {
     );
 }
 
-#[sqlx::test]
-async fn api_errors_are_one_clear_line(pool: PgPool) {
+#[tokio::test]
+async fn api_errors_are_one_clear_line() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     create(&app, "ann@x.com").await;
     let t = app.claim(&app.agent_token).await.unwrap();
@@ -480,8 +485,10 @@ async fn api_errors_are_one_clear_line(pool: PgPool) {
     assert!(err.to_lowercase().contains("connection refused"), "{err}");
 }
 
-#[sqlx::test]
-async fn users_list_show_side_by_side_and_history(pool: PgPool) {
+#[tokio::test]
+async fn users_list_show_side_by_side_and_history() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let ann = create(&app, "ann@x.com").await;
     create(&app, "bob@x.com").await;
@@ -599,8 +606,10 @@ async fn users_list_show_side_by_side_and_history(pool: PgPool) {
     assert_eq!(err, "error: user not-a-user not found (not_found)");
 }
 
-#[sqlx::test]
-async fn snapshot_import_shows_what_it_found_and_a_held_one_exits_2_until_applied(pool: PgPool) {
+#[tokio::test]
+async fn snapshot_import_shows_what_it_found_and_a_held_one_exits_2_until_applied() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     for i in 0..4 {
         app.create_user(okta_user(&format!("u{i}@corp.com"))).await;
@@ -647,8 +656,10 @@ async fn snapshot_import_shows_what_it_found_and_a_held_one_exits_2_until_applie
     assert!(e.contains("cannot read /nonexistent.csv"), "{e}");
 }
 
-#[sqlx::test]
-async fn tasks_approve_and_reject_decide_grants_waiting_for_an_admin(pool: PgPool) {
+#[tokio::test]
+async fn tasks_approve_and_reject_decide_grants_waiting_for_an_admin() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     for name in ["ann@x.com", "bob@x.com"] {
         let mut u = okta_user(name);

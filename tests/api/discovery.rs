@@ -1,11 +1,12 @@
 use reqwest::Method;
 use serde_json::Value;
-use sqlx::PgPool;
 
 use crate::helpers::{assert_scim_error, TestApp};
 
-#[sqlx::test]
-async fn service_provider_config_says_what_the_server_does(pool: PgPool) {
+#[tokio::test]
+async fn service_provider_config_says_what_the_server_does() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let res = app
         .scim(Method::GET, "/ServiceProviderConfig")
@@ -27,8 +28,10 @@ async fn service_provider_config_says_what_the_server_does(pool: PgPool) {
     assert_eq!(spc["authenticationSchemes"][0]["type"], "oauthbearertoken");
 }
 
-#[sqlx::test]
-async fn resource_types_and_schemas_are_listed_and_addressable(pool: PgPool) {
+#[tokio::test]
+async fn resource_types_and_schemas_are_listed_and_addressable() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let rts: Value = app
         .scim(Method::GET, "/ResourceTypes")
@@ -102,8 +105,10 @@ async fn resource_types_and_schemas_are_listed_and_addressable(pool: PgPool) {
     .await;
 }
 
-#[sqlx::test]
-async fn writes_to_discovery_endpoints_are_405(pool: PgPool) {
+#[tokio::test]
+async fn writes_to_discovery_endpoints_are_405() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     for path in [
         "/ServiceProviderConfig",
@@ -123,8 +128,10 @@ async fn writes_to_discovery_endpoints_are_405(pool: PgPool) {
     }
 }
 
-#[sqlx::test]
-async fn unknown_scim_paths_are_a_scim_404_and_me_is_501(pool: PgPool) {
+#[tokio::test]
+async fn unknown_scim_paths_are_a_scim_404_and_me_is_501() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     assert_scim_error(
         app.scim(Method::GET, "/Nope").send().await.unwrap(),

@@ -3,7 +3,6 @@
 
 use reqwest::Method;
 use serde_json::{json, Value};
-use sqlx::PgPool;
 
 use crate::helpers::{okta_user, TestApp};
 
@@ -17,8 +16,10 @@ async fn verify(app: &TestApp) -> Value {
     res.json().await.unwrap()
 }
 
-#[sqlx::test]
-async fn the_audit_chain_verifies_and_an_edit_behind_the_servers_back_is_named(pool: PgPool) {
+#[tokio::test]
+async fn the_audit_chain_verifies_and_an_edit_behind_the_servers_back_is_named() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     for u in ["a@x.com", "b@x.com", "c@x.com"] {
         app.create_user(okta_user(u)).await;
@@ -67,8 +68,10 @@ async fn the_audit_chain_verifies_and_an_edit_behind_the_servers_back_is_named(p
     assert_eq!(v["first_broken"]["chain_seq"], 3);
 }
 
-#[sqlx::test]
-async fn concurrent_writes_keep_one_unbroken_chain_per_app(pool: PgPool) {
+#[tokio::test]
+async fn concurrent_writes_keep_one_unbroken_chain_per_app() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let mut writers = Vec::new();
     for i in 0..40 {
@@ -123,8 +126,10 @@ fn admin_user(name: &str) -> Value {
     u
 }
 
-#[sqlx::test]
-async fn granting_admin_waits_for_an_admin_and_a_rejection_shows_over_scim(pool: PgPool) {
+#[tokio::test]
+async fn granting_admin_waits_for_an_admin_and_a_rejection_shows_over_scim() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let ann = app.create_user(admin_user("ann@x.com")).await;
     let bob = app.create_user(admin_user("bob@x.com")).await;
@@ -212,8 +217,10 @@ async fn granting_admin_waits_for_an_admin_and_a_rejection_shows_over_scim(pool:
     let _ = ann;
 }
 
-#[sqlx::test]
-async fn every_task_is_due_by_its_kind(pool: PgPool) {
+#[tokio::test]
+async fn every_task_is_due_by_its_kind() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let u = app.create_user(okta_user("ann@x.com")).await;
     let t = app.claim(&app.agent_token).await.unwrap();
@@ -315,8 +322,10 @@ fn fast() -> Config {
     c
 }
 
-#[sqlx::test]
-async fn webhooks_get_each_event_once_signed_with_hmac(pool: PgPool) {
+#[tokio::test]
+async fn webhooks_get_each_event_once_signed_with_hmac() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn_with(pool, fast()).await;
     let rx = Receiver::default();
     let url = rx.start().await;
@@ -351,8 +360,10 @@ async fn webhooks_get_each_event_once_signed_with_hmac(pool: PgPool) {
     assert_eq!(delivered["deliveries"].as_array().unwrap().len(), 2);
 }
 
-#[sqlx::test]
-async fn failed_deliveries_are_retried_and_a_restart_loses_nothing(pool: PgPool) {
+#[tokio::test]
+async fn failed_deliveries_are_retried_and_a_restart_loses_nothing() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn_with(pool.clone(), fast()).await;
     let rx = Receiver::default();
     rx.fail.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -397,8 +408,10 @@ async fn failed_deliveries_are_retried_and_a_restart_loses_nothing(pool: PgPool)
         .is_empty());
 }
 
-#[sqlx::test]
-async fn undeliverable_events_stay_visible_and_can_be_requeued(pool: PgPool) {
+#[tokio::test]
+async fn undeliverable_events_stay_visible_and_can_be_requeued() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let mut config = fast();
     config.webhook_max_attempts = 1;
     let app = TestApp::spawn_with(pool, config).await;
@@ -425,8 +438,10 @@ async fn undeliverable_events_stay_visible_and_can_be_requeued(pool: PgPool) {
     assert_eq!((s, body["requeued"].as_i64()), (200, Some(1)));
 }
 
-#[sqlx::test]
-async fn overdue_leaver_tasks_are_announced_and_escalated_to_the_second_channel(pool: PgPool) {
+#[tokio::test]
+async fn overdue_leaver_tasks_are_announced_and_escalated_to_the_second_channel() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn_with(pool, fast()).await;
     let (primary, escalation) = (Receiver::default(), Receiver::default());
     let (p_url, e_url) = (primary.start().await, escalation.start().await);
@@ -480,8 +495,10 @@ async fn overdue_leaver_tasks_are_announced_and_escalated_to_the_second_channel(
     assert_eq!(remove["overdue_now"], 1);
 }
 
-#[sqlx::test]
-async fn a_burst_of_deactivations_is_held_as_one_batch_until_an_admin_decides(pool: PgPool) {
+#[tokio::test]
+async fn a_burst_of_deactivations_is_held_as_one_batch_until_an_admin_decides() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let mut ids = Vec::new();
     for i in 0..25 {
@@ -552,8 +569,10 @@ async fn a_burst_of_deactivations_is_held_as_one_batch_until_an_admin_decides(po
     assert_eq!((s, err["code"].as_str()), (409, Some("batch_decided")));
 }
 
-#[sqlx::test]
-async fn a_large_group_push_is_held_with_its_preview_and_can_be_cancelled(pool: PgPool) {
+#[tokio::test]
+async fn a_large_group_push_is_held_with_its_preview_and_can_be_cancelled() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let mut members = Vec::new();
     for i in 0..55 {
@@ -590,8 +609,10 @@ async fn a_large_group_push_is_held_with_its_preview_and_can_be_cancelled(pool: 
     );
 }
 
-#[sqlx::test]
-async fn reports_count_seats_and_list_leavers_and_the_audit_exports_as_csv(pool: PgPool) {
+#[tokio::test]
+async fn reports_count_seats_and_list_leavers_and_the_audit_exports_as_csv() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let a = app.create_user(okta_user("a@x.com")).await;
     app.create_user(okta_user("b@x.com")).await;
@@ -663,8 +684,11 @@ async fn reports_count_seats_and_list_leavers_and_the_audit_exports_as_csv(pool:
     assert!(csv.starts_with("chain_seq,at,actor"));
 }
 
-#[sqlx::test]
-async fn the_cli_manages_webhooks_verifies_the_audit_and_prints_reports(pool: PgPool) {
+#[tokio::test]
+async fn the_cli_manages_webhooks_verifies_the_audit_and_prints_reports() {
+    let db = crate::db::test_db().await;
+    crate::needs_server!(db, "runs the CLI as a second process on the test database");
+    let pool = db.pool();
     use crate::profiles::{database_url, scimbridge};
     let app = TestApp::spawn(pool.clone()).await;
     app.create_user(okta_user("ann@x.com")).await;
@@ -781,8 +805,14 @@ async fn raw_user(tx: &mut sqlx::PgConnection, app: &str, name: &str) {
 /// (40P01, a 500) with a writer that came after the head existed. Since issue #13 no
 /// write takes either (the counter takes inserted deltas, audit records are sealed
 /// later): the same interleaving commits both writers.
-#[sqlx::test]
-async fn the_first_writes_of_a_new_app_cannot_deadlock(pool: PgPool) {
+#[tokio::test]
+async fn the_first_writes_of_a_new_app_cannot_deadlock() {
+    let db = crate::db::test_db().await;
+    crate::needs_server!(
+        db,
+        "runs two concurrent transactions (deadlock check), two connections"
+    );
+    let pool = db.pool();
     sqlx::query(
         "insert into app (app_id, display_name, profile) values ('fresh', 'Fresh', 'peopleai')",
     )

@@ -1,6 +1,5 @@
 use reqwest::Method;
 use serde_json::{json, Value};
-use sqlx::PgPool;
 
 use crate::helpers::{assert_scim_error, count, okta_user, TestApp};
 
@@ -41,8 +40,10 @@ async fn get(app: &TestApp, id: &str) -> Value {
     res.json().await.unwrap()
 }
 
-#[sqlx::test]
-async fn create_group_with_members_and_read_it_back(pool: PgPool) {
+#[tokio::test]
+async fn create_group_with_members_and_read_it_back() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let ids = users(&app, 2).await;
     let res = app
@@ -89,8 +90,10 @@ async fn create_group_with_members_and_read_it_back(pool: PgPool) {
     assert_eq!(u["groups"][0]["display"], "Sales");
 }
 
-#[sqlx::test]
-async fn unknown_member_ids_are_400_invalid_value_and_change_nothing(pool: PgPool) {
+#[tokio::test]
+async fn unknown_member_ids_are_400_invalid_value_and_change_nothing() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let ids = users(&app, 1).await;
     let bad = uuid::Uuid::new_v4().to_string();
@@ -118,8 +121,10 @@ async fn unknown_member_ids_are_400_invalid_value_and_change_nothing(pool: PgPoo
     assert_eq!(member_ids(&get(&app, gid).await), ids);
 }
 
-#[sqlx::test]
-async fn duplicate_display_name_is_409(pool: PgPool) {
+#[tokio::test]
+async fn duplicate_display_name_is_409() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     app.create_group(json!({"displayName": "Sales"})).await;
     let res = app
@@ -138,8 +143,10 @@ async fn duplicate_display_name_is_409(pool: PgPool) {
     assert_scim_error(res, 400, Some("invalidValue")).await;
 }
 
-#[sqlx::test]
-async fn excluded_members_and_display_name_filters(pool: PgPool) {
+#[tokio::test]
+async fn excluded_members_and_display_name_filters() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let ids = users(&app, 1).await;
     let g = app
@@ -196,8 +203,10 @@ async fn excluded_members_and_display_name_filters(pool: PgPool) {
     assert_eq!(all["totalResults"], 2);
 }
 
-#[sqlx::test]
-async fn put_and_delete_group(pool: PgPool) {
+#[tokio::test]
+async fn put_and_delete_group() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let ids = users(&app, 2).await;
     let g = app
@@ -247,8 +256,10 @@ async fn put_and_delete_group(pool: PgPool) {
 
 /// Group push (members added or removed by id) is applied as row changes, without the
 /// whole member list (issue #6); the results must be the PATCH engine's.
-#[sqlx::test]
-async fn membership_patches_change_only_the_named_members(pool: PgPool) {
+#[tokio::test]
+async fn membership_patches_change_only_the_named_members() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let ids = users(&app, 3).await;
     let g = app
@@ -332,8 +343,10 @@ async fn membership_patches_change_only_the_named_members(pool: PgPool) {
 
 /// Membership of a role-deciding group plans the role change of exactly the members it
 /// adds or removes, through the row-change path too.
-#[sqlx::test]
-async fn membership_patch_of_a_role_group_replans_only_the_named_members(pool: PgPool) {
+#[tokio::test]
+async fn membership_patch_of_a_role_group_replans_only_the_named_members() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let ids = users(&app, 2).await;
     let g = app
@@ -368,8 +381,10 @@ async fn membership_patch_of_a_role_group_replans_only_the_named_members(pool: P
 
 /// Writes answer "subject to the attributes query parameter" (RFC 7644 §3.5.2): a
 /// membership PATCH of a big group can leave the members out of its answer.
-#[sqlx::test]
-async fn write_answers_honour_attributes_and_excluded_attributes(pool: PgPool) {
+#[tokio::test]
+async fn write_answers_honour_attributes_and_excluded_attributes() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let ids = users(&app, 2).await;
     let res = app

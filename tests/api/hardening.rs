@@ -3,7 +3,6 @@
 
 use reqwest::{header, Method, Response};
 use serde_json::{json, Value};
-use sqlx::PgPool;
 
 use crate::helpers::{assert_scim_error, count, okta_user, TestApp};
 use crate::web::{hidden, Browser};
@@ -37,8 +36,10 @@ async fn task_state(app: &TestApp, id: &Value) -> Value {
         .unwrap()
 }
 
-#[sqlx::test]
-async fn nul_in_scim_bodies_filters_and_parameters_is_400_and_changes_nothing(pool: PgPool) {
+#[tokio::test]
+async fn nul_in_scim_bodies_filters_and_parameters_is_400_and_changes_nothing() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let user = app.create_user(okta_user("ann@corp.com")).await;
     let id = user["id"].as_str().unwrap();
@@ -121,8 +122,10 @@ async fn nul_in_scim_bodies_filters_and_parameters_is_400_and_changes_nothing(po
     assert_eq!(now["displayName"], "A\\u0000");
 }
 
-#[sqlx::test]
-async fn nul_in_task_api_json_queries_oauth_and_the_ticket_hook_is_400(pool: PgPool) {
+#[tokio::test]
+async fn nul_in_task_api_json_queries_oauth_and_the_ticket_hook_is_400() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     app.create_user(okta_user("ann@corp.com")).await;
     let t = app.claim(&app.agent_token).await.unwrap();
@@ -163,8 +166,10 @@ async fn nul_in_task_api_json_queries_oauth_and_the_ticket_hook_is_400(pool: PgP
     assert_eq!(body["error"], "invalid_request");
 }
 
-#[sqlx::test]
-async fn nul_in_web_forms_search_boxes_and_the_completion_form_is_a_400_page(pool: PgPool) {
+#[tokio::test]
+async fn nul_in_web_forms_search_boxes_and_the_completion_form_is_a_400_page() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     app.create_user(okta_user("ann@corp.com")).await;
     let mut b = Browser::new(&app);
@@ -201,8 +206,10 @@ async fn nul_in_web_forms_search_boxes_and_the_completion_form_is_a_400_page(poo
     assert_eq!(now["claimed_by"], "alice");
 }
 
-#[sqlx::test]
-async fn free_text_over_its_limit_is_400_on_each_surface_and_changes_nothing(pool: PgPool) {
+#[tokio::test]
+async fn free_text_over_its_limit_is_400_on_each_surface_and_changes_nothing() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     app.create_user(okta_user("ann@corp.com")).await;
     let t = app.claim(&app.agent_token).await.unwrap();

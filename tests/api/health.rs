@@ -1,8 +1,9 @@
 use crate::helpers::TestApp;
-use sqlx::PgPool;
 
-#[sqlx::test]
-async fn healthz_and_readyz_answer_without_a_token_and_carry_a_request_id(pool: PgPool) {
+#[tokio::test]
+async fn healthz_and_readyz_answer_without_a_token_and_carry_a_request_id() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     for path in ["/healthz", "/readyz"] {
         let res = app.client.get(app.url(path)).send().await.unwrap();
@@ -15,16 +16,20 @@ async fn healthz_and_readyz_answer_without_a_token_and_carry_a_request_id(pool: 
     }
 }
 
-#[sqlx::test]
-async fn readyz_is_503_when_the_database_is_gone(pool: PgPool) {
+#[tokio::test]
+async fn readyz_is_503_when_the_database_is_gone() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool.clone()).await;
     pool.close().await;
     let res = app.client.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(res.status(), 503);
 }
 
-#[sqlx::test]
-async fn a_client_request_id_is_echoed(pool: PgPool) {
+#[tokio::test]
+async fn a_client_request_id_is_echoed() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let res = app
         .client
@@ -36,8 +41,10 @@ async fn a_client_request_id_is_echoed(pool: PgPool) {
     assert_eq!(res.headers()["x-request-id"], "abc-123");
 }
 
-#[sqlx::test]
-async fn the_root_page_points_to_the_ui_and_the_scim_base_without_a_token(pool: PgPool) {
+#[tokio::test]
+async fn the_root_page_points_to_the_ui_and_the_scim_base_without_a_token() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let res = app.client.get(app.url("/")).send().await.unwrap();
     assert_eq!(res.status(), 200);

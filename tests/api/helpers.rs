@@ -1,5 +1,5 @@
 //! The test app: the real router on 127.0.0.1:0 over a fresh database per test
-//! (`#[sqlx::test]` creates and migrates it), driven over HTTP with reqwest.
+//! (`crate::db::test_db` creates and migrates it), driven over HTTP with reqwest.
 
 use reqwest::{Client, Method, RequestBuilder, Response};
 use serde_json::{json, Value};

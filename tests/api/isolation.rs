@@ -7,7 +7,6 @@
 use base64::Engine;
 use reqwest::{header, redirect, Client, Method, Response};
 use serde_json::{json, Value};
-use sqlx::PgPool;
 
 use crate::helpers::{okta_user, TestApp};
 use scimbridge::auth::Role;
@@ -431,8 +430,10 @@ async fn snapshot(app: &TestApp, b: &AppB) -> Value {
     Value::Array(out)
 }
 
-#[sqlx::test]
-async fn a_token_of_one_app_sees_nothing_of_another_app_on_any_route(pool: PgPool) {
+#[tokio::test]
+async fn a_token_of_one_app_sees_nothing_of_another_app_on_any_route() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let b = seed_b(&app).await;
     let before = snapshot(&app, &b).await;

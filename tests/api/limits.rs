@@ -8,7 +8,6 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use reqwest::Client;
 use serde_json::{json, Value};
-use sqlx::PgPool;
 
 use crate::helpers::{assert_scim_error, TestApp};
 use crate::oauth::{create_client, now, sign, token_form, KEY};
@@ -41,10 +40,10 @@ fn retry_after(res: &reqwest::Response) -> u64 {
         .unwrap()
 }
 
-#[sqlx::test]
-async fn bad_tokens_from_one_address_get_429_before_any_lookup_and_valid_tokens_still_work(
-    pool: PgPool,
-) {
+#[tokio::test]
+async fn bad_tokens_from_one_address_get_429_before_any_lookup_and_valid_tokens_still_work() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let mut config = Config::for_tests();
     config.auth_failures_per_minute = 1.0;
     config.auth_failure_burst = 5;
@@ -101,8 +100,10 @@ async fn bad_tokens_from_one_address_get_429_before_any_lookup_and_valid_tokens_
     assert_eq!(scim_users(&app, &there, &fresh).await.status(), 200);
 }
 
-#[sqlx::test]
-async fn wrong_client_secrets_and_web_sign_ins_count_as_failures_of_the_address(pool: PgPool) {
+#[tokio::test]
+async fn wrong_client_secrets_and_web_sign_ins_count_as_failures_of_the_address() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let mut config = Config::for_tests();
     config.auth_failures_per_minute = 1.0;
     config.auth_failure_burst = 2;
@@ -137,8 +138,10 @@ async fn wrong_client_secrets_and_web_sign_ins_count_as_failures_of_the_address(
         .contains("Too many failed sign-ins"));
 }
 
-#[sqlx::test]
-async fn the_jwts_of_one_oauth_client_share_one_bucket(pool: PgPool) {
+#[tokio::test]
+async fn the_jwts_of_one_oauth_client_share_one_bucket() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let mut config = Config::for_tests();
     config.jwt_secret = Some(Secret(KEY.into()));
     config.rate_limit_per_second = 0.01;
@@ -173,8 +176,10 @@ async fn the_jwts_of_one_oauth_client_share_one_bucket(pool: PgPool) {
     );
 }
 
-#[sqlx::test]
-async fn the_token_endpoint_is_limited_per_address_and_per_client(pool: PgPool) {
+#[tokio::test]
+async fn the_token_endpoint_is_limited_per_address_and_per_client() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let mut config = Config::for_tests();
     config.token_endpoint_per_minute = 1.0;
     config.token_endpoint_burst = 3;

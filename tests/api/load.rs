@@ -41,8 +41,10 @@ async fn count(pool: &PgPool, sql: &str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
 }
 
-#[sqlx::test]
-async fn a_deadlocked_create_is_retried_inside_the_server_and_answered_201(pool: PgPool) {
+#[tokio::test]
+async fn a_deadlocked_create_is_retried_inside_the_server_and_answered_201() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     inject_deadlocks(&app.pool, 2).await;
     let res = app
@@ -73,10 +75,10 @@ async fn a_deadlocked_create_is_retried_inside_the_server_and_answered_201(pool:
     );
 }
 
-#[sqlx::test]
-async fn a_write_that_keeps_deadlocking_is_a_503_with_retry_after_and_changes_nothing(
-    pool: PgPool,
-) {
+#[tokio::test]
+async fn a_write_that_keeps_deadlocking_is_a_503_with_retry_after_and_changes_nothing() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     inject_deadlocks(&app.pool, 1_000).await;
     let res = app
@@ -96,8 +98,10 @@ async fn a_write_that_keeps_deadlocking_is_a_503_with_retry_after_and_changes_no
     assert_eq!(count(&app.pool, "select count(*) from audit").await, 0);
 }
 
-#[sqlx::test]
-async fn concurrent_creates_on_a_fresh_database_all_succeed(pool: PgPool) {
+#[tokio::test]
+async fn concurrent_creates_on_a_fresh_database_all_succeed() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = std::sync::Arc::new(TestApp::spawn(pool).await);
     let clients = 16;
     let per_client = 25;
@@ -152,8 +156,14 @@ async fn total_users(app: &TestApp) -> Value {
     list["totalResults"].clone()
 }
 
-#[sqlx::test]
-async fn writes_do_not_wait_for_the_live_user_counter_and_the_total_stays_exact(pool: PgPool) {
+#[tokio::test]
+async fn writes_do_not_wait_for_the_live_user_counter_and_the_total_stays_exact() {
+    let db = crate::db::test_db().await;
+    crate::needs_server!(
+        db,
+        "holds a transaction in a second connection while the app writes"
+    );
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let ann = app.create_user(okta_user("ann@corp.com")).await;
     // Someone holds the app's counter row (before issue #13 every create and delete
@@ -210,8 +220,14 @@ async fn writes_do_not_wait_for_the_live_user_counter_and_the_total_stays_exact(
     assert_eq!(total_users(&app).await, json!(2));
 }
 
-#[sqlx::test]
-async fn the_sla_sweep_skips_a_task_a_writer_holds_instead_of_waiting(pool: PgPool) {
+#[tokio::test]
+async fn the_sla_sweep_skips_a_task_a_writer_holds_instead_of_waiting() {
+    let db = crate::db::test_db().await;
+    crate::needs_server!(
+        db,
+        "holds a task row locked in a second connection while the sweep runs"
+    );
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     app.create_user(okta_user("ann@corp.com")).await;
     app.create_user(okta_user("bob@corp.com")).await;
@@ -261,8 +277,10 @@ async fn the_sla_sweep_skips_a_task_a_writer_holds_instead_of_waiting(pool: PgPo
 
 const PROVISIONING: &str = "urn:scimbridge:params:scim:schemas:extension:provisioning:1.0:User";
 
-#[sqlx::test]
-async fn reads_by_id_and_by_name_show_the_same_document_through_a_task_lifecycle(pool: PgPool) {
+#[tokio::test]
+async fn reads_by_id_and_by_name_show_the_same_document_through_a_task_lifecycle() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = &TestApp::spawn(pool).await;
     let created = app.create_user(okta_user("Ann@Corp.com")).await;
     let id = &created["id"].as_str().unwrap().to_owned();
@@ -341,8 +359,14 @@ async fn verify(app: &TestApp) -> Value {
     res.json().await.unwrap()
 }
 
-#[sqlx::test]
-async fn audited_writes_do_not_wait_for_the_chain_and_are_sealed_within_a_second(pool: PgPool) {
+#[tokio::test]
+async fn audited_writes_do_not_wait_for_the_chain_and_are_sealed_within_a_second() {
+    let db = crate::db::test_db().await;
+    crate::needs_server!(
+        db,
+        "holds the audit chain head in a second connection while the app writes"
+    );
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     // Someone holds the app's chain head (before issue #13 every audited write linked its
     // records under it at commit, so every write of the app would wait here).
@@ -386,8 +410,10 @@ async fn audited_writes_do_not_wait_for_the_chain_and_are_sealed_within_a_second
     );
 }
 
-#[sqlx::test]
-async fn a_sealed_record_edited_or_removed_is_named_by_verify(pool: PgPool) {
+#[tokio::test]
+async fn a_sealed_record_edited_or_removed_is_named_by_verify() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = std::sync::Arc::new(TestApp::spawn(pool).await);
     let mut writers = Vec::new();
     for i in 0..20 {
@@ -430,21 +456,28 @@ async fn a_sealed_record_edited_or_removed_is_named_by_verify(pool: PgPool) {
     );
 }
 
-#[sqlx::test]
-async fn sealing_compaction_and_verify_need_one_database_connection_only(pool: PgPool) {
+#[tokio::test]
+async fn sealing_compaction_and_verify_need_one_database_connection_only() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     for i in 0..10 {
         app.create_user(okta_user(&format!("u{i}@corp.com"))).await;
     }
     // A store with a pool of one connection (the embedded store's size): none of these
-    // may hold its connection while waiting for a second one.
-    let one = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
-        .acquire_timeout(std::time::Duration::from_secs(5))
-        .connect_with((*app.pool.connect_options()).clone())
-        .await
-        .unwrap();
-    let store = scimbridge::db::Store::new(one);
+    // may hold its connection while waiting for a second one. On the embedded store,
+    // the app's own store is that.
+    let store = if db.is_embedded() {
+        app.store.clone()
+    } else {
+        let one = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(std::time::Duration::from_secs(5))
+            .connect_with((*app.pool.connect_options()).clone())
+            .await
+            .unwrap();
+        scimbridge::db::Store::new(one)
+    };
     let work = async {
         store.seal_audit().await.unwrap();
         store.compact_user_counts().await.unwrap();

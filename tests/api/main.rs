@@ -1,11 +1,13 @@
-//! Black-box tests: the real router on a real Postgres (a fresh database per test),
-//! driven over HTTP. One test binary, one module per area.
+//! Black-box tests: the real router on a fresh database per test (`db`: on the Postgres
+//! server at DATABASE_URL, else a temporary embedded store), driven over HTTP. One test
+//! binary, one module per area.
 #![allow(clippy::unwrap_used)]
 
 mod agent;
 mod auth;
 mod cli;
 mod connections;
+mod db;
 // Its trials run on the embedded store.
 #[cfg(feature = "embedded")]
 mod dbmove;

@@ -13,8 +13,18 @@ use scimbridge::config::{Config, Secret};
 
 pub(crate) const KEY: &str = "test-jwt-secret-0123456789abcdef0123456789";
 
-/// Creates a client with the real CLI; returns (client_id, client_secret).
+/// Creates a client with the real CLI; returns (client_id, client_secret). On the embedded
+/// store, which a second process cannot open while the test runs, through the store call
+/// the CLI makes (the CLI itself is covered by the run against a Postgres server).
 pub(crate) async fn create_client(pool: &PgPool, app: &str, name: &str) -> (String, String) {
+    if !crate::db::on_server() {
+        let secret = scimbridge::auth::generate_token();
+        let id = scimbridge::db::Store::new(pool.clone())
+            .insert_oauth_client(app, name, &scimbridge::auth::hash_token(&secret))
+            .await
+            .unwrap();
+        return (id.to_string(), secret);
+    }
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_scimbridge"))
         .args(["oauth-client", "create", "--app", app, "--name", name])
         .env("DATABASE_URL", database_url(pool))
@@ -55,8 +65,10 @@ async fn users_with(app: &TestApp, jwt: &str) -> reqwest::Response {
         .unwrap()
 }
 
-#[sqlx::test]
-async fn a_client_trades_its_credentials_for_a_jwt_the_scim_routes_accept(pool: PgPool) {
+#[tokio::test]
+async fn a_client_trades_its_credentials_for_a_jwt_the_scim_routes_accept() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     // No --jwt-secret: the key is generated once and kept in the database.
     let app = TestApp::spawn(pool.clone()).await;
     let (id, secret) = create_client(&pool, "peopleai", "okta-oauth").await;
@@ -126,8 +138,10 @@ async fn a_client_trades_its_credentials_for_a_jwt_the_scim_routes_accept(pool: 
     assert_eq!(res.status(), 200);
 }
 
-#[sqlx::test]
-async fn the_token_endpoint_refuses_bad_credentials_and_grants(pool: PgPool) {
+#[tokio::test]
+async fn the_token_endpoint_refuses_bad_credentials_and_grants() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool.clone()).await;
     let (id, secret) = create_client(&pool, "peopleai", "okta-oauth").await;
     for (form, status, error) in [
@@ -187,8 +201,10 @@ pub(crate) fn sign(claims: &Value, key: &str) -> String {
     .unwrap()
 }
 
-#[sqlx::test]
-async fn forged_expired_and_misaddressed_jwts_are_401_with_a_scim_error(pool: PgPool) {
+#[tokio::test]
+async fn forged_expired_and_misaddressed_jwts_are_401_with_a_scim_error() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let mut config = Config::for_tests();
     config.jwt_secret = Some(Secret(KEY.into()));
     let app = TestApp::spawn_with(pool.clone(), config).await;
@@ -254,8 +270,10 @@ async fn forged_expired_and_misaddressed_jwts_are_401_with_a_scim_error(pool: Pg
     assert_eq!(res.status(), 200, "static tokens still work");
 }
 
-#[sqlx::test]
-async fn every_answer_under_oauth_is_an_rfc_6749_error(pool: PgPool) {
+#[tokio::test]
+async fn every_answer_under_oauth_is_an_rfc_6749_error() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let mut config = Config::for_tests();
     config.body_limit = 1024;
     let app = TestApp::spawn_with(pool, config).await;
@@ -289,8 +307,10 @@ async fn every_answer_under_oauth_is_an_rfc_6749_error(pool: PgPool) {
     }
 }
 
-#[sqlx::test]
-async fn a_jwt_not_valid_yet_is_401(pool: PgPool) {
+#[tokio::test]
+async fn a_jwt_not_valid_yet_is_401() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let mut config = Config::for_tests();
     config.jwt_secret = Some(Secret(KEY.into()));
     let app = TestApp::spawn_with(pool.clone(), config).await;
@@ -308,8 +328,14 @@ async fn a_jwt_not_valid_yet_is_401(pool: PgPool) {
     assert_scim_error(res, 401, None).await;
 }
 
-#[sqlx::test]
-async fn a_revoked_clients_jwts_are_refused_within_the_token_cache_time(pool: PgPool) {
+#[tokio::test]
+async fn a_revoked_clients_jwts_are_refused_within_the_token_cache_time() {
+    let db = crate::db::test_db().await;
+    crate::needs_server!(
+        db,
+        "revokes with the CLI, a second process on the test database"
+    );
+    let pool = db.pool();
     let mut config = Config::for_tests();
     config.token_cache_secs = 1;
     let app = TestApp::spawn_with(pool.clone(), config).await;
@@ -345,8 +371,10 @@ async fn a_revoked_clients_jwts_are_refused_within_the_token_cache_time(pool: Pg
     assert!(!out.status.success());
 }
 
-#[sqlx::test]
-async fn an_admin_lists_and_revokes_an_oauth_client_over_the_api_and_its_jwts_stop(pool: PgPool) {
+#[tokio::test]
+async fn an_admin_lists_and_revokes_an_oauth_client_over_the_api_and_its_jwts_stop() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     // A long token cache: the revoked client's JWT must stop at once on this server all
     // the same (other replicas within their cache time).
     let mut config = Config::for_tests();

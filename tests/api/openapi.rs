@@ -5,7 +5,6 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use reqwest::Method;
 use serde_json::{json, Value};
-use sqlx::PgPool;
 
 use crate::helpers::TestApp;
 
@@ -92,8 +91,10 @@ fn openapi_describes_exactly_the_routes_of_the_router() {
     );
 }
 
-#[sqlx::test]
-async fn every_documented_route_answers_and_is_not_a_router_404(pool: PgPool) {
+#[tokio::test]
+async fn every_documented_route_answers_and_is_not_a_router_404() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let operations = documented_operations();
     assert!(!operations.is_empty(), "openapi.yaml documents no route");

@@ -21,8 +21,10 @@ fn limited(per_second: f64, burst: u32) -> Config {
     c
 }
 
-#[sqlx::test]
-async fn a_scim_token_over_its_rate_gets_a_scim_429_with_retry_after(pool: PgPool) {
+#[tokio::test]
+async fn a_scim_token_over_its_rate_gets_a_scim_429_with_retry_after() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn_with(pool, limited(0.5, 3)).await;
     for _ in 0..3 {
         let res = app.scim(Method::GET, "/Users").send().await.unwrap();
@@ -54,8 +56,10 @@ async fn a_scim_token_over_its_rate_gets_a_scim_429_with_retry_after(pool: PgPoo
     assert_eq!(res.status(), 200);
 }
 
-#[sqlx::test]
-async fn a_task_api_token_over_its_rate_gets_a_429_code_and_message(pool: PgPool) {
+#[tokio::test]
+async fn a_task_api_token_over_its_rate_gets_a_429_code_and_message() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn_with(pool, limited(0.5, 2)).await;
     for _ in 0..2 {
         let res = app
@@ -85,8 +89,10 @@ async fn a_task_api_token_over_its_rate_gets_a_429_code_and_message(pool: PgPool
     assert_eq!(res.status(), 200);
 }
 
-#[sqlx::test]
-async fn the_default_rate_limit_lets_a_normal_sync_through(pool: PgPool) {
+#[tokio::test]
+async fn the_default_rate_limit_lets_a_normal_sync_through() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let defaults = {
         use clap::Parser;
         #[derive(Parser)]
@@ -112,8 +118,10 @@ async fn the_default_rate_limit_lets_a_normal_sync_through(pool: PgPool) {
     }
 }
 
-#[sqlx::test]
-async fn every_route_that_reads_a_body_refuses_one_over_the_limit(pool: PgPool) {
+#[tokio::test]
+async fn every_route_that_reads_a_body_refuses_one_over_the_limit() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let mut config = Config::for_tests();
     config.body_limit = 4096;
     let app = TestApp::spawn_with(pool, config).await;
@@ -191,8 +199,11 @@ async fn every_route_that_reads_a_body_refuses_one_over_the_limit(pool: PgPool) 
 /// Routes with their own body limit (a few attachments), larger than `--body-limit`.
 const OWN_LIMIT: &[&str] = &["/api/v1/tasks/{id}/complete", "/ui/tasks/{id}/complete"];
 
-#[sqlx::test]
-async fn every_surface_answers_a_stuck_request_with_503_in_its_own_format(pool: PgPool) {
+#[tokio::test]
+async fn every_surface_answers_a_stuck_request_with_503_in_its_own_format() {
+    let db = crate::db::test_db().await;
+    crate::needs_server!(db, "holds row locks in a second connection and runs `scimbridge serve` as a second process on the database");
+    let pool = db.pool();
     let mut config = Config::for_tests();
     config.request_timeout_secs = 1;
     let app = TestApp::spawn_with(pool, config).await;
@@ -362,8 +373,14 @@ async fn traffic(app: &TestApp, bin: &Binary, email: &str) {
         .unwrap();
 }
 
-#[sqlx::test]
-async fn the_logs_never_show_a_token_an_authorization_header_or_a_users_email(pool: PgPool) {
+#[tokio::test]
+async fn the_logs_never_show_a_token_an_authorization_header_or_a_users_email() {
+    let db = crate::db::test_db().await;
+    crate::needs_server!(
+        db,
+        "runs `scimbridge serve` as a second process on the test database"
+    );
+    let pool = db.pool();
     let app = TestApp::spawn(pool.clone()).await;
     let bin = Binary::start(&pool, &[]).await;
     let email = "leaky.person@pii.example";
@@ -388,8 +405,14 @@ async fn the_logs_never_show_a_token_an_authorization_header_or_a_users_email(po
     }
 }
 
-#[sqlx::test]
-async fn log_json_writes_one_json_object_per_line(pool: PgPool) {
+#[tokio::test]
+async fn log_json_writes_one_json_object_per_line() {
+    let db = crate::db::test_db().await;
+    crate::needs_server!(
+        db,
+        "runs `scimbridge serve` as a second process on the test database"
+    );
+    let pool = db.pool();
     let app = TestApp::spawn(pool.clone()).await;
     let bin = Binary::start(&pool, &["--log-json"]).await;
     traffic(&app, &bin, "json.person@pii.example").await;
@@ -448,8 +471,10 @@ async fn serve_refuses_bad_settings_and_names_the_flag() {
     }
 }
 
-#[sqlx::test]
-async fn a_scrape_shows_requests_tasks_outbox_and_pool(pool: PgPool) {
+#[tokio::test]
+async fn a_scrape_shows_requests_tasks_outbox_and_pool() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     use scimbridge::auth::{generate_token, hash_token, Role};
     use scimbridge::db::Store;
     use scimbridge::startup::Application;
@@ -555,8 +580,10 @@ fn compose_yaml_parses_and_sets_only_real_settings() {
 
 /// Found by schemathesis (.ci/schemathesis): a multi-byte character in `attributes`
 /// panicked the handler (a byte slice inside a character) and dropped the connection.
-#[sqlx::test]
-async fn attributes_with_multibyte_characters_do_not_crash_a_request(pool: PgPool) {
+#[tokio::test]
+async fn attributes_with_multibyte_characters_do_not_crash_a_request() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let user = app.create_user(okta_user("ann@corp.com")).await;
     let id = user["id"].as_str().unwrap();

@@ -80,8 +80,10 @@ impl Drop for TempDir {
     }
 }
 
-#[sqlx::test]
-async fn an_app_with_the_6sense_example_profile_gets_6sense_worded_tasks(pool: PgPool) {
+#[tokio::test]
+async fn an_app_with_the_6sense_example_profile_gets_6sense_worded_tasks() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let profiles = scimbridge::profiles::load(Some(&examples_dir())).unwrap();
     let store = Store::with_profiles(pool, Arc::new(profiles));
     let mut app = TestApp::spawn_with_store(store, Config::for_tests()).await;
@@ -135,8 +137,11 @@ async fn an_app_with_the_6sense_example_profile_gets_6sense_worded_tasks(pool: P
     );
 }
 
-#[sqlx::test]
-async fn apps_create_list_and_show_run_against_the_database(pool: PgPool) {
+#[tokio::test]
+async fn apps_create_list_and_show_run_against_the_database() {
+    let db = crate::db::test_db().await;
+    crate::needs_server!(db, "runs the CLI as a second process on the test database");
+    let pool = db.pool();
     let url = database_url(&pool);
     let dir = examples_dir();
     let dir = dir.to_str().unwrap();
@@ -264,8 +269,14 @@ fn serve_refuses_a_bad_profile_naming_the_file_and_line() {
     );
 }
 
-#[sqlx::test]
-async fn serve_refuses_an_app_whose_profile_is_unknown(pool: PgPool) {
+#[tokio::test]
+async fn serve_refuses_an_app_whose_profile_is_unknown() {
+    let db = crate::db::test_db().await;
+    crate::needs_server!(
+        db,
+        "runs the CLI and `scimbridge serve` as second processes on the test database"
+    );
+    let pool = db.pool();
     sqlx::query(
         "insert into app (app_id, display_name, profile) values ('alkami', 'Alkami', 'alkami')",
     )

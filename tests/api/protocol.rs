@@ -3,7 +3,6 @@
 
 use reqwest::Method;
 use serde_json::{json, Value};
-use sqlx::PgPool;
 
 use crate::helpers::{assert_scim_error, okta_user, TestApp};
 
@@ -37,8 +36,10 @@ async fn seed(app: &TestApp) {
     }
 }
 
-#[sqlx::test]
-async fn sort_by_user_name_both_ways_case_insensitively(pool: PgPool) {
+#[tokio::test]
+async fn sort_by_user_name_both_ways_case_insensitively() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     seed(&app).await;
     let asc = names(&get(&app, "/Users?sortBy=userName").await);
@@ -53,8 +54,10 @@ async fn sort_by_user_name_both_ways_case_insensitively(pool: PgPool) {
     );
 }
 
-#[sqlx::test]
-async fn sort_ties_break_in_creation_order_and_pages_stay_stable(pool: PgPool) {
+#[tokio::test]
+async fn sort_ties_break_in_creation_order_and_pages_stay_stable() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     seed(&app).await;
     let all = names(&get(&app, "/Users?sortBy=name.familyName").await);
@@ -81,8 +84,10 @@ async fn sort_ties_break_in_creation_order_and_pages_stay_stable(pool: PgPool) {
     );
 }
 
-#[sqlx::test]
-async fn bad_sort_parameters_are_400(pool: PgPool) {
+#[tokio::test]
+async fn bad_sort_parameters_are_400() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     for q in [
         "sortBy=nosuch",
@@ -99,8 +104,10 @@ async fn bad_sort_parameters_are_400(pool: PgPool) {
     }
 }
 
-#[sqlx::test]
-async fn cursor_paging_walks_every_user_once(pool: PgPool) {
+#[tokio::test]
+async fn cursor_paging_walks_every_user_once() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     for i in 0..7 {
         app.create_user(okta_user(&format!("u{i}@x.com"))).await;
@@ -146,8 +153,10 @@ async fn cursor_paging_walks_every_user_once(pool: PgPool) {
     assert_scim_error(res, 400, Some("invalidValue")).await;
 }
 
-#[sqlx::test]
-async fn search_by_post_on_users_groups_and_the_root(pool: PgPool) {
+#[tokio::test]
+async fn search_by_post_on_users_groups_and_the_root() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     seed(&app).await;
     app.create_group(json!({"displayName": "Sales"})).await;
@@ -226,8 +235,10 @@ async fn search_by_post_on_users_groups_and_the_root(pool: PgPool) {
     assert_scim_error(res, 400, Some("invalidFilter")).await;
 }
 
-#[sqlx::test]
-async fn etags_make_reads_conditional_and_writes_safe(pool: PgPool) {
+#[tokio::test]
+async fn etags_make_reads_conditional_and_writes_safe() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let user = app.create_user(okta_user("ann@x.com")).await;
     let id = user["id"].as_str().unwrap();
@@ -316,8 +327,10 @@ async fn etags_make_reads_conditional_and_writes_safe(pool: PgPool) {
     assert_eq!(res.status(), 304);
 }
 
-#[sqlx::test]
-async fn provisioning_status_is_returned_on_request_and_filterable(pool: PgPool) {
+#[tokio::test]
+async fn provisioning_status_is_returned_on_request_and_filterable() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let ann = app.create_user(okta_user("ann@x.com")).await;
     app.create_user(okta_user("bob@x.com")).await;
@@ -416,8 +429,10 @@ async fn bulk(app: &TestApp, body: Value) -> Value {
     body
 }
 
-#[sqlx::test]
-async fn bulk_resolves_bulk_ids_across_operations_and_derives_tasks(pool: PgPool) {
+#[tokio::test]
+async fn bulk_resolves_bulk_ids_across_operations_and_derives_tasks() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     // The group comes first but references users created later in the request.
     let res = bulk(
@@ -453,8 +468,10 @@ async fn bulk_resolves_bulk_ids_across_operations_and_derives_tasks(pool: PgPool
     assert_eq!(open[0]["subject"]["user_name"], "ann@x.com");
 }
 
-#[sqlx::test]
-async fn bulk_reports_errors_per_operation_and_stops_at_fail_on_errors(pool: PgPool) {
+#[tokio::test]
+async fn bulk_reports_errors_per_operation_and_stops_at_fail_on_errors() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let mut body = bulk_body(json!([
         {"method": "POST", "path": "/Users", "bulkId": "a", "data": {"active": true}},
@@ -486,8 +503,10 @@ async fn bulk_reports_errors_per_operation_and_stops_at_fail_on_errors(pool: PgP
     assert_eq!(res["Operations"][0]["status"], "409");
 }
 
-#[sqlx::test]
-async fn bulk_limits_and_syntax_are_enforced(pool: PgPool) {
+#[tokio::test]
+async fn bulk_limits_and_syntax_are_enforced() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let many: Vec<Value> = (0..1001)
         .map(|i| json!({"method": "DELETE", "path": format!("/Users/{i}")}))
@@ -518,8 +537,10 @@ async fn bulk_limits_and_syntax_are_enforced(pool: PgPool) {
     assert_eq!(get(&app, "/Users").await["totalResults"], 0);
 }
 
-#[sqlx::test]
-async fn schema_rules_from_the_published_schemas_are_enforced(pool: PgPool) {
+#[tokio::test]
+async fn schema_rules_from_the_published_schemas_are_enforced() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     // Canonical values: compared case-insensitively, stored in the schema's spelling.
     let mut u = okta_user("ann@x.com");

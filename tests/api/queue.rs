@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use reqwest::Method;
 use serde_json::{json, Value};
-use sqlx::PgPool;
 
 use crate::helpers::{okta_user, TestApp};
 use scimbridge::auth::Role;
@@ -54,8 +53,10 @@ async fn lapse(app: &TestApp, task_id: &Value) {
     .unwrap();
 }
 
-#[sqlx::test]
-async fn a_claim_returns_a_lease_that_heartbeats_extend(pool: PgPool) {
+#[tokio::test]
+async fn a_claim_returns_a_lease_that_heartbeats_extend() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     create(&app, "ann@x.com").await;
     let (s, t) = post(
@@ -97,10 +98,10 @@ async fn a_claim_returns_a_lease_that_heartbeats_extend(pool: PgPool) {
     assert_eq!((s, err["code"].as_str()), (400, Some("invalid_lease")));
 }
 
-#[sqlx::test]
-async fn a_lapsed_lease_returns_the_task_with_the_attempt_recorded_and_the_last_attempt_fails_it(
-    pool: PgPool,
-) {
+#[tokio::test]
+async fn a_lapsed_lease_returns_the_task_with_the_attempt_recorded_and_the_last_attempt_fails_it() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let id = create(&app, "ann@x.com").await;
     let mut t = app.claim(&app.agent_token).await.unwrap();
@@ -141,8 +142,10 @@ async fn a_lapsed_lease_returns_the_task_with_the_attempt_recorded_and_the_last_
     assert_eq!(user["state"], "failed");
 }
 
-#[sqlx::test]
-async fn a_long_poll_claim_wakes_when_a_task_appears(pool: PgPool) {
+#[tokio::test]
+async fn a_long_poll_claim_wakes_when_a_task_appears() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let started = Instant::now();
     let waiter = {
@@ -174,8 +177,10 @@ async fn a_long_poll_claim_wakes_when_a_task_appears(pool: PgPool) {
     assert_eq!((s, err["code"].as_str()), (400, Some("invalid_wait")));
 }
 
-#[sqlx::test]
-async fn claims_can_be_narrowed_to_kinds(pool: PgPool) {
+#[tokio::test]
+async fn claims_can_be_narrowed_to_kinds() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let ann = create(&app, "ann@x.com").await;
     let t = app.claim(&app.agent_token).await.unwrap();
@@ -218,8 +223,10 @@ async fn claims_can_be_narrowed_to_kinds(pool: PgPool) {
     assert_eq!((s, err["code"].as_str()), (400, Some("invalid_kind")));
 }
 
-#[sqlx::test]
-async fn completion_is_idempotent_by_lease_and_by_idempotency_key(pool: PgPool) {
+#[tokio::test]
+async fn completion_is_idempotent_by_lease_and_by_idempotency_key() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     create(&app, "ann@x.com").await;
     create(&app, "bob@x.com").await;
@@ -264,8 +271,10 @@ async fn completion_is_idempotent_by_lease_and_by_idempotency_key(pool: PgPool) 
     assert_eq!(completions, 1, "done once");
 }
 
-#[sqlx::test]
-async fn evidence_files_are_stored_returned_and_limited(pool: PgPool) {
+#[tokio::test]
+async fn evidence_files_are_stored_returned_and_limited() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     create(&app, "ann@x.com").await;
     let t = app.claim(&app.agent_token).await.unwrap();
@@ -328,8 +337,10 @@ async fn evidence_files_are_stored_returned_and_limited(pool: PgPool) {
     assert_eq!(res.status(), 404);
 }
 
-#[sqlx::test]
-async fn not_applicable_records_who_and_moves_confirmed_state(pool: PgPool) {
+#[tokio::test]
+async fn not_applicable_records_who_and_moves_confirmed_state() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let id = create(&app, "ann@x.com").await;
     let t = app.claim(&app.agent_token).await.unwrap();
@@ -349,8 +360,10 @@ async fn not_applicable_records_who_and_moves_confirmed_state(pool: PgPool) {
     assert_eq!(user["confirmed"], t["target"]);
 }
 
-#[sqlx::test]
-async fn counts_by_state_and_kind(pool: PgPool) {
+#[tokio::test]
+async fn counts_by_state_and_kind() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     for u in ["a@x.com", "b@x.com", "c@x.com"] {
         create(&app, u).await;
@@ -368,8 +381,10 @@ async fn counts_by_state_and_kind(pool: PgPool) {
     assert_eq!(c["by_state_and_kind"]["done"]["create_account"], 1);
 }
 
-#[sqlx::test]
-async fn users_show_desired_next_to_confirmed_and_their_whole_trail(pool: PgPool) {
+#[tokio::test]
+async fn users_show_desired_next_to_confirmed_and_their_whole_trail() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let ann = create(&app, "ann@x.com").await;
     create(&app, "bob@x.com").await;
@@ -441,8 +456,10 @@ async fn users_show_desired_next_to_confirmed_and_their_whole_trail(pool: PgPool
     assert_eq!(res.status(), 404);
 }
 
-#[sqlx::test]
-async fn a_failed_task_gets_no_automatic_successor_until_retried(pool: PgPool) {
+#[tokio::test]
+async fn a_failed_task_gets_no_automatic_successor_until_retried() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let id = create(&app, "ann@x.com").await;
     let t = app.claim(&app.agent_token).await.unwrap();
@@ -522,8 +539,10 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
 
 /// Issue #16 item 7: each transition is a span named after it that carries the task's
 /// id, app and kind, so a task can be followed through the server's logs.
-#[sqlx::test]
-async fn each_task_transition_is_a_span_naming_its_task_app_and_kind(pool: PgPool) {
+#[tokio::test]
+async fn each_task_transition_is_a_span_naming_its_task_app_and_kind() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let logs = Captured::default();
     let subscriber = tracing_subscriber::fmt()
         .with_writer(logs.clone())
@@ -587,8 +606,10 @@ async fn each_task_transition_is_a_span_naming_its_task_app_and_kind(pool: PgPoo
 /// attempt, a revoked token's claim going back to the queue, derivation cancelling a task
 /// no longer needed, a held batch's decision and the SLA sweep each log a span per task
 /// with its id, app and kind.
-#[sqlx::test]
-async fn transitions_outside_a_workers_request_are_spans_naming_their_task(pool: PgPool) {
+#[tokio::test]
+async fn transitions_outside_a_workers_request_are_spans_naming_their_task() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let logs = Captured::default();
     let subscriber = tracing_subscriber::fmt()
         .with_writer(logs.clone())

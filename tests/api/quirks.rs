@@ -3,7 +3,6 @@
 
 use reqwest::Method;
 use serde_json::{json, Value};
-use sqlx::PgPool;
 
 use crate::helpers::{okta_user, TestApp};
 
@@ -62,8 +61,10 @@ fn users_query(filter_encoded: &str) -> String {
     format!("/Users?filter={filter_encoded}")
 }
 
-#[sqlx::test]
-async fn entra_capitalised_patch_ops(pool: PgPool) {
+#[tokio::test]
+async fn entra_capitalised_patch_ops() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let id = user(&app, "ann@x.com").await;
     let u = patched(
@@ -81,8 +82,10 @@ async fn entra_capitalised_patch_ops(pool: PgPool) {
     assert!(u.get("locale").is_none());
 }
 
-#[sqlx::test]
-async fn entra_true_false_strings_for_booleans_in_post_put_and_patch(pool: PgPool) {
+#[tokio::test]
+async fn entra_true_false_strings_for_booleans_in_post_put_and_patch() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let mut body = okta_user("ann@x.com");
     body["active"] = json!("True");
@@ -115,8 +118,10 @@ async fn entra_true_false_strings_for_booleans_in_post_put_and_patch(pool: PgPoo
     assert_eq!(u["active"], false);
 }
 
-#[sqlx::test]
-async fn entra_pathless_replace_with_attribute_path_keys(pool: PgPool) {
+#[tokio::test]
+async fn entra_pathless_replace_with_attribute_path_keys() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let id = user(&app, "ann@x.com").await;
     let u = patched(
@@ -140,8 +145,10 @@ async fn entra_pathless_replace_with_attribute_path_keys(pool: PgPool) {
         .contains(&json!(ENTERPRISE)));
 }
 
-#[sqlx::test]
-async fn entra_one_operation_per_attribute(pool: PgPool) {
+#[tokio::test]
+async fn entra_one_operation_per_attribute() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let id = user(&app, "ann@x.com").await;
     let u = patched(
@@ -167,8 +174,10 @@ async fn entra_one_operation_per_attribute(pool: PgPool) {
     assert_eq!(open[0]["target"]["department"], "Ops");
 }
 
-#[sqlx::test]
-async fn okta_add_on_a_single_valued_attribute_replaces_it(pool: PgPool) {
+#[tokio::test]
+async fn okta_add_on_a_single_valued_attribute_replaces_it() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let id = user(&app, "ann@x.com").await;
     let u = patched(
@@ -188,8 +197,10 @@ async fn okta_add_on_a_single_valued_attribute_replaces_it(pool: PgPool) {
     assert_eq!(u["nickName"], "Annie");
 }
 
-#[sqlx::test]
-async fn entra_remove_members_with_a_value_list_removes_only_those(pool: PgPool) {
+#[tokio::test]
+async fn entra_remove_members_with_a_value_list_removes_only_those() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let (a, b, c) = (
         user(&app, "a@x.com").await,
@@ -206,8 +217,10 @@ async fn entra_remove_members_with_a_value_list_removes_only_those(pool: PgPool)
     assert_eq!(member_ids(&body), sorted(&[&b]));
 }
 
-#[sqlx::test]
-async fn entra_remove_members_with_ref_null_removes_only_those(pool: PgPool) {
+#[tokio::test]
+async fn entra_remove_members_with_ref_null_removes_only_those() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let (a, b) = (user(&app, "a@x.com").await, user(&app, "b@x.com").await);
     let g = group_with(&app, "Sales", &[&a, &b]).await;
@@ -220,8 +233,10 @@ async fn entra_remove_members_with_ref_null_removes_only_those(pool: PgPool) {
     assert_eq!(member_ids(&body), sorted(&[&a]));
 }
 
-#[sqlx::test]
-async fn okta_remove_member_by_value_filter_removes_only_that_one(pool: PgPool) {
+#[tokio::test]
+async fn okta_remove_member_by_value_filter_removes_only_that_one() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let (a, b) = (user(&app, "a@x.com").await, user(&app, "b@x.com").await);
     let g = group_with(&app, "Sales", &[&a, &b]).await;
@@ -234,8 +249,10 @@ async fn okta_remove_member_by_value_filter_removes_only_that_one(pool: PgPool) 
     assert_eq!(member_ids(&body), sorted(&[&b]));
 }
 
-#[sqlx::test]
-async fn remove_members_without_a_filter_clears_all(pool: PgPool) {
+#[tokio::test]
+async fn remove_members_without_a_filter_clears_all() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let (a, b) = (user(&app, "a@x.com").await, user(&app, "b@x.com").await);
     let g = group_with(&app, "Sales", &[&a, &b]).await;
@@ -249,8 +266,10 @@ async fn remove_members_without_a_filter_clears_all(pool: PgPool) {
     assert!(member_ids(&read(&app, &format!("/Groups/{g}")).await).is_empty());
 }
 
-#[sqlx::test]
-async fn okta_pathless_group_rename_whose_value_carries_the_read_only_id(pool: PgPool) {
+#[tokio::test]
+async fn okta_pathless_group_rename_whose_value_carries_the_read_only_id() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let a = user(&app, "a@x.com").await;
     let g = group_with(&app, "Sales", &[&a]).await;
@@ -269,8 +288,10 @@ async fn okta_pathless_group_rename_whose_value_carries_the_read_only_id(pool: P
     );
 }
 
-#[sqlx::test]
-async fn okta_group_push_remove_and_add_in_one_patch(pool: PgPool) {
+#[tokio::test]
+async fn okta_group_push_remove_and_add_in_one_patch() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let (a, b, c) = (
         user(&app, "a@x.com").await,
@@ -290,8 +311,10 @@ async fn okta_group_push_remove_and_add_in_one_patch(pool: PgPool) {
     assert_eq!(member_ids(&body), sorted(&[&b, &c]));
 }
 
-#[sqlx::test]
-async fn okta_group_push_replace_members(pool: PgPool) {
+#[tokio::test]
+async fn okta_group_push_replace_members() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let (a, b, c) = (
         user(&app, "a@x.com").await,
@@ -308,8 +331,10 @@ async fn okta_group_push_replace_members(pool: PgPool) {
     assert_eq!(member_ids(&body), sorted(&[&b, &c]));
 }
 
-#[sqlx::test]
-async fn entra_manager_as_a_bare_string_id(pool: PgPool) {
+#[tokio::test]
+async fn entra_manager_as_a_bare_string_id() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let boss = user(&app, "boss@x.com").await;
     let id = user(&app, "ann@x.com").await;
@@ -332,8 +357,10 @@ async fn entra_manager_as_a_bare_string_id(pool: PgPool) {
     );
 }
 
-#[sqlx::test]
-async fn entra_unknown_schema_urns_in_a_create_are_ignored(pool: PgPool) {
+#[tokio::test]
+async fn entra_unknown_schema_urns_in_a_create_are_ignored() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let g = app
         .create_group(json!({
@@ -359,8 +386,10 @@ async fn entra_unknown_schema_urns_in_a_create_are_ignored(pool: PgPool) {
         .is_none());
 }
 
-#[sqlx::test]
-async fn read_only_attributes_in_requests_are_ignored(pool: PgPool) {
+#[tokio::test]
+async fn read_only_attributes_in_requests_are_ignored() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let mut body = okta_user("ann@x.com");
     body["id"] = json!("mine");
@@ -380,8 +409,10 @@ async fn read_only_attributes_in_requests_are_ignored(pool: PgPool) {
     assert_eq!(res.json::<Value>().await.unwrap()["id"], id);
 }
 
-#[sqlx::test]
-async fn plus_and_percent20_in_filters(pool: PgPool) {
+#[tokio::test]
+async fn plus_and_percent20_in_filters() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     user(&app, "ann@x.com").await;
     for q in [
@@ -393,8 +424,10 @@ async fn plus_and_percent20_in_filters(pool: PgPool) {
     }
 }
 
-#[sqlx::test]
-async fn okta_user_name_filter_is_case_insensitive(pool: PgPool) {
+#[tokio::test]
+async fn okta_user_name_filter_is_case_insensitive() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     user(&app, "Ann.Lee@X.com").await;
     let l = read(&app, &users_query("userName%20eq%20%22ann.lee@x.COM%22")).await;
@@ -405,8 +438,10 @@ async fn okta_user_name_filter_is_case_insensitive(pool: PgPool) {
     );
 }
 
-#[sqlx::test]
-async fn entra_filter_on_external_id(pool: PgPool) {
+#[tokio::test]
+async fn entra_filter_on_external_id() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let mut u = okta_user("ann@x.com");
     u["externalId"] = json!("58342554-38d6-4ec8-948c-50044d0a33fd");
@@ -422,8 +457,10 @@ async fn entra_filter_on_external_id(pool: PgPool) {
     assert_eq!(none["Resources"], json!([]));
 }
 
-#[sqlx::test]
-async fn excluded_attributes_members_on_group_reads(pool: PgPool) {
+#[tokio::test]
+async fn excluded_attributes_members_on_group_reads() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let a = user(&app, "a@x.com").await;
     let g = group_with(&app, "Sales", &[&a]).await;
@@ -438,8 +475,10 @@ async fn excluded_attributes_members_on_group_reads(pool: PgPool) {
     assert!(list["Resources"][0].get("members").is_none());
 }
 
-#[sqlx::test]
-async fn okta_inactive_users_are_still_returned_by_get_and_filters(pool: PgPool) {
+#[tokio::test]
+async fn okta_inactive_users_are_still_returned_by_get_and_filters() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let id = user(&app, "ann@x.com").await;
     patched(
@@ -454,8 +493,10 @@ async fn okta_inactive_users_are_still_returned_by_get_and_filters(pool: PgPool)
     assert_eq!(l["Resources"][0]["active"], false);
 }
 
-#[sqlx::test]
-async fn okta_paging_is_stable_across_page_sizes(pool: PgPool) {
+#[tokio::test]
+async fn okta_paging_is_stable_across_page_sizes() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     for i in 0..10 {
         user(&app, &format!("u{i:02}@x.com")).await;

@@ -5,7 +5,6 @@
 
 use reqwest::Method;
 use serde_json::{json, Value};
-use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::helpers::{count, okta_user, TestApp};
@@ -58,8 +57,10 @@ async fn events(app: &TestApp, kind: &str) -> Vec<Value> {
         .unwrap()
 }
 
-#[sqlx::test]
-async fn an_admin_reassigns_a_claimed_task_and_the_old_lease_stops_working(pool: PgPool) {
+#[tokio::test]
+async fn an_admin_reassigns_a_claimed_task_and_the_old_lease_stops_working() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let bob = app.token("peopleai", Role::Agent, "bob").await;
     app.create_user(okta_user("ann@x.com")).await;
@@ -137,8 +138,10 @@ async fn an_admin_reassigns_a_claimed_task_and_the_old_lease_stops_working(pool:
     );
 }
 
-#[sqlx::test]
-async fn an_admin_returns_a_claimed_task_to_the_queue(pool: PgPool) {
+#[tokio::test]
+async fn an_admin_returns_a_claimed_task_to_the_queue() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     app.create_user(okta_user("ann@x.com")).await;
     let claimed = app.claim(&app.agent_token).await.unwrap();
@@ -168,8 +171,10 @@ async fn an_admin_returns_a_claimed_task_to_the_queue(pool: PgPool) {
     assert_eq!(announced[0]["outcome"], "returned_to_queue");
 }
 
-#[sqlx::test]
-async fn an_open_task_can_be_assigned_to_someone_who_then_holds_it(pool: PgPool) {
+#[tokio::test]
+async fn an_open_task_can_be_assigned_to_someone_who_then_holds_it() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let bob = app.token("peopleai", Role::Admin, "bob").await;
     app.create_user(okta_user("ann@x.com")).await;
@@ -203,8 +208,10 @@ async fn an_open_task_can_be_assigned_to_someone_who_then_holds_it(pool: PgPool)
     assert_eq!(s, 200);
 }
 
-#[sqlx::test]
-async fn reassignments_that_cannot_be_made_are_refused_and_change_nothing(pool: PgPool) {
+#[tokio::test]
+async fn reassignments_that_cannot_be_made_are_refused_and_change_nothing() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     app.add_app("sixsense").await;
     app.token("sixsense", Role::Agent, "other-app").await;
@@ -329,8 +336,10 @@ async fn reassignments_that_cannot_be_made_are_refused_and_change_nothing(pool: 
     assert_eq!((s, b["code"].as_str()), (409, Some("task_blocked")), "{b}");
 }
 
-#[sqlx::test]
-async fn revoking_a_token_returns_its_claimed_tasks_to_the_queue(pool: PgPool) {
+#[tokio::test]
+async fn revoking_a_token_returns_its_claimed_tasks_to_the_queue() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     for u in ["ann@x.com", "bea@x.com", "cid@x.com"] {
         app.create_user(okta_user(u)).await;
@@ -388,8 +397,11 @@ async fn revoking_a_token_returns_its_claimed_tasks_to_the_queue(pool: PgPool) {
     assert!(app.claim(&bob).await.is_some());
 }
 
-#[sqlx::test]
-async fn revocation_from_the_cli_returns_claims_and_says_so(pool: PgPool) {
+#[tokio::test]
+async fn revocation_from_the_cli_returns_claims_and_says_so() {
+    let db = crate::db::test_db().await;
+    crate::needs_server!(db, "runs the CLI as a second process on the test database");
+    let pool = db.pool();
     use crate::profiles::{database_url, scimbridge};
     let app = TestApp::spawn(pool.clone()).await;
     app.create_user(okta_user("ann@x.com")).await;
@@ -409,8 +421,10 @@ async fn revocation_from_the_cli_returns_claims_and_says_so(pool: PgPool) {
     assert_eq!(task(&app, &t["id"]).await["state"], "open");
 }
 
-#[sqlx::test]
-async fn a_revoked_token_still_in_a_token_cache_cannot_claim(pool: PgPool) {
+#[tokio::test]
+async fn a_revoked_token_still_in_a_token_cache_cannot_claim() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let mut config = Config::for_tests();
     config.token_cache_secs = 300;
     let app = TestApp::spawn_with(pool, config).await;
@@ -432,8 +446,10 @@ async fn a_revoked_token_still_in_a_token_cache_cannot_claim(pool: PgPool) {
     assert_eq!(app.tasks("?state=in_progress").await.len(), 0);
 }
 
-#[sqlx::test]
-async fn claims_racing_a_revocation_never_leave_a_task_with_the_revoked_token(pool: PgPool) {
+#[tokio::test]
+async fn claims_racing_a_revocation_never_leave_a_task_with_the_revoked_token() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     for i in 0..40 {
         app.create_user(okta_user(&format!("u{i}@x.com"))).await;
@@ -471,8 +487,10 @@ async fn claims_racing_a_revocation_never_leave_a_task_with_the_revoked_token(po
     }
 }
 
-#[sqlx::test]
-async fn reminders_name_whoever_holds_the_task_after_a_reassignment(pool: PgPool) {
+#[tokio::test]
+async fn reminders_name_whoever_holds_the_task_after_a_reassignment() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     app.token("peopleai", Role::Agent, "bob").await;
     app.create_user(okta_user("ann@x.com")).await;
@@ -556,8 +574,10 @@ fn slack_reminders_name_the_holder() {
     );
 }
 
-#[sqlx::test]
-async fn the_cli_reassigns_by_name_and_back_to_the_queue(pool: PgPool) {
+#[tokio::test]
+async fn the_cli_reassigns_by_name_and_back_to_the_queue() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     app.token("peopleai", Role::Agent, "bob").await;
     app.create_user(okta_user("ann@x.com")).await;

@@ -4,7 +4,6 @@
 
 use reqwest::{Method, Response};
 use serde_json::{json, Value};
-use sqlx::PgPool;
 
 use crate::helpers::{count, okta_user, TestApp};
 
@@ -107,10 +106,10 @@ async fn provisioning(app: &TestApp, id: &str) -> Value {
     u["urn:scimbridge:params:scim:schemas:extension:provisioning:1.0:User"].clone()
 }
 
-#[sqlx::test]
-async fn a_snapshot_that_matches_verifies_users_and_closes_the_tasks_it_already_meets(
-    pool: PgPool,
-) {
+#[tokio::test]
+async fn a_snapshot_that_matches_verifies_users_and_closes_the_tasks_it_already_meets() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let people = emails(5);
     let mut ids = Vec::new();
@@ -156,8 +155,10 @@ async fn a_snapshot_that_matches_verifies_users_and_closes_the_tasks_it_already_
     assert!(findings(&app, "?state=all").await.is_empty());
 }
 
-#[sqlx::test]
-async fn drift_annotates_the_open_task_or_plans_one(pool: PgPool) {
+#[tokio::test]
+async fn drift_annotates_the_open_task_or_plans_one() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let people = emails(10);
     let ids = confirmed_users(&app, &people).await;
@@ -213,8 +214,10 @@ async fn drift_annotates_the_open_task_or_plans_one(pool: PgPool) {
     assert_eq!(f[0]["subject"]["type"], "user");
 }
 
-#[sqlx::test]
-async fn an_account_no_idp_user_has_is_an_orphan_with_a_review_task(pool: PgPool) {
+#[tokio::test]
+async fn an_account_no_idp_user_has_is_an_orphan_with_a_review_task() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let people = emails(10);
     confirmed_users(&app, &people).await;
@@ -257,8 +260,10 @@ async fn an_account_no_idp_user_has_is_an_orphan_with_a_review_task(pool: PgPool
     assert_eq!(findings(&app, "?kind=orphan").await.len(), 1);
 }
 
-#[sqlx::test]
-async fn a_joiner_missing_from_the_app_gets_not_found_on_their_create_task(pool: PgPool) {
+#[tokio::test]
+async fn a_joiner_missing_from_the_app_gets_not_found_on_their_create_task() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let people = emails(10);
     confirmed_users(&app, &people).await;
@@ -276,8 +281,10 @@ async fn a_joiner_missing_from_the_app_gets_not_found_on_their_create_task(pool:
     );
 }
 
-#[sqlx::test]
-async fn a_done_task_the_app_contradicts_is_reopened_as_a_verification_failure(pool: PgPool) {
+#[tokio::test]
+async fn a_done_task_the_app_contradicts_is_reopened_as_a_verification_failure() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let people = emails(10);
     let ids = confirmed_users(&app, &people).await;
@@ -323,8 +330,10 @@ async fn a_done_task_the_app_contradicts_is_reopened_as_a_verification_failure(p
     assert_eq!(report["verification_failures"], 1, "{report}");
 }
 
-#[sqlx::test]
-async fn the_safeguard_holds_a_mass_change_until_an_admin_confirms_it(pool: PgPool) {
+#[tokio::test]
+async fn the_safeguard_holds_a_mass_change_until_an_admin_confirms_it() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let people = emails(10);
     confirmed_users(&app, &people).await;
@@ -397,8 +406,10 @@ async fn the_safeguard_holds_a_mass_change_until_an_admin_confirms_it(pool: PgPo
     assert_eq!(app.tasks("?state=open").await.len(), 5);
 }
 
-#[sqlx::test]
-async fn importing_the_same_file_again_finds_nothing_new(pool: PgPool) {
+#[tokio::test]
+async fn importing_the_same_file_again_finds_nothing_new() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let people = emails(20);
     let ids = confirmed_users(&app, &people).await;
@@ -441,8 +452,10 @@ async fn importing_the_same_file_again_finds_nothing_new(pool: PgPool) {
     );
 }
 
-#[sqlx::test]
-async fn json_rows_are_a_snapshot_too(pool: PgPool) {
+#[tokio::test]
+async fn json_rows_are_a_snapshot_too() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let people = emails(3);
     confirmed_users(&app, &people).await;
@@ -472,8 +485,10 @@ async fn json_rows_are_a_snapshot_too(pool: PgPool) {
     assert_eq!(listed["snapshots"][0]["id"], snap["id"]);
 }
 
-#[sqlx::test]
-async fn a_file_that_cannot_be_read_is_refused_and_changes_nothing(pool: PgPool) {
+#[tokio::test]
+async fn a_file_that_cannot_be_read_is_refused_and_changes_nothing() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let mut config = scimbridge::config::Config::for_tests();
     config.snapshot_limit = 64 * 1024;
     let app = TestApp::spawn_with(pool, config).await;
@@ -529,8 +544,10 @@ async fn a_file_that_cannot_be_read_is_refused_and_changes_nothing(pool: PgPool)
     assert_eq!(res.status(), 403, "a scim token cannot submit snapshots");
 }
 
-#[sqlx::test]
-async fn a_reviewed_orphan_is_kept_or_linked_to_its_user_and_not_flagged_again(pool: PgPool) {
+#[tokio::test]
+async fn a_reviewed_orphan_is_kept_or_linked_to_its_user_and_not_flagged_again() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let people = emails(20);
     let ids = confirmed_users(&app, &people).await;
@@ -608,8 +625,10 @@ async fn upload_page(
         .unwrap()
 }
 
-#[sqlx::test]
-async fn an_admin_uploads_reads_the_preview_and_applies_it_in_the_browser(pool: PgPool) {
+#[tokio::test]
+async fn an_admin_uploads_reads_the_preview_and_applies_it_in_the_browser() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     use crate::web::{location, Browser};
     let app = TestApp::spawn(pool).await;
     let people = emails(10);
@@ -711,8 +730,10 @@ async fn an_admin_uploads_reads_the_preview_and_applies_it_in_the_browser(pool: 
     assert!(user.contains("Drift: the app differs"), "{user}");
 }
 
-#[sqlx::test]
-async fn the_verification_report_counts_verified_drift_orphans_and_seats(pool: PgPool) {
+#[tokio::test]
+async fn the_verification_report_counts_verified_drift_orphans_and_seats() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let people = emails(20);
     let ids = confirmed_users(&app, &people).await;

@@ -2,7 +2,6 @@ use std::collections::HashSet;
 
 use reqwest::Method;
 use serde_json::{json, Value};
-use sqlx::PgPool;
 
 use crate::helpers::{okta_user, TestApp};
 
@@ -34,8 +33,10 @@ async fn confirmed(app: &TestApp, user_id: &str) -> Option<Value> {
         .unwrap()
 }
 
-#[sqlx::test]
-async fn a_new_user_becomes_one_create_task_with_email_role_and_steps(pool: PgPool) {
+#[tokio::test]
+async fn a_new_user_becomes_one_create_task_with_email_role_and_steps() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let id = create(&app, "ann@corp.com").await;
     let tasks = open_tasks(&app).await;
@@ -63,8 +64,10 @@ async fn a_new_user_becomes_one_create_task_with_email_role_and_steps(pool: PgPo
     assert_eq!(t["completion_fields"][0]["name"], "app_account_id");
 }
 
-#[sqlx::test]
-async fn okta_resending_the_same_profile_makes_no_task(pool: PgPool) {
+#[tokio::test]
+async fn okta_resending_the_same_profile_makes_no_task() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let id = create(&app, "ann@corp.com").await;
     claim_and_finish(&app, json!({})).await;
@@ -97,8 +100,10 @@ async fn okta_resending_the_same_profile_makes_no_task(pool: PgPool) {
     assert_eq!(app.tasks("").await.len(), before);
 }
 
-#[sqlx::test]
-async fn create_then_rename_before_claim_is_one_create_task_with_the_new_name(pool: PgPool) {
+#[tokio::test]
+async fn create_then_rename_before_claim_is_one_create_task_with_the_new_name() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let id = create(&app, "ann@corp.com").await;
     let res = app
@@ -122,8 +127,10 @@ async fn create_then_rename_before_claim_is_one_create_task_with_the_new_name(po
         .contains("ann.lee@corp.com"));
 }
 
-#[sqlx::test]
-async fn create_then_deactivate_before_claim_leaves_nothing_to_do(pool: PgPool) {
+#[tokio::test]
+async fn create_then_deactivate_before_claim_leaves_nothing_to_do() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let id = create(&app, "ann@corp.com").await;
     let res = app
@@ -147,8 +154,10 @@ async fn create_then_deactivate_before_claim_leaves_nothing_to_do(pool: PgPool) 
     assert!(app.claim(&app.agent_token).await.is_none());
 }
 
-#[sqlx::test]
-async fn create_then_delete_before_claim_cancels_the_create(pool: PgPool) {
+#[tokio::test]
+async fn create_then_delete_before_claim_cancels_the_create() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let id = create(&app, "ann@corp.com").await;
     assert_eq!(
@@ -166,8 +175,10 @@ async fn create_then_delete_before_claim_cancels_the_create(pool: PgPool) {
         .contains("deleted"));
 }
 
-#[sqlx::test]
-async fn a_change_during_work_waits_for_the_task_in_progress(pool: PgPool) {
+#[tokio::test]
+async fn a_change_during_work_waits_for_the_task_in_progress() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let id = create(&app, "ann@corp.com").await;
     let first = app.claim(&app.agent_token).await.unwrap();
@@ -201,8 +212,10 @@ async fn a_change_during_work_waits_for_the_task_in_progress(pool: PgPool) {
     assert_eq!(second["id"], waiting[0]["id"]);
 }
 
-#[sqlx::test]
-async fn completing_moves_confirmed_state_and_the_next_task_starts_from_it(pool: PgPool) {
+#[tokio::test]
+async fn completing_moves_confirmed_state_and_the_next_task_starts_from_it() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let id = create(&app, "ann@corp.com").await;
     assert_eq!(confirmed(&app, &id).await, None);
@@ -251,8 +264,10 @@ async fn completing_moves_confirmed_state_and_the_next_task_starts_from_it(pool:
     );
 }
 
-#[sqlx::test]
-async fn membership_of_people_ai_admins_changes_the_role(pool: PgPool) {
+#[tokio::test]
+async fn membership_of_people_ai_admins_changes_the_role() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let ann = create(&app, "ann@corp.com").await;
     let bob = create(&app, "bob@corp.com").await;
@@ -282,8 +297,10 @@ async fn membership_of_people_ai_admins_changes_the_role(pool: PgPool) {
     assert!(open_tasks(&app).await.is_empty());
 }
 
-#[sqlx::test]
-async fn leavers_are_claimed_before_joiners(pool: PgPool) {
+#[tokio::test]
+async fn leavers_are_claimed_before_joiners() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let ann = create(&app, "ann@corp.com").await;
     claim_and_finish(&app, json!({})).await;
@@ -309,8 +326,10 @@ async fn leavers_are_claimed_before_joiners(pool: PgPool) {
     );
 }
 
-#[sqlx::test]
-async fn removal_needs_the_seat_answer_and_failed_leaves_confirmed_alone(pool: PgPool) {
+#[tokio::test]
+async fn removal_needs_the_seat_answer_and_failed_leaves_confirmed_alone() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let id = create(&app, "ann@corp.com").await;
     let created = claim_and_finish(&app, json!({})).await;
@@ -359,8 +378,10 @@ async fn removal_needs_the_seat_answer_and_failed_leaves_confirmed_alone(pool: P
     assert!(attention);
 }
 
-#[sqlx::test]
-async fn removal_done_with_the_seat_answer_clears_the_account(pool: PgPool) {
+#[tokio::test]
+async fn removal_done_with_the_seat_answer_clears_the_account() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let id = create(&app, "ann@corp.com").await;
     claim_and_finish(&app, json!({})).await;
@@ -378,8 +399,10 @@ async fn removal_done_with_the_seat_answer_clears_the_account(pool: PgPool) {
     assert!(app.claim(&app.agent_token).await.is_none());
 }
 
-#[sqlx::test]
-async fn completing_a_task_that_is_not_yours_or_not_in_progress_is_409(pool: PgPool) {
+#[tokio::test]
+async fn completing_a_task_that_is_not_yours_or_not_in_progress_is_409() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     create(&app, "ann@corp.com").await;
     let open = &open_tasks(&app).await[0];
@@ -454,8 +477,10 @@ async fn completing_a_task_that_is_not_yours_or_not_in_progress_is_409(pool: PgP
     assert_eq!(res.status(), 409);
 }
 
-#[sqlx::test]
-async fn repeating_a_completion_differently_is_409_and_an_exact_repeat_is_idempotent(pool: PgPool) {
+#[tokio::test]
+async fn repeating_a_completion_differently_is_409_and_an_exact_repeat_is_idempotent() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     create(&app, "ann@corp.com").await;
     let t = app.claim(&app.agent_token).await.unwrap();
@@ -518,8 +543,10 @@ async fn repeating_a_completion_differently_is_409_and_an_exact_repeat_is_idempo
     assert_eq!(send("failed").await.unwrap().status(), 409);
 }
 
-#[sqlx::test]
-async fn release_puts_the_task_back_and_an_expired_lease_is_claimable_again(pool: PgPool) {
+#[tokio::test]
+async fn release_puts_the_task_back_and_an_expired_lease_is_claimable_again() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     create(&app, "ann@corp.com").await;
     let t = app.claim(&app.agent_token).await.unwrap();
@@ -567,8 +594,10 @@ async fn release_puts_the_task_back_and_an_expired_lease_is_claimable_again(pool
     );
 }
 
-#[sqlx::test]
-async fn release_with_a_waiting_task_folds_both_into_one(pool: PgPool) {
+#[tokio::test]
+async fn release_with_a_waiting_task_folds_both_into_one() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let id = create(&app, "ann@corp.com").await;
     let t = app.claim(&app.agent_token).await.unwrap();
@@ -597,8 +626,10 @@ async fn release_with_a_waiting_task_folds_both_into_one(pool: PgPool) {
     assert_eq!(open[0]["target"]["given_name"], "Annie");
 }
 
-#[sqlx::test]
-async fn the_task_list_pages_with_a_cursor_and_filters(pool: PgPool) {
+#[tokio::test]
+async fn the_task_list_pages_with_a_cursor_and_filters() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let ann = create(&app, "ann@corp.com").await;
     for i in 0..4 {
@@ -658,8 +689,10 @@ async fn the_task_list_pages_with_a_cursor_and_filters(pool: PgPool) {
     assert_eq!(res.status(), 404);
 }
 
-#[sqlx::test]
-async fn concurrent_workers_claim_each_task_once(pool: PgPool) {
+#[tokio::test]
+async fn concurrent_workers_claim_each_task_once() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     for i in 0..20 {
         create(&app, &format!("u{i}@corp.com")).await;

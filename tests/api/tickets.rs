@@ -11,7 +11,6 @@ use hmac::{Hmac, Mac};
 use reqwest::Method;
 use serde_json::{json, Value};
 use sha2::Sha256;
-use sqlx::PgPool;
 
 use crate::helpers::{count, okta_user, TestApp};
 use crate::ticket_fakes::{adf_text, jira_site, servicenow_instance, Fake};
@@ -172,8 +171,10 @@ fn syncer(app: &TestApp) -> Syncer {
     }
 }
 
-#[sqlx::test]
-async fn jira_round_trip_creates_an_issue_and_closes_the_task_from_its_webhook(pool: PgPool) {
+#[tokio::test]
+async fn jira_round_trip_creates_an_issue_and_closes_the_task_from_its_webhook() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn_with(pool, fast()).await;
     let jira = jira_site().await;
     let bridge = configure(&app, jira_bridge(&jira)).await;
@@ -279,8 +280,10 @@ async fn jira_round_trip_creates_an_issue_and_closes_the_task_from_its_webhook(p
     assert_eq!(completions, 1);
 }
 
-#[sqlx::test]
-async fn a_task_done_in_scimbridge_closes_its_jira_issue_with_a_comment(pool: PgPool) {
+#[tokio::test]
+async fn a_task_done_in_scimbridge_closes_its_jira_issue_with_a_comment() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn_with(pool, fast()).await;
     let jira = jira_site().await;
     configure(&app, jira_bridge(&jira)).await;
@@ -316,8 +319,10 @@ async fn a_task_done_in_scimbridge_closes_its_jira_issue_with_a_comment(pool: Pg
     assert_eq!(task(&app, id).await["ticket"]["state"], "closed");
 }
 
-#[sqlx::test]
-async fn servicenow_round_trip_by_poll_by_business_rule_and_from_scimbridge(pool: PgPool) {
+#[tokio::test]
+async fn servicenow_round_trip_by_poll_by_business_rule_and_from_scimbridge() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn_with(pool, fast()).await;
     let sn = servicenow_instance().await;
     let bridge = configure(&app, servicenow_bridge(&sn, "sc_task")).await;
@@ -417,8 +422,10 @@ async fn servicenow_round_trip_by_poll_by_business_rule_and_from_scimbridge(pool
     );
 }
 
-#[sqlx::test]
-async fn polls_back_off_while_a_ticket_does_not_change(pool: PgPool) {
+#[tokio::test]
+async fn polls_back_off_while_a_ticket_does_not_change() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn_with(pool, fast()).await;
     let sn = servicenow_instance().await;
     configure(&app, servicenow_bridge(&sn, "incident")).await;
@@ -559,8 +566,10 @@ async fn closed_by_the_jira_poll(
     done
 }
 
-#[sqlx::test]
-async fn a_jira_issue_closes_its_task_by_the_status_poll_with_backoff(pool: PgPool) {
+#[tokio::test]
+async fn a_jira_issue_closes_its_task_by_the_status_poll_with_backoff() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn_with(pool, fast()).await;
     let jira = jira_site().await;
     let mut body = jira_bridge(&jira);
@@ -571,10 +580,10 @@ async fn a_jira_issue_closes_its_task_by_the_status_poll_with_backoff(pool: PgPo
     closed_by_the_jira_poll(&app, &jira, "Done", [30, 60, 120]).await;
 }
 
-#[sqlx::test]
-async fn a_service_management_request_closes_its_task_by_the_status_poll_with_backoff(
-    pool: PgPool,
-) {
+#[tokio::test]
+async fn a_service_management_request_closes_its_task_by_the_status_poll_with_backoff() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn_with(pool, fast()).await;
     let jira = jira_site().await;
     let mut body = jira_bridge(&jira);
@@ -631,8 +640,10 @@ async fn lost_answer_makes_one_ticket(app: &TestApp, fake: &Fake, create_path: &
     assert_eq!(create["attempts"], 2, "{create}");
 }
 
-#[sqlx::test]
-async fn a_lost_jira_answer_never_makes_a_second_issue(pool: PgPool) {
+#[tokio::test]
+async fn a_lost_jira_answer_never_makes_a_second_issue() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn_with(pool, fast()).await;
     let jira = jira_site().await;
     configure(&app, jira_bridge(&jira)).await;
@@ -640,8 +651,10 @@ async fn a_lost_jira_answer_never_makes_a_second_issue(pool: PgPool) {
     assert_eq!(jira.calls(Method::POST, "/search/jql").len(), 1);
 }
 
-#[sqlx::test]
-async fn a_lost_service_management_answer_never_makes_a_second_request(pool: PgPool) {
+#[tokio::test]
+async fn a_lost_service_management_answer_never_makes_a_second_request() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn_with(pool, fast()).await;
     let jira = jira_site().await;
     let mut body = jira_bridge(&jira);
@@ -661,8 +674,10 @@ async fn a_lost_service_management_answer_never_makes_a_second_request(pool: PgP
         .starts_with("summary ~"));
 }
 
-#[sqlx::test]
-async fn a_lost_servicenow_answer_never_makes_a_second_record(pool: PgPool) {
+#[tokio::test]
+async fn a_lost_servicenow_answer_never_makes_a_second_record() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn_with(pool, fast()).await;
     let sn = servicenow_instance().await;
     configure(&app, servicenow_bridge(&sn, "sc_task")).await;
@@ -681,8 +696,10 @@ async fn a_lost_servicenow_answer_never_makes_a_second_record(pool: PgPool) {
     );
 }
 
-#[sqlx::test]
-async fn jira_waits_for_its_search_index_before_looking_for_a_lost_issue(pool: PgPool) {
+#[tokio::test]
+async fn jira_waits_for_its_search_index_before_looking_for_a_lost_issue() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let mut config = fast();
     config.ticket_settle_secs = 3;
     let app = TestApp::spawn_with(pool, config).await;
@@ -721,8 +738,10 @@ async fn jira_waits_for_its_search_index_before_looking_for_a_lost_issue(pool: P
     assert_eq!(jira.tickets().len(), 1);
 }
 
-#[sqlx::test]
-async fn refused_creates_are_retried_with_the_systems_error_and_then_succeed(pool: PgPool) {
+#[tokio::test]
+async fn refused_creates_are_retried_with_the_systems_error_and_then_succeed() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn_with(pool, fast()).await;
     let jira = jira_site().await;
     configure(&app, jira_bridge(&jira)).await;
@@ -798,8 +817,10 @@ async fn removal(app: &TestApp) -> i64 {
     app.tasks("?kind=remove").await[0]["id"].as_i64().unwrap()
 }
 
-#[sqlx::test]
-async fn a_removal_closed_in_jira_needs_seat_freed_from_a_mapped_field_or_a_person(pool: PgPool) {
+#[tokio::test]
+async fn a_removal_closed_in_jira_needs_seat_freed_from_a_mapped_field_or_a_person() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn_with(pool, fast()).await;
     let jira = jira_site().await;
     let mut body = jira_bridge(&jira);
@@ -907,8 +928,10 @@ async fn a_removal_closed_in_jira_needs_seat_freed_from_a_mapped_field_or_a_pers
     assert!(leavers.to_string().contains("yes"), "{leavers}");
 }
 
-#[sqlx::test]
-async fn ticket_hooks_without_the_secret_are_refused_and_change_nothing(pool: PgPool) {
+#[tokio::test]
+async fn ticket_hooks_without_the_secret_are_refused_and_change_nothing() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn_with(pool, fast()).await;
     let jira = jira_site().await;
     let bridge = configure(&app, jira_bridge(&jira)).await;
@@ -1028,8 +1051,10 @@ async fn ticket_hooks_without_the_secret_are_refused_and_change_nothing(pool: Pg
     assert_eq!((s, b["code"].as_str()), (404, Some("not_found")));
 }
 
-#[sqlx::test]
-async fn the_bridge_is_configured_by_admins_with_clear_errors_and_sealed_secrets(pool: PgPool) {
+#[tokio::test]
+async fn the_bridge_is_configured_by_admins_with_clear_errors_and_sealed_secrets() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn_with(pool, fast()).await;
     let jira = jira_site().await;
     let (s, b) = call(&app, Method::GET, "/ticket-bridge", &app.admin_token, None).await;
@@ -1242,8 +1267,10 @@ async fn the_bridge_is_configured_by_admins_with_clear_errors_and_sealed_secrets
     assert_eq!(list["tickets"][0]["key"], "IT-1");
 }
 
-#[sqlx::test]
-async fn the_cli_configures_shows_and_disables_the_bridge(pool: PgPool) {
+#[tokio::test]
+async fn the_cli_configures_shows_and_disables_the_bridge() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn_with(pool, fast()).await;
     let jira = jira_site().await;
     let run = |args: Vec<String>, envs: Vec<(&'static str, String)>| {
@@ -1330,10 +1357,10 @@ async fn the_cli_configures_shows_and_disables_the_bridge(pool: PgPool) {
     assert_eq!(v["enabled"], false);
 }
 
-#[sqlx::test]
-async fn a_task_reopened_by_a_snapshot_is_followed_again_and_not_closed_by_a_stale_status(
-    pool: PgPool,
-) {
+#[tokio::test]
+async fn a_task_reopened_by_a_snapshot_is_followed_again_and_not_closed_by_a_stale_status() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn_with(pool, fast()).await;
     let jira = jira_site().await;
     let bridge = configure(&app, jira_bridge(&jira)).await;
@@ -1418,8 +1445,14 @@ async fn a_task_reopened_by_a_snapshot_is_followed_again_and_not_closed_by_a_sta
     assert_eq!(task(&app, id).await["state"], "done");
 }
 
-#[sqlx::test]
-async fn a_ticket_row_committed_meanwhile_never_fails_the_tasks_own_transition(pool: PgPool) {
+#[tokio::test]
+async fn a_ticket_row_committed_meanwhile_never_fails_the_tasks_own_transition() {
+    let db = crate::db::test_db().await;
+    crate::needs_server!(
+        db,
+        "commits a concurrent transaction from a second connection"
+    );
+    let pool = db.pool();
     let app = TestApp::spawn_with(pool, fast()).await;
     let jira = jira_site().await;
     let bridge = configure(&app, jira_bridge(&jira)).await;
@@ -1468,8 +1501,10 @@ async fn a_ticket_row_committed_meanwhile_never_fails_the_tasks_own_transition(p
         .contains("Lee-Smith"));
 }
 
-#[sqlx::test]
-async fn plain_http_ticket_systems_are_refused_unless_allowed(pool: PgPool) {
+#[tokio::test]
+async fn plain_http_ticket_systems_are_refused_unless_allowed() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let mut config = fast();
     config.ticket_allow_http = false;
     let app = TestApp::spawn_with(pool, config).await;

@@ -4,7 +4,6 @@
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use sqlx::PgPool;
 
 use crate::helpers::{okta_user, TestApp};
 use crate::web::{hidden, location, Browser};
@@ -33,8 +32,10 @@ async fn json_of(res: reqwest::Response, want: u16) -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
-#[sqlx::test]
-async fn an_admin_creates_lists_and_revokes_tokens_of_their_app_over_the_api(pool: PgPool) {
+#[tokio::test]
+async fn an_admin_creates_lists_and_revokes_tokens_of_their_app_over_the_api() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     // A long token cache: revocation must still stop the token at once on this server.
     let mut config = scimbridge::config::Config::for_tests();
     config.token_cache_secs = 300;
@@ -133,8 +134,10 @@ async fn an_admin_creates_lists_and_revokes_tokens_of_their_app_over_the_api(poo
     assert_eq!(verified["ok"], true, "{verified}");
 }
 
-#[sqlx::test]
-async fn only_admins_manage_tokens_and_bad_requests_change_nothing(pool: PgPool) {
+#[tokio::test]
+async fn only_admins_manage_tokens_and_bad_requests_change_nothing() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let before = live_tokens(&app).await;
     let robot = token_id(&app, "robot").await;
@@ -257,8 +260,10 @@ async fn only_admins_manage_tokens_and_bad_requests_change_nothing(pool: PgPool)
     assert!(!robot.is_empty());
 }
 
-#[sqlx::test]
-async fn revoking_an_agents_token_returns_its_claimed_task_to_the_queue(pool: PgPool) {
+#[tokio::test]
+async fn revoking_an_agents_token_returns_its_claimed_task_to_the_queue() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     app.create_user(okta_user("ann@x.com")).await;
     let task = app.claim(&app.agent_token).await.expect("a task");
@@ -289,8 +294,10 @@ async fn revoking_an_agents_token_returns_its_claimed_task_to_the_queue(pool: Pg
     assert_eq!(t["state"], "open", "{t}");
 }
 
-#[sqlx::test]
-async fn an_admin_of_another_app_neither_sees_nor_revokes_this_apps_tokens(pool: PgPool) {
+#[tokio::test]
+async fn an_admin_of_another_app_neither_sees_nor_revokes_this_apps_tokens() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     app.add_app("sixsense").await;
     let b_admin = app.token("sixsense", Role::Admin, "bob-b").await;
@@ -337,8 +344,10 @@ async fn an_admin_of_another_app_neither_sees_nor_revokes_this_apps_tokens(pool:
     assert_eq!(a_audit, 0, "nothing of it in A's audit trail");
 }
 
-#[sqlx::test]
-async fn the_web_ui_creates_a_token_shown_once_and_revokes_one(pool: PgPool) {
+#[tokio::test]
+async fn the_web_ui_creates_a_token_shown_once_and_revokes_one() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let mut b = Browser::new(&app);
     b.login(&app.admin_token).await;

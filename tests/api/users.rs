@@ -1,13 +1,14 @@
 use reqwest::Method;
 use serde_json::{json, Value};
-use sqlx::PgPool;
 
 use crate::helpers::{assert_scim_error, count, okta_user, TestApp};
 
 const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 
-#[sqlx::test]
-async fn okta_create_user_answers_201_with_location_etag_and_meta(pool: PgPool) {
+#[tokio::test]
+async fn okta_create_user_answers_201_with_location_etag_and_meta() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let res = app
         .scim(Method::POST, "/Users")
@@ -46,8 +47,10 @@ async fn okta_create_user_answers_201_with_location_etag_and_meta(pool: PgPool) 
     assert_eq!(read, user);
 }
 
-#[sqlx::test]
-async fn create_accepts_plain_application_json(pool: PgPool) {
+#[tokio::test]
+async fn create_accepts_plain_application_json() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let res = app
         .scim(Method::POST, "/Users")
@@ -59,8 +62,10 @@ async fn create_accepts_plain_application_json(pool: PgPool) {
     assert_eq!(res.status(), 201);
 }
 
-#[sqlx::test]
-async fn read_only_attributes_sent_by_clients_are_ignored(pool: PgPool) {
+#[tokio::test]
+async fn read_only_attributes_sent_by_clients_are_ignored() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let mut body = okta_user("ann@corp.com");
     body["id"] = json!("i-choose-my-id");
@@ -72,8 +77,10 @@ async fn read_only_attributes_sent_by_clients_are_ignored(pool: PgPool) {
     assert!(user.get("groups").is_none());
 }
 
-#[sqlx::test]
-async fn duplicate_user_name_is_409_uniqueness_case_insensitively(pool: PgPool) {
+#[tokio::test]
+async fn duplicate_user_name_is_409_uniqueness_case_insensitively() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     app.create_user(okta_user("ann@corp.com")).await;
     let res = app
@@ -87,8 +94,10 @@ async fn duplicate_user_name_is_409_uniqueness_case_insensitively(pool: PgPool) 
     assert_eq!(count(&app.pool, "task").await, 1);
 }
 
-#[sqlx::test]
-async fn bad_bodies_are_400_and_change_nothing(pool: PgPool) {
+#[tokio::test]
+async fn bad_bodies_are_400_and_change_nothing() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let cases: Vec<(&str, String, &str)> = vec![
         (
@@ -130,8 +139,10 @@ async fn bad_bodies_are_400_and_change_nothing(pool: PgPool) {
     assert_eq!(count(&app.pool, "audit").await, 0);
 }
 
-#[sqlx::test]
-async fn an_oversized_body_is_413(pool: PgPool) {
+#[tokio::test]
+async fn an_oversized_body_is_413() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let mut config = scimbridge::config::Config::for_tests();
     config.body_limit = 4096;
     let app = TestApp::spawn_with(pool, config).await;
@@ -147,8 +158,10 @@ async fn an_oversized_body_is_413(pool: PgPool) {
     assert_eq!(count(&app.pool, "scim_user").await, 0);
 }
 
-#[sqlx::test]
-async fn unknown_ids_are_404(pool: PgPool) {
+#[tokio::test]
+async fn unknown_ids_are_404() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     for id in [uuid::Uuid::new_v4().to_string(), "not-a-uuid".into()] {
         assert_scim_error(
@@ -189,8 +202,10 @@ async fn unknown_ids_are_404(pool: PgPool) {
     }
 }
 
-#[sqlx::test]
-async fn an_empty_list_is_a_list_response_not_a_404(pool: PgPool) {
+#[tokio::test]
+async fn an_empty_list_is_a_list_response_not_a_404() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let res = app
         .scim(Method::GET, "/Users?filter=userName%20eq%20%22nobody%22")
@@ -228,8 +243,10 @@ fn names(list: &Value) -> Vec<String> {
         .collect()
 }
 
-#[sqlx::test]
-async fn filters_the_idps_send_are_answered(pool: PgPool) {
+#[tokio::test]
+async fn filters_the_idps_send_are_answered() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let mut ann = okta_user("ann@corp.com");
     ann["externalId"] = json!("ext-ann");
@@ -321,8 +338,10 @@ fn urlencode(s: &str) -> String {
         .collect()
 }
 
-#[sqlx::test]
-async fn bad_or_unknown_filters_are_400_invalid_filter(pool: PgPool) {
+#[tokio::test]
+async fn bad_or_unknown_filters_are_400_invalid_filter() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     for filter in [
         "userName eq",
@@ -343,8 +362,10 @@ async fn bad_or_unknown_filters_are_400_invalid_filter(pool: PgPool) {
     }
 }
 
-#[sqlx::test]
-async fn paging_is_1_based_stable_and_count_0_gives_the_total_only(pool: PgPool) {
+#[tokio::test]
+async fn paging_is_1_based_stable_and_count_0_gives_the_total_only() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     for i in 0..7 {
         app.create_user(okta_user(&format!("u{i}@corp.com"))).await;
@@ -384,8 +405,10 @@ async fn paging_is_1_based_stable_and_count_0_gives_the_total_only(pool: PgPool)
     assert_scim_error(res, 400, Some("invalidValue")).await;
 }
 
-#[sqlx::test]
-async fn okta_put_replaces_the_user(pool: PgPool) {
+#[tokio::test]
+async fn okta_put_replaces_the_user() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let user = app.create_user(okta_user("ann@corp.com")).await;
     let id = user["id"].as_str().unwrap();
@@ -410,8 +433,10 @@ async fn okta_put_replaces_the_user(pool: PgPool) {
     assert_eq!(put["meta"]["created"], user["meta"]["created"]);
 }
 
-#[sqlx::test]
-async fn entra_patch_replace_active_false_as_a_string_deactivates(pool: PgPool) {
+#[tokio::test]
+async fn entra_patch_replace_active_false_as_a_string_deactivates() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let user = app.create_user(okta_user("ann@corp.com")).await;
     let id = user["id"].as_str().unwrap();
@@ -426,8 +451,10 @@ async fn entra_patch_replace_active_false_as_a_string_deactivates(pool: PgPool) 
     assert_eq!(body["active"], false);
 }
 
-#[sqlx::test]
-async fn bad_patches_are_400_with_the_right_scim_type_and_change_nothing(pool: PgPool) {
+#[tokio::test]
+async fn bad_patches_are_400_with_the_right_scim_type_and_change_nothing() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let user = app.create_user(okta_user("ann@corp.com")).await;
     let id = user["id"].as_str().unwrap();
@@ -486,8 +513,10 @@ async fn bad_patches_are_400_with_the_right_scim_type_and_change_nothing(pool: P
     assert_eq!(count(&app.pool, "audit").await, audits);
 }
 
-#[sqlx::test]
-async fn delete_hides_the_user_but_keeps_its_history(pool: PgPool) {
+#[tokio::test]
+async fn delete_hides_the_user_but_keeps_its_history() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let user = app.create_user(okta_user("ann@corp.com")).await;
     let id = user["id"].as_str().unwrap();
@@ -516,8 +545,10 @@ async fn delete_hides_the_user_but_keeps_its_history(pool: PgPool) {
     app.create_user(okta_user("ann@corp.com")).await;
 }
 
-#[sqlx::test]
-async fn every_write_is_audited_with_actor_and_request_id(pool: PgPool) {
+#[tokio::test]
+async fn every_write_is_audited_with_actor_and_request_id() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let res = app
         .scim(Method::POST, "/Users")
@@ -548,8 +579,14 @@ async fn every_write_is_audited_with_actor_and_request_id(pool: PgPool) {
     );
 }
 
-#[sqlx::test]
-async fn a_request_past_the_deadline_is_503_with_retry_after_and_commits_nothing(pool: PgPool) {
+#[tokio::test]
+async fn a_request_past_the_deadline_is_503_with_retry_after_and_commits_nothing() {
+    let db = crate::db::test_db().await;
+    crate::needs_server!(
+        db,
+        "holds row locks in a second connection while the app answers"
+    );
+    let pool = db.pool();
     let mut config = scimbridge::config::Config::for_tests();
     config.request_timeout_secs = 1;
     let app = TestApp::spawn_with(pool, config).await;
@@ -588,8 +625,10 @@ async fn a_request_past_the_deadline_is_503_with_retry_after_and_commits_nothing
 /// `totalResults` of the unfiltered list comes from the app's live-user counter (issue
 /// #6); it must agree with the rows through creates, deletes, failed creates and Bulk,
 /// and stay per app.
-#[sqlx::test]
-async fn unfiltered_total_results_follow_creates_deletes_and_bulk(pool: PgPool) {
+#[tokio::test]
+async fn unfiltered_total_results_follow_creates_deletes_and_bulk() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     app.add_app("other").await;
     let other = app
@@ -650,8 +689,10 @@ async fn unfiltered_total_results_follow_creates_deletes_and_bulk(pool: PgPool) 
 /// walk is linear in N): every user exactly once, even when a user before the current
 /// position is deleted mid-walk, where plain OFFSET would skip one (RFC 7644 §3.4.2.4
 /// allows either). A page asked for out of the blue is OFFSET's.
-#[sqlx::test]
-async fn index_walks_continue_after_the_previous_page(pool: PgPool) {
+#[tokio::test]
+async fn index_walks_continue_after_the_previous_page() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let mut ids = Vec::new();
     for i in 0..5 {
@@ -697,8 +738,10 @@ async fn index_walks_continue_after_the_previous_page(pool: PgPool) {
 
 /// POST, PUT and PATCH answers are projected like reads (RFC 7644 §3.5.2); the Location
 /// of a create does not depend on `meta` being asked for.
-#[sqlx::test]
-async fn write_answers_are_projected(pool: PgPool) {
+#[tokio::test]
+async fn write_answers_are_projected() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let res = app
         .scim(Method::POST, "/Users?attributes=userName")

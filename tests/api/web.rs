@@ -3,7 +3,6 @@
 
 use reqwest::{header, redirect, Client, Response};
 use serde_json::Value;
-use sqlx::PgPool;
 
 use crate::helpers::{count, okta_user, TestApp};
 use scimbridge::auth::Role;
@@ -135,8 +134,10 @@ async fn first_task(app: &TestApp) -> Value {
     app.tasks("").await.into_iter().next().expect("a task")
 }
 
-#[sqlx::test]
-async fn signing_in_with_an_admin_token_sets_a_locked_down_session_cookie(pool: PgPool) {
+#[tokio::test]
+async fn signing_in_with_an_admin_token_sets_a_locked_down_session_cookie() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let mut b = Browser::new(&app);
     let res = b.try_login(&app.admin_token, false).await;
@@ -168,8 +169,10 @@ async fn signing_in_with_an_admin_token_sets_a_locked_down_session_cookie(pool: 
     );
 }
 
-#[sqlx::test]
-async fn wrong_and_scim_tokens_cannot_sign_in(pool: PgPool) {
+#[tokio::test]
+async fn wrong_and_scim_tokens_cannot_sign_in() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     for (token, expect) in [
         ("sbt_not_a_token", "not valid"),
@@ -194,8 +197,10 @@ async fn wrong_and_scim_tokens_cannot_sign_in(pool: PgPool) {
     assert_eq!(count(&app.pool, "web_session").await, 0);
 }
 
-#[sqlx::test]
-async fn the_sign_in_form_needs_its_own_csrf_secret(pool: PgPool) {
+#[tokio::test]
+async fn the_sign_in_form_needs_its_own_csrf_secret() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let b = Browser::new(&app);
     let res = b
@@ -205,8 +210,10 @@ async fn the_sign_in_form_needs_its_own_csrf_secret(pool: PgPool) {
     assert!(set_cookie(&res, "sb_session").is_none());
 }
 
-#[sqlx::test]
-async fn pages_need_a_session_and_return_to_the_page_after_sign_in(pool: PgPool) {
+#[tokio::test]
+async fn pages_need_a_session_and_return_to_the_page_after_sign_in() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let b = Browser::new(&app);
     for path in [
@@ -227,8 +234,10 @@ async fn pages_need_a_session_and_return_to_the_page_after_sign_in(pool: PgPool)
     assert_eq!(hidden(&html, "next").as_deref(), Some("/ui/users"));
 }
 
-#[sqlx::test]
-async fn the_queue_and_task_pages_show_a_task_created_over_scim(pool: PgPool) {
+#[tokio::test]
+async fn the_queue_and_task_pages_show_a_task_created_over_scim() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     app.create_user(okta_user("ann.lee@example.com")).await;
     let task = first_task(&app).await;
@@ -263,8 +272,10 @@ async fn the_queue_and_task_pages_show_a_task_created_over_scim(pool: PgPool) {
     assert!(reports.contains("Seats now"));
 }
 
-#[sqlx::test]
-async fn text_from_the_idp_is_escaped(pool: PgPool) {
+#[tokio::test]
+async fn text_from_the_idp_is_escaped() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let mut u = okta_user("x@example.com");
     u["displayName"] = "<script>alert(1)</script>".into();
@@ -284,8 +295,10 @@ async fn text_from_the_idp_is_escaped(pool: PgPool) {
     }
 }
 
-#[sqlx::test]
-async fn claiming_and_completing_through_the_forms_syncs_the_user(pool: PgPool) {
+#[tokio::test]
+async fn claiming_and_completing_through_the_forms_syncs_the_user() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let user = app.create_user(okta_user("bo@example.com")).await;
     let task = first_task(&app).await;
@@ -387,8 +400,10 @@ async fn claiming_and_completing_through_the_forms_syncs_the_user(pool: PgPool) 
     assert_eq!(file.headers()["cache-control"], "no-store");
 }
 
-#[sqlx::test]
-async fn a_removal_asks_for_its_required_fields_in_words(pool: PgPool) {
+#[tokio::test]
+async fn a_removal_asks_for_its_required_fields_in_words() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let user = app.create_user(okta_user("cy@example.com")).await;
     let t = app.claim(&app.agent_token).await.unwrap();
@@ -438,8 +453,10 @@ async fn a_removal_asks_for_its_required_fields_in_words(pool: PgPool) {
     assert_eq!(state, "in_progress");
 }
 
-#[sqlx::test]
-async fn a_form_post_without_the_csrf_token_is_refused_and_changes_nothing(pool: PgPool) {
+#[tokio::test]
+async fn a_form_post_without_the_csrf_token_is_refused_and_changes_nothing() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     app.create_user(okta_user("dee@example.com")).await;
     let task = first_task(&app).await;
@@ -461,8 +478,10 @@ async fn a_form_post_without_the_csrf_token_is_refused_and_changes_nothing(pool:
     assert_eq!(count(&app.pool, "web_session").await, 1, "still signed in");
 }
 
-#[sqlx::test]
-async fn a_token_of_another_app_sees_nothing(pool: PgPool) {
+#[tokio::test]
+async fn a_token_of_another_app_sees_nothing() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     app.create_user(okta_user("eve@example.com")).await;
     let task = first_task(&app).await;
@@ -495,8 +514,10 @@ async fn a_token_of_another_app_sees_nothing(pool: PgPool) {
     assert_eq!(app.tasks("?state=open").await.len(), 1);
 }
 
-#[sqlx::test]
-async fn signing_out_ends_the_session(pool: PgPool) {
+#[tokio::test]
+async fn signing_out_ends_the_session() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let mut b = Browser::new(&app);
     b.login(&app.admin_token).await;
@@ -513,8 +534,10 @@ async fn signing_out_ends_the_session(pool: PgPool) {
     assert!(location(&res).starts_with("/ui/login"));
 }
 
-#[sqlx::test]
-async fn an_expired_session_goes_back_to_sign_in_with_a_message(pool: PgPool) {
+#[tokio::test]
+async fn an_expired_session_goes_back_to_sign_in_with_a_message() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let mut b = Browser::new(&app);
     b.login(&app.admin_token).await;
@@ -531,8 +554,10 @@ async fn an_expired_session_goes_back_to_sign_in_with_a_message(pool: PgPool) {
     assert!(html.contains("Your session ended"), "{html}");
 }
 
-#[sqlx::test]
-async fn revoking_the_token_ends_its_sessions(pool: PgPool) {
+#[tokio::test]
+async fn revoking_the_token_ends_its_sessions() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let mut b = Browser::new(&app);
     b.login(&app.agent_token).await;
@@ -554,8 +579,10 @@ async fn revoking_the_token_ends_its_sessions(pool: PgPool) {
     );
 }
 
-#[sqlx::test]
-async fn the_queue_lists_tasks_in_claim_order_leavers_first(pool: PgPool) {
+#[tokio::test]
+async fn the_queue_lists_tasks_in_claim_order_leavers_first() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let leaver = app.create_user(okta_user("leaver@example.com")).await;
     let t = app.claim(&app.agent_token).await.unwrap();
@@ -577,8 +604,10 @@ async fn the_queue_lists_tasks_in_claim_order_leavers_first(pool: PgPool) {
     assert_eq!(first["kind"], "deactivate", "as claims take them");
 }
 
-#[sqlx::test]
-async fn assets_are_served_with_cache_headers(pool: PgPool) {
+#[tokio::test]
+async fn assets_are_served_with_cache_headers() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let b = Browser::new(&app);
     let html = b.page("/ui/login").await;
@@ -625,8 +654,10 @@ async fn assets_are_served_with_cache_headers(pool: PgPool) {
         .starts_with("text/html"));
 }
 
-#[sqlx::test]
-async fn late_tasks_carry_a_due_badge_on_the_queue_and_task_pages(pool: PgPool) {
+#[tokio::test]
+async fn late_tasks_carry_a_due_badge_on_the_queue_and_task_pages() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     app.create_user(okta_user("late@example.com")).await;
     let task = first_task(&app).await;
@@ -649,8 +680,10 @@ async fn late_tasks_carry_a_due_badge_on_the_queue_and_task_pages(pool: PgPool) 
     assert!(html.contains("class=\"badge overdue\""), "{html}");
 }
 
-#[sqlx::test]
-async fn admins_approve_or_reject_in_the_browser_and_agents_see_no_buttons(pool: PgPool) {
+#[tokio::test]
+async fn admins_approve_or_reject_in_the_browser_and_agents_see_no_buttons() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let mut ann = okta_user("ann@corp.com");
     ann["roles"] = serde_json::json!([{"value": "Admin"}]);
@@ -712,8 +745,10 @@ async fn admins_approve_or_reject_in_the_browser_and_agents_see_no_buttons(pool:
 /// A server fault (an app naming a profile this server was not started with) is a 500
 /// on every surface, never the caller's fault (400) or an `invalid_request`; and it
 /// changes nothing.
-#[sqlx::test]
-async fn a_profile_missing_at_run_time_is_a_server_fault_on_every_surface(pool: PgPool) {
+#[tokio::test]
+async fn a_profile_missing_at_run_time_is_a_server_fault_on_every_surface() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let user = app.create_user(okta_user("bo@example.com")).await;
     let task = first_task(&app).await;
@@ -784,8 +819,10 @@ async fn a_profile_missing_at_run_time_is_a_server_fault_on_every_surface(pool: 
     assert_ne!(name, "Bo B");
 }
 
-#[sqlx::test]
-async fn an_admin_reassigns_a_claimed_task_from_its_page(pool: PgPool) {
+#[tokio::test]
+async fn an_admin_reassigns_a_claimed_task_from_its_page() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     app.token("peopleai", Role::Agent, "bob").await;
     app.create_user(okta_user("ann@x.com")).await;

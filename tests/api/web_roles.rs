@@ -6,7 +6,6 @@
 
 use reqwest::{header, Method};
 use serde_json::{json, Value};
-use sqlx::PgPool;
 
 use crate::helpers::{okta_user, TestApp};
 use crate::web::{location, Browser};
@@ -175,8 +174,10 @@ async fn held_batch(app: &TestApp, n: &mut u32) -> i64 {
         .unwrap_or_else(|| panic!("a held batch: {batches}"))
 }
 
-#[sqlx::test]
-async fn every_ui_action_applies_the_task_apis_role_rule(pool: PgPool) {
+#[tokio::test]
+async fn every_ui_action_applies_the_task_apis_role_rule() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool).await;
     let routes: Vec<String> = scimbridge::http::route_table()
         .into_iter()
