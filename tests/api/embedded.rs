@@ -133,6 +133,8 @@ impl Server {
 
 /// Runs a command to its end; a hang fails the test (the lock must fail at once).
 pub(crate) async fn run(cmd: &mut Command) -> Output {
+    // A command that overstays is killed with the test, not left running.
+    cmd.kill_on_drop(true);
     tokio::time::timeout(Duration::from_secs(60), cmd.output())
         .await
         .expect("the command ends instead of waiting for the store")
