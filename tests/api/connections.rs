@@ -5,8 +5,6 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use sqlx::PgPool;
-
 use crate::helpers::TestApp;
 use scimbridge::config::Config;
 
@@ -40,8 +38,10 @@ fn short(config: Config) -> Config {
     }
 }
 
-#[sqlx::test]
-async fn a_slow_request_head_is_cut_off_after_the_header_timeout(pool: PgPool) {
+#[tokio::test]
+async fn a_slow_request_head_is_cut_off_after_the_header_timeout() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn_with(pool, short(Config::for_tests())).await;
     let (elapsed, answer) = tokio::task::spawn_blocking({
         let mut s = connect(&app);
@@ -78,8 +78,10 @@ async fn a_slow_request_head_is_cut_off_after_the_header_timeout(pool: PgPool) {
     );
 }
 
-#[sqlx::test]
-async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout(pool: PgPool) {
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn_with(pool, short(Config::for_tests())).await;
     let (answer, elapsed) = tokio::task::spawn_blocking({
         let mut s = connect(&app);
@@ -117,8 +119,10 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout(pool: Pg
     );
 }
 
-#[sqlx::test]
-async fn connections_beyond_the_cap_wait_until_one_closes(pool: PgPool) {
+#[tokio::test]
+async fn connections_beyond_the_cap_wait_until_one_closes() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let config = Config {
         max_connections: 2,
         // Long enough not to interfere: the cap alone is under test.

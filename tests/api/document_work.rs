@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::{json, Value};
-use sqlx::PgPool;
 
 use crate::helpers::{assert_scim_error, okta_user, TestApp};
 use scimbridge::config::Config;
@@ -36,8 +35,10 @@ fn probe(addr: &str) -> Duration {
     started.elapsed()
 }
 
-#[sqlx::test]
-async fn healthz_answers_quickly_while_a_heavy_patch_is_applied(pool: PgPool) {
+#[tokio::test]
+async fn healthz_answers_quickly_while_a_heavy_patch_is_applied() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     // Caps raised so that one PATCH is heavy: each value filter walks every email.
     let config = Config {
         max_attribute_values: 100_000,
@@ -116,8 +117,10 @@ async fn healthz_answers_quickly_while_a_heavy_patch_is_applied(pool: PgPool) {
     );
 }
 
-#[sqlx::test]
-async fn a_patch_over_max_operations_is_413_and_changes_nothing(pool: PgPool) {
+#[tokio::test]
+async fn a_patch_over_max_operations_is_413_and_changes_nothing() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let config = Config {
         patch_max_operations: 10,
         ..Config::for_tests()
@@ -178,8 +181,10 @@ async fn a_patch_over_max_operations_is_413_and_changes_nothing(pool: PgPool) {
     assert_eq!(body["displayName"], "Ann 9");
 }
 
-#[sqlx::test]
-async fn multi_valued_attributes_over_the_limit_are_400_but_group_members_are_exempt(pool: PgPool) {
+#[tokio::test]
+async fn multi_valued_attributes_over_the_limit_are_400_but_group_members_are_exempt() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let config = Config {
         max_attribute_values: 3,
         ..Config::for_tests()

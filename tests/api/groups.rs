@@ -447,8 +447,10 @@ async fn write_answers_honour_attributes_and_excluded_attributes() {
 /// deleted user cannot be added as a member, and a page asked for out of the blue
 /// (`startIndex` without a previous page, sorted or not) skips the deleted group and
 /// keeps its order.
-#[sqlx::test]
-async fn deleted_groups_and_random_pages(pool: PgPool) {
+#[tokio::test]
+async fn deleted_groups_and_random_pages() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let app = TestApp::spawn(pool.clone()).await;
     let ids = users(&app, 2).await;
     let mut groups = Vec::new();

@@ -4,13 +4,14 @@
 use reqwest::header::HOST;
 use reqwest::Method;
 use serde_json::Value;
-use sqlx::PgPool;
 
 use crate::helpers::{assert_scim_error, okta_user, TestApp};
 use scimbridge::config::Config;
 
-#[sqlx::test]
-async fn a_host_outside_allowed_hosts_gets_421_on_every_surface_and_changes_nothing(pool: PgPool) {
+#[tokio::test]
+async fn a_host_outside_allowed_hosts_gets_421_on_every_surface_and_changes_nothing() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     let config = Config {
         allowed_hosts: vec!["scim.example.com".into(), "127.0.0.1".into()],
         ..Config::for_tests()

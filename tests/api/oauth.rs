@@ -487,8 +487,10 @@ async fn an_admin_lists_and_revokes_an_oauth_client_over_the_api_and_its_jwts_st
     assert!(live);
 }
 
-#[sqlx::test]
-async fn an_admin_sees_and_revokes_an_oauth_client_in_the_web_ui_and_its_jwts_stop(pool: PgPool) {
+#[tokio::test]
+async fn an_admin_sees_and_revokes_an_oauth_client_in_the_web_ui_and_its_jwts_stop() {
+    let db = crate::db::test_db().await;
+    let pool = db.pool();
     // A long token cache: the JWT must stop at once on this server all the same.
     let mut config = Config::for_tests();
     config.token_cache_secs = 300;
