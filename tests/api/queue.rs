@@ -552,6 +552,10 @@ async fn each_task_transition_is_a_span_naming_its_task_app_and_kind() {
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
     let app = TestApp::spawn(pool).await;
+    // Tests run in parallel threads: a span's callsite first met by another test while
+    // this subscriber was being registered can keep the interest computed without it
+    // (tracing caches it per callsite). Recomputed now, with this subscriber in place.
+    tracing::callsite::rebuild_interest_cache();
     create(&app, "ann@x.com").await;
     let t = app.claim(&app.agent_token).await.unwrap();
     let id = t["id"].as_i64().unwrap();
@@ -619,6 +623,10 @@ async fn transitions_outside_a_workers_request_are_spans_naming_their_task() {
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
     let app = TestApp::spawn(pool).await;
+    // Tests run in parallel threads: a span's callsite first met by another test while
+    // this subscriber was being registered can keep the interest computed without it
+    // (tracing caches it per callsite). Recomputed now, with this subscriber in place.
+    tracing::callsite::rebuild_interest_cache();
     let mut expected: Vec<(&str, i64)> = Vec::new();
 
     // A lease that lapses on the last of its three attempts fails the task.
