@@ -16,6 +16,7 @@
 //! answers, LISTEN, CLI children on the same database) start with
 //! [`needs_server!`](crate::needs_server), which skips them on the embedded store.
 
+#[cfg(feature = "embedded")]
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
