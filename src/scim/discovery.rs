@@ -11,27 +11,18 @@ use super::{DEFAULT_PAGE_SIZE, MAX_BULK_OPERATIONS, MAX_PAGE_SIZE};
 pub struct Declared {
     /// The request body limit, which bounds bulk requests too.
     pub max_payload: usize,
-    /// Most operations in one PATCH.
-    pub patch_max_operations: usize,
-    /// Most values of a multi-valued attribute (a group's `members` exempt).
-    pub max_attribute_values: usize,
 }
 
-/// RFC 7643 §5. RFC 7643 §5 has no attribute for PATCH or value limits;
-/// `patch.maxOperations` and `maxAttributeValues` are this server's additions (§5 allows
-/// service providers to extend the schema), so a client can read them before it hits
-/// them.
+/// RFC 7643 §5, exactly its attributes. It has none for the PATCH operation and
+/// attribute value limits (`--patch-max-operations`, `--max-attribute-values`): those are
+/// documented and named in their errors' `detail` instead, since strict clients
+/// (scim2-models) refuse a ServiceProviderConfig with attributes §5 does not define.
 pub fn service_provider_config(base: &str, limits: Declared) -> Value {
-    let Declared {
-        max_payload,
-        patch_max_operations,
-        max_attribute_values,
-    } = limits;
+    let Declared { max_payload } = limits;
     json!({
         "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
         "documentationUri": "https://github.com/scimbridge/scimbridge#readme",
-        "patch": {"supported": true, "maxOperations": patch_max_operations},
-        "maxAttributeValues": max_attribute_values,
+        "patch": {"supported": true},
         "bulk": {"supported": true, "maxOperations": MAX_BULK_OPERATIONS, "maxPayloadSize": max_payload},
         "filter": {"supported": true, "maxResults": MAX_PAGE_SIZE},
         "changePassword": {"supported": false},

@@ -44,8 +44,6 @@ async fn service_provider_config(
             &base,
             discovery::Declared {
                 max_payload: s.config.body_limit,
-                patch_max_operations: s.config.patch_max_operations,
-                max_attribute_values: s.config.max_attribute_values,
             },
         ),
         None,

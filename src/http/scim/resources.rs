@@ -224,7 +224,7 @@ pub(super) fn patch_request(body: Value, max_operations: usize) -> Result<PatchR
             status: 413,
             scim_type: None,
             detail: format!(
-                "{} operations exceed patch.maxOperations ({max_operations}); split the PATCH",
+                "{} operations exceed this server's limit of {max_operations} per PATCH (--patch-max-operations); split the PATCH",
                 req.operations.len()
             ),
         });
