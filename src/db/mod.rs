@@ -135,8 +135,9 @@ impl Store {
     }
 
     /// Whether the pool has a single connection (the embedded store's): nothing may hold
-    /// it while waiting for something else that needs the store.
-    fn one_connection(&self) -> bool {
+    /// it while waiting for something else that needs the store, and no query may be
+    /// dropped half-way (`http::detach`).
+    pub fn one_connection(&self) -> bool {
         self.pool.options().get_max_connections() <= 1
     }
 

@@ -6,6 +6,7 @@
 pub mod api;
 pub mod attachment;
 pub mod auth;
+pub mod detach;
 pub mod health;
 mod home;
 pub mod host;
@@ -96,6 +97,8 @@ pub fn router(state: AppState) -> Router {
         router = router.route(path, handler);
     }
     let timeout = state.config.request_timeout();
+    // See `detach`: on a one-connection store no handler is dropped mid-query.
+    let detached = state.store.one_connection();
     let snapshot_timeout = std::time::Duration::from_secs(state.config.snapshot_timeout_secs);
     let metrics_state = state.clone();
     let allowed_hosts = std::sync::Arc::new(state.config.allowed_hosts.clone());
@@ -141,7 +144,10 @@ pub fn router(state: AppState) -> Router {
                     } else {
                         timeout
                     };
-                    deadline(t, req, next)
+                    deadline(t, detached, req, next)
+                }))
+                .layer(axum::middleware::from_fn(move |req, next| {
+                    detach::run(detached, req, next)
                 }))
                 .layer(axum::middleware::from_fn(move |req, next| {
                     nul::refuse_nul(max_body, req, next)
@@ -154,11 +160,13 @@ fn is_snapshot_upload(path: &str) -> bool {
     path.starts_with("/api/v1/snapshots") || path.starts_with("/ui/snapshots")
 }
 
-/// Bounds every request: past the deadline the handler is dropped (its transaction rolls
-/// back, so nothing half-done commits) and the client gets a 503 with `Retry-After`, in
-/// the error format of the surface it called.
+/// Bounds every request: past the deadline the client gets a 503 with `Retry-After`, in
+/// the error format of the surface it called. The handler is dropped (its transaction
+/// rolls back, so nothing half-done commits), unless it is `detached` (see `detach`): then
+/// it goes on to its end and the answer says so.
 async fn deadline(
     timeout: std::time::Duration,
+    detached: bool,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
@@ -167,7 +175,12 @@ async fn deadline(
         Ok(res) => res,
         Err(_) => {
             tracing::warn!(?timeout, "request timed out");
-            refuse(&path, Refusal::Timeout)
+            refuse(
+                &path,
+                Refusal::Timeout {
+                    finishing: detached,
+                },
+            )
         }
     }
 }

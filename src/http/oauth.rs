@@ -121,11 +121,12 @@ impl From<Refusal> for OAuthError {
                 "invalid_request",
                 "the token endpoint takes POST only (RFC 6749 §3.2)",
             ),
-            Refusal::Timeout => OAuthError::new(
+            Refusal::Timeout { .. } => OAuthError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "temporarily_unavailable",
                 "the request took too long; retry later",
             ),
+            Refusal::Fault => OAuthError::internal(),
             // RFC 6749 §5.2 has no code for this; §4.1.2.1's is the nearest, and the
             // status and `Retry-After` say the rest.
             Refusal::RateLimited(t) => OAuthError {

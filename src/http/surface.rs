@@ -58,9 +58,15 @@ pub enum Refusal {
     },
     /// The route exists but not with this method (405).
     MethodNotAllowed,
-    /// The request outlived `--request-timeout-secs` (503 with `Retry-After`); nothing it
-    /// did was committed.
-    Timeout,
+    /// The request outlived `--request-timeout-secs` (503 with `Retry-After`).
+    Timeout {
+        /// Its handler goes on to its end (a one-connection store, see `http::detach`):
+        /// what it does may still be committed. Otherwise it was dropped and its
+        /// transaction rolled back: nothing it did was committed.
+        finishing: bool,
+    },
+    /// The handler failed without an answer (it panicked): 500.
+    Fault,
     /// The caller is over a rate limit (429 with `Retry-After`).
     RateLimited(super::ratelimit::Throttled),
     /// The path, query or body holds U+0000 (400; `filter`: it is in a SCIM filter).

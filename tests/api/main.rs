@@ -17,6 +17,7 @@ mod document_work;
 mod embedded;
 mod governance;
 mod groups;
+mod hangups;
 mod hardening;
 mod health;
 mod helpers;

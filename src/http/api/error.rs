@@ -92,9 +92,20 @@ impl From<Refusal> for ApiError {
                 "method_not_allowed",
                 "this endpoint does not support this method",
             ),
-            Refusal::Timeout => {
+            Refusal::Timeout { finishing: false } => {
                 ApiError::new(503, "timeout", "the request took too long; retry later")
             }
+            Refusal::Timeout { finishing: true } => ApiError::new(
+                503,
+                "timeout",
+                "the request took too long and is still being completed; read the result \
+                 before retrying",
+            ),
+            Refusal::Fault => ApiError::new(
+                500,
+                "internal",
+                "internal error; quote the X-Request-Id response header when reporting it",
+            ),
             Refusal::RateLimited(t) => ApiError {
                 retry_after: Some(t.retry_after),
                 ..ApiError::new(429, "rate_limited", rate_limited(t.scope))

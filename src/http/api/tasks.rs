@@ -31,6 +31,7 @@ use crate::auth::{Action, Actor};
 use crate::db::lifecycle::{Assignee, Completion, Lease, NewAttachment, Outcome, Reassignment};
 use crate::db::tasks::TaskQuery;
 use crate::http::attachment::{self, Unfit};
+use crate::http::detach::Abandoned;
 use crate::http::{AppState, Route};
 use crate::reconcile::evidence::{MAX_ATTACHMENTS, MAX_ATTACHMENT_BYTES};
 use crate::reconcile::{TaskKind, TaskState};
@@ -269,9 +270,11 @@ fn check_lease(seconds: i64) -> Result<i64, ApiError> {
 async fn claim_next_task(
     State(s): State<AppState>,
     ApiActor(actor): ApiActor,
+    abandoned: Option<axum::Extension<Abandoned>>,
     ApiJson(req): ApiJson<ClaimRequest>,
 ) -> Result<Response, ApiError> {
     permit(&actor, Action::Work)?;
+    let abandoned = abandoned.map(|axum::Extension(a)| a);
     check_app(&actor, req.app.as_deref())?;
     let lease = Lease {
         seconds: check_lease(req.lease_seconds.unwrap_or(s.config.lease_secs))?,
@@ -313,6 +316,11 @@ async fn claim_next_task(
                 _ = &mut nap => break,
                 // The server is shutting down: end the poll now, as an idle one.
                 _ = s.notifier.closed() => return Ok(StatusCode::NO_CONTENT.into_response()),
+                // A detached poll whose client left: stop here, between queries, rather
+                // than claim a task for nobody when one arrives.
+                _ = Abandoned::wait(abandoned.clone()) => {
+                    return Ok(StatusCode::NO_CONTENT.into_response())
+                }
             }
         }
     }

@@ -109,10 +109,23 @@ impl From<Refusal> for ScimReply {
                 scim_type: None,
                 detail: "this endpoint does not support this method".into(),
             },
-            Refusal::Timeout => ScimError {
+            Refusal::Timeout { finishing: false } => ScimError {
                 status: 503,
                 scim_type: None,
                 detail: "the request took too long; retry later".into(),
+            },
+            Refusal::Timeout { finishing: true } => ScimError {
+                status: 503,
+                scim_type: None,
+                detail: "the request took too long and is still being completed; read the \
+                         resource before retrying"
+                    .into(),
+            },
+            Refusal::Fault => ScimError {
+                status: 500,
+                scim_type: None,
+                detail: "internal error; quote the X-Request-Id response header when reporting it"
+                    .into(),
             },
             // RFC 7644 §3.12 has no scimType for 429; the status says it.
             Refusal::RateLimited(t) => ScimError {

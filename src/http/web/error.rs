@@ -129,11 +129,18 @@ impl From<Refusal> for PageError {
                 status: StatusCode::METHOD_NOT_ALLOWED,
                 message: "This page cannot be used that way. Go back and use its buttons.".into(),
             },
-            Refusal::Timeout => PageError::Rejected {
+            Refusal::Timeout { finishing: false } => PageError::Rejected {
                 status: StatusCode::SERVICE_UNAVAILABLE,
                 message: "That took too long, so nothing was changed. Try again in a moment."
                     .into(),
             },
+            Refusal::Timeout { finishing: true } => PageError::Rejected {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                message: "That is taking too long; it may still be done in a moment. Reload \
+                          the page to see before you try again."
+                    .into(),
+            },
+            Refusal::Fault => PageError::Internal,
             Refusal::RateLimited(_) => PageError::Rejected {
                 status: StatusCode::TOO_MANY_REQUESTS,
                 message: "Too many requests in a short time, so nothing was changed. Wait a \
