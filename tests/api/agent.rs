@@ -423,7 +423,12 @@ async fn sigterm_lets_a_running_handler_finish_then_exits_0() {
     // Nothing claimed after the signal: a new task stays open.
     create(&app, "bob@x.com").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(app.tasks("?state=open").await.len(), 1);
+    let all = app.tasks("").await;
+    assert_eq!(
+        all.iter().filter(|t| t["state"] == "open").count(),
+        1,
+        "{all:#?}\nagent log:\n{log}"
+    );
 }
 
 #[tokio::test]

@@ -33,6 +33,25 @@ impl Drop for TestApp {
     }
 }
 
+/// One process-wide subscriber before any test's own: the server's logs with TEST_LOG,
+/// else a silent one interested in INFO. Span tests capture with a thread-scoped
+/// subscriber; without a global one beside it, tracing computes a callsite's interest
+/// from whichever thread registers it first (its default: none), and a span first met
+/// on another test's thread stayed disabled for the capturing test too.
+fn global_subscriber() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if std::env::var("TEST_LOG").is_ok() {
+            scimbridge::telemetry::init(false);
+        } else {
+            use tracing_subscriber::layer::SubscriberExt as _;
+            let quiet =
+                tracing_subscriber::registry().with(tracing_subscriber::filter::LevelFilter::INFO);
+            let _ = tracing::subscriber::set_global_default(quiet);
+        }
+    });
+}
+
 impl TestApp {
     pub async fn spawn(pool: PgPool) -> TestApp {
         Self::spawn_with(pool, Config::for_tests()).await
@@ -44,9 +63,7 @@ impl TestApp {
 
     /// The app over a store of the test's choosing (e.g. with extra profiles).
     pub async fn spawn_with_store(store: Store, config: Config) -> TestApp {
-        if std::env::var("TEST_LOG").is_ok() {
-            scimbridge::telemetry::init(false);
-        }
+        global_subscriber();
         let pool = store.pool().clone();
         let app = Application::build(config, store.clone())
             .await
@@ -154,8 +171,10 @@ impl TestApp {
             .send()
             .await
             .expect("GET /tasks");
-        assert_eq!(res.status(), 200);
-        let body: Value = res.json().await.expect("json");
+        let status = res.status();
+        let text = res.text().await.unwrap_or_default();
+        assert_eq!(status, 200, "GET /tasks{query}: {text}");
+        let body: Value = serde_json::from_str(&text).expect("json");
         body["tasks"].as_array().cloned().unwrap_or_default()
     }
 
