@@ -10,7 +10,7 @@
 //! need a connection while the server holds the only one.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -133,24 +133,7 @@ async fn bench(args: &Args, dir: &std::path::Path, run: &str) -> anyhow::Result<
         errors += crate::print_table(&rows);
     }
     println!();
-    for (cursor, (pages, secs, complete)) in &walks {
-        println!(
-            "full sequential {} walk: {pages} pages in {secs:.2} s ({})",
-            if *cursor { "cursor" } else { "startIndex" },
-            if *complete {
-                "complete"
-            } else {
-                "stopped at --walk-seconds"
-            }
-        );
-    }
-    let dups = ctx.duplicates.load(Ordering::Relaxed);
-    println!(
-        "tasks completed: {} distinct, {} completed twice (client), {} twice (audit)",
-        ctx.drained.lock().map(|s| s.len()).unwrap_or(0),
-        dups,
-        twice
-    );
+    let dups = crate::print_walks_and_drain(&walks, &ctx, twice);
     let peak = rows.iter().map(|r| r.peak_kib).max().unwrap_or(0);
     println!(
         "server peak RSS (VmHWM): {:.1} MiB; max sampled VmRSS: {:.1} MiB",

@@ -413,6 +413,30 @@ fn ratio(a: &Outcome, b: &Outcome) -> f64 {
 }
 
 /// Prints one table of rows; returns the errors counted in it.
+/// Prints the full walks' times and the exactly-once count of the task drain; returns the
+/// tasks the client saw completed twice.
+fn print_walks_and_drain(walks: &[(bool, (u64, f64, bool))], ctx: &Ctx, twice: i64) -> u64 {
+    for (cursor, (pages, secs, complete)) in walks {
+        println!(
+            "full sequential {} walk: {pages} pages in {secs:.2} s ({})",
+            if *cursor { "cursor" } else { "startIndex" },
+            if *complete {
+                "complete"
+            } else {
+                "stopped at --walk-seconds"
+            }
+        );
+    }
+    let dups = ctx.duplicates.load(Ordering::Relaxed);
+    println!(
+        "tasks completed: {} distinct, {} completed twice (client), {} twice (audit)",
+        ctx.drained.lock().map(|s| s.len()).unwrap_or(0),
+        dups,
+        twice
+    );
+    dups
+}
+
 fn print_table(rows: &[Row]) -> u64 {
     println!(
         "| scenario | scimbridge ops/s | p50 ms | p95 ms | p99 ms | errors | store ops/s | store p99 ms | ÷ store | minimal SQL ops/s | minimal p99 ms | ÷ minimal | server peak RSS MiB |"
@@ -670,24 +694,7 @@ async fn run_all(args: &Args, url: &str, run: &str) -> anyhow::Result<()> {
         }
     }
     println!();
-    for (cursor, (pages, secs, complete)) in &walks {
-        println!(
-            "full sequential {} walk: {pages} pages in {secs:.2} s ({})",
-            if *cursor { "cursor" } else { "startIndex" },
-            if *complete {
-                "complete"
-            } else {
-                "stopped at --walk-seconds"
-            }
-        );
-    }
-    let dups = ctx.duplicates.load(Ordering::Relaxed);
-    println!(
-        "tasks completed: {} distinct, {} completed twice (client), {} twice (audit)",
-        ctx.drained.lock().map(|s| s.len()).unwrap_or(0),
-        dups,
-        twice
-    );
+    let dups = print_walks_and_drain(&walks, &ctx, twice);
     let peak = rows
         .iter()
         .chain(&analyzed_rows)
