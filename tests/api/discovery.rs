@@ -33,37 +33,16 @@ async fn resource_types_and_schemas_are_listed_and_addressable() {
     let db = crate::db::test_db().await;
     let pool = db.pool();
     let app = TestApp::spawn(pool).await;
-    let rts: Value = app
-        .scim(Method::GET, "/ResourceTypes")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let rts: Value = app.scim_get("/ResourceTypes").await;
     assert_eq!(rts["totalResults"], 2);
-    let user: Value = app
-        .scim(Method::GET, "/ResourceTypes/User")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let user: Value = app.scim_get("/ResourceTypes/User").await;
     assert_eq!(user["endpoint"], "/Users");
     assert_eq!(
         user["schemaExtensions"][0]["schema"],
         "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
     );
 
-    let schemas: Value = app
-        .scim(Method::GET, "/Schemas")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let schemas: Value = app.scim_get("/Schemas").await;
     assert_eq!(schemas["totalResults"], 4);
     let s: Value = app
         .scim(

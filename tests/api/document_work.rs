@@ -126,14 +126,7 @@ async fn a_patch_over_max_operations_is_413_and_changes_nothing() {
         ..Config::for_tests()
     };
     let app = TestApp::spawn_with(pool, config).await;
-    let spc: Value = app
-        .scim(Method::GET, "/ServiceProviderConfig")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let spc: Value = app.scim_get("/ServiceProviderConfig").await;
     // RFC 7643 §5 has no PATCH limit attribute: strict clients refuse extra ones.
     assert_eq!(spc["patch"], serde_json::json!({"supported": true}));
     let user = app.create_user(okta_user("ann@corp.com")).await;
@@ -152,14 +145,7 @@ async fn a_patch_over_max_operations_is_413_and_changes_nothing() {
             .contains("limit of 10 per PATCH"),
         "{err}"
     );
-    let now: Value = app
-        .scim(Method::GET, &format!("/Users/{id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let now: Value = app.scim_get(&format!("/Users/{id}")).await;
     assert_eq!(now["displayName"], "Ann Lee");
     assert_eq!(now["meta"]["version"], user["meta"]["version"]);
     // The same PATCH inside a bulk request fails as that operation.
@@ -193,14 +179,7 @@ async fn multi_valued_attributes_over_the_limit_are_400_but_group_members_are_ex
         ..Config::for_tests()
     };
     let app = TestApp::spawn_with(pool, config).await;
-    let spc: Value = app
-        .scim(Method::GET, "/ServiceProviderConfig")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let spc: Value = app.scim_get("/ServiceProviderConfig").await;
     assert!(spc.get("maxAttributeValues").is_none(), "{spc}");
     // POST over the limit.
     let mut body = okta_user("ann@corp.com");
@@ -248,14 +227,7 @@ async fn multi_valued_attributes_over_the_limit_are_400_but_group_members_are_ex
         .await
         .unwrap();
     assert_scim_error(res, 400, Some("invalidValue")).await;
-    let now: Value = app
-        .scim(Method::GET, &format!("/Users/{id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let now: Value = app.scim_get(&format!("/Users/{id}")).await;
     assert_eq!(now["emails"].as_array().unwrap().len(), 3);
     assert_eq!(now["meta"]["version"], user["meta"]["version"]);
     // A group may have more members than the limit, on create, PUT and PATCH.

@@ -78,14 +78,7 @@ async fn create_group_with_members_and_read_it_back() {
     let read = get(&app, g["id"].as_str().unwrap()).await;
     assert_eq!(read, g);
     // Users show their groups (read-only `groups`, RFC 7643 §4.1.2).
-    let u: Value = app
-        .scim(Method::GET, &format!("/Users/{}", ids[0]))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let u: Value = app.scim_get(&format!("/Users/{}", ids[0])).await;
     assert_eq!(u["groups"][0]["value"], g["id"]);
     assert_eq!(u["groups"][0]["display"], "Sales");
 }
@@ -192,14 +185,7 @@ async fn excluded_members_and_display_name_filters() {
         .await
         .unwrap();
     assert_eq!(by_member["totalResults"], 1);
-    let all: Value = app
-        .scim(Method::GET, "/Groups")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let all: Value = app.scim_get("/Groups").await;
     assert_eq!(all["totalResults"], 2);
 }
 
@@ -240,14 +226,7 @@ async fn put_and_delete_group() {
         None,
     )
     .await;
-    let u: Value = app
-        .scim(Method::GET, &format!("/Users/{}", ids[1]))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let u: Value = app.scim_get(&format!("/Users/{}", ids[1])).await;
     assert!(
         u.get("groups").is_none(),
         "a deleted group is no longer listed on its members"

@@ -61,14 +61,7 @@ async fn requests_cut_off_at_any_point_leave_the_store_serving() {
         );
     }
     // Every cut create either happened whole (a user and its task) or not at all.
-    let users = app
-        .scim(Method::GET, "/Users?count=500")
-        .send()
-        .await
-        .unwrap()
-        .json::<serde_json::Value>()
-        .await
-        .unwrap();
+    let users = app.scim_get("/Users?count=500").await;
     let n = users["totalResults"].as_u64().unwrap();
     assert!((10..=70).contains(&n), "{n}");
     assert_eq!(app.tasks("?limit=500").await.len() as u64, n);

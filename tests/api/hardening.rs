@@ -111,14 +111,7 @@ async fn nul_in_scim_bodies_filters_and_parameters_is_400_and_changes_nothing() 
         .await;
     assert_eq!(res.status(), 200);
     assert_eq!(count(&app.pool, "scim_user").await, users);
-    let now: Value = app
-        .scim(Method::GET, &format!("/Users/{id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let now: Value = app.scim_get(&format!("/Users/{id}")).await;
     assert_eq!(now["displayName"], "A\\u0000");
 }
 

@@ -117,6 +117,17 @@ impl TestApp {
             .bearer_auth(&self.scim_token)
     }
 
+    /// GET of a SCIM path with the scim token: the answer's JSON, whatever its status.
+    pub async fn scim_get(&self, path: &str) -> Value {
+        self.scim(Method::GET, path)
+            .send()
+            .await
+            .expect("GET")
+            .json()
+            .await
+            .expect("json")
+    }
+
     /// A task API request (path relative to /api/v1) with the given token.
     pub fn api(&self, method: Method, path: &str, token: &str) -> RequestBuilder {
         self.client

@@ -133,26 +133,12 @@ async fn concurrent_creates_on_a_fresh_database_all_succeed() {
         Vec::<String>::new(),
         "every create of the burst is a 2xx"
     );
-    let list: Value = app
-        .scim(Method::GET, "/Users?count=1")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = app.scim_get("/Users?count=1").await;
     assert_eq!(list["totalResults"], json!(clients * per_client));
 }
 
 async fn total_users(app: &TestApp) -> Value {
-    let list: Value = app
-        .scim(Method::GET, "/Users?count=1")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = app.scim_get("/Users?count=1").await;
     list["totalResults"].clone()
 }
 

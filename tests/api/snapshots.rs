@@ -239,14 +239,7 @@ async fn an_account_no_idp_user_has_is_an_orphan_with_a_review_task() {
         .unwrap()
         .contains("no IdP user has it"));
     // Invisible over SCIM: the IdP's user count is unchanged.
-    let list: Value = app
-        .scim(Method::GET, "/Users?count=0")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = app.scim_get("/Users?count=0").await;
     assert_eq!(list["totalResults"], 10);
     // Reviewed and removed: done with its resolution.
     let t = app.claim(&app.agent_token).await.unwrap();

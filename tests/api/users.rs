@@ -501,14 +501,7 @@ async fn bad_patches_are_400_with_the_right_scim_type_and_change_nothing() {
         .await
         .unwrap();
     assert_scim_error(res, 400, Some("invalidSyntax")).await;
-    let now: Value = app
-        .scim(Method::GET, &path)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let now: Value = app.scim_get(&path).await;
     assert_eq!(now, user, "nothing changed");
     assert_eq!(count(&app.pool, "audit").await, audits);
 }
@@ -608,14 +601,7 @@ async fn a_request_past_the_deadline_is_503_with_retry_after_and_commits_nothing
     assert_eq!(res.headers()["retry-after"], "5");
     assert_scim_error(res, 503, None).await;
     blocker.rollback().await.unwrap();
-    let now: Value = app
-        .scim(Method::GET, &format!("/Users/{id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let now: Value = app.scim_get(&format!("/Users/{id}")).await;
     assert!(
         now.get("title").is_none(),
         "the timed-out write did not commit"
@@ -675,13 +661,8 @@ async fn unfiltered_total_results_follow_creates_deletes_and_bulk() {
     assert_eq!(rows, 2);
     // A filtered list still counts its matches.
     let list: Value = app
-        .scim(Method::GET, "/Users?filter=userName%20sw%20%22b%40%22")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .scim_get("/Users?filter=userName%20sw%20%22b%40%22")
+        .await;
     assert_eq!(list["totalResults"], 1);
 }
 
