@@ -80,6 +80,57 @@ pub struct Store {
     walks: Arc<filter::WalkHints>,
 }
 
+/// Ends a transaction with the outcome of its work: commits it after success, and
+/// after a failure rolls it back at once, so the row locks it took are gone before the
+/// caller answers. Dropped instead, a transaction's rollback is only queued on its
+/// connection, and sqlx sends it when the connection goes back to the pool, from a task
+/// of its own: a client acting on the answer at once (an agent claiming right after a
+/// 409 on a completion) could find the rows still locked, and the claim's `SKIP LOCKED`
+/// passed them by.
+pub(crate) async fn settle<T>(
+    tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    outcome: crate::error::Result<T>,
+) -> crate::error::Result<T> {
+    match outcome {
+        Ok(v) => {
+            tx.commit().await?;
+            Ok(v)
+        }
+        Err(e) => {
+            if let Err(rb) = tx.rollback().await {
+                tracing::warn!(error = %rb, "rolling back a failed transaction failed; its connection is dropped");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Connections unused for longer than this are checked with a round trip before a
+/// request gets one; see [`pool_options`].
+const CHECK_IDLE_AFTER: Duration = Duration::from_secs(1);
+
+/// The pool options of a Postgres server's pool. sqlx checks every connection with a
+/// round trip each time it leaves the pool, and again when it comes back: two round
+/// trips around a one-statement read, which cost the server and Postgres about as much
+/// as the read (issue #13). The check on the way back stays (sqlx always makes it); the
+/// check on the way out is made only for a connection idle for longer than
+/// [`CHECK_IDLE_AFTER`], as HikariCP's `aliveBypassWindowMs` does: a connection that
+/// answered a moment ago, and was checked when it came back, is alive. One that has
+/// died since (a Postgres restart within that second) fails its request, as it would
+/// have failed the check, and is dropped from the pool.
+pub fn pool_options() -> PgPoolOptions {
+    PgPoolOptions::new()
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for > CHECK_IDLE_AFTER {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
+}
+
 impl Store {
     /// Wraps an existing pool (tests pass their per-test database's pool), with the
     /// built-in profiles only.
@@ -100,7 +151,7 @@ impl Store {
     /// `/readyz` says when it is reachable.
     pub fn connect(url: &str, max_connections: u32) -> Result<Store, sqlx::Error> {
         let options: PgConnectOptions = url.parse()?;
-        let pool = PgPoolOptions::new()
+        let pool = pool_options()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(5))
             .connect_lazy_with(options);

@@ -339,17 +339,19 @@ impl Store {
         seconds: Option<i64>,
     ) -> Result<Task> {
         let mut tx = self.pool.begin().await?;
-        lock_held(&mut tx, actor, id, lease).await?;
-        sqlx::query(
-            "update task set lease_expires_at = now() + make_interval(secs => coalesce($2, lease_seconds, 900)), \
-             lease_seconds = coalesce($2, lease_seconds), updated_at = now() where task_id = $1",
-        )
-        .bind(id)
-        .bind(seconds.map(|s| s as i32))
-        .execute(&mut *tx)
-        .await?;
-        let t = fetch(&mut tx, &actor.app_id, id).await?;
-        tx.commit().await?;
-        Ok(t)
+        let outcome: Result<Task> = async {
+            lock_held(&mut tx, actor, id, lease).await?;
+            sqlx::query(
+                "update task set lease_expires_at = now() + make_interval(secs => coalesce($2, lease_seconds, 900)), \
+                 lease_seconds = coalesce($2, lease_seconds), updated_at = now() where task_id = $1",
+            )
+            .bind(id)
+            .bind(seconds.map(|s| s as i32))
+            .execute(&mut *tx)
+            .await?;
+            fetch(&mut tx, &actor.app_id, id).await
+        }
+        .await;
+        crate::db::settle(tx, outcome).await
     }
 }

@@ -32,44 +32,47 @@ impl Store {
     pub async fn complete(&self, actor: &Actor, id: i64, c: Completion) -> Result<Task> {
         crate::limits::check_completion(c.note.as_deref(), &c.fields)?;
         let mut tx = self.pool.begin().await?;
-        let locked = lock_task(&mut tx, actor, id).await?;
-        let current = &locked.task;
-        let finished = current.state.is_in(&TaskState::COMPLETED);
-        let same_lease = c.lease_id.is_some() && current.lease_id == c.lease_id;
-        let same_key = c.idempotency_key.is_some() && current.completion_key == c.idempotency_key;
-        if finished && (same_lease || same_key) {
-            // A retry must be the same request: the same outcome, note and fields. A
-            // different one would be answered 200 while ignored (issue #14 item 9).
-            let evidence = Value::Object(c.fields.clone());
-            let same = current.state == c.outcome.state()
-                && current.note == c.note
-                && current.evidence.as_ref().unwrap_or(&json!({})) == &evidence;
-            if !same {
-                return Err(super::conflict(
-                    "completion_differs",
-                    format!(
-                        "task {id} was already completed as {} with another note or fields; \
+        let outcome: Result<Task> = async {
+            let locked = lock_task(&mut tx, actor, id).await?;
+            let current = &locked.task;
+            let finished = current.state.is_in(&TaskState::COMPLETED);
+            let same_lease = c.lease_id.is_some() && current.lease_id == c.lease_id;
+            let same_key =
+                c.idempotency_key.is_some() && current.completion_key == c.idempotency_key;
+            if finished && (same_lease || same_key) {
+                // A retry must be the same request: the same outcome, note and fields. A
+                // different one would be answered 200 while ignored (issue #14 item 9).
+                let evidence = Value::Object(c.fields.clone());
+                let same = current.state == c.outcome.state()
+                    && current.note == c.note
+                    && current.evidence.as_ref().unwrap_or(&json!({})) == &evidence;
+                if !same {
+                    return Err(super::conflict(
+                        "completion_differs",
+                        format!(
+                            "task {id} was already completed as {} with another note or fields; \
                          a retry must repeat the first completion exactly",
-                        current.state.as_str()
-                    ),
-                ));
+                            current.state.as_str()
+                        ),
+                    ));
+                }
+                return Ok(locked.task);
             }
-            return Ok(locked.task);
+            let t = check_held(actor, locked, c.lease_id)?;
+            check_fields(
+                t.kind,
+                &t.completion_fields,
+                &c.fields,
+                c.outcome == Outcome::Done,
+            )
+            .map_err(|e| Error::Invalid {
+                code: e.code,
+                message: e.message,
+            })?;
+            record_completion(&mut tx, &self.profiles, actor, &t, &c, json!({})).await
         }
-        let t = check_held(actor, locked, c.lease_id)?;
-        check_fields(
-            t.kind,
-            &t.completion_fields,
-            &c.fields,
-            c.outcome == Outcome::Done,
-        )
-        .map_err(|e| Error::Invalid {
-            code: e.code,
-            message: e.message,
-        })?;
-        let done = record_completion(&mut tx, &self.profiles, actor, &t, &c, json!({})).await?;
-        tx.commit().await?;
-        Ok(done)
+        .await;
+        crate::db::settle(tx, outcome).await
     }
 
     /// Gives a held task back to the queue. If a newer task of the subject is waiting,
@@ -81,19 +84,21 @@ impl Store {
     )]
     pub async fn release(&self, actor: &Actor, id: i64, lease: Option<Uuid>) -> Result<Task> {
         let mut tx = self.pool.begin().await?;
-        let t = lock_held(&mut tx, actor, id, lease).await?;
-        return_to_queue(
-            &mut tx,
-            &self.profiles,
-            actor,
-            &t,
-            "task.release",
-            json!({}),
-        )
-        .await?;
-        let released = fetch(&mut tx, &actor.app_id, id).await?;
-        tx.commit().await?;
-        Ok(released)
+        let outcome: Result<Task> = async {
+            let t = lock_held(&mut tx, actor, id, lease).await?;
+            return_to_queue(
+                &mut tx,
+                &self.profiles,
+                actor,
+                &t,
+                "task.release",
+                json!({}),
+            )
+            .await?;
+            fetch(&mut tx, &actor.app_id, id).await
+        }
+        .await;
+        crate::db::settle(tx, outcome).await
     }
 }
 
