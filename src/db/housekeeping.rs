@@ -1,6 +1,7 @@
 //! Background upkeep of what the writes leave for later so that they do not serialise
 //! on one row (issue #13): the live-user counter's deltas are folded into the per-app
-//! total, and committed audit records are sealed into their app's hash chain.
+//! total, and committed audit records are sealed into their app's hash chain; tables
+//! an IdP's first push has just filled get their planner statistics.
 
 use super::Store;
 use crate::error::Result;
@@ -12,6 +13,18 @@ const COMPACT_LOCK: i64 = 0x5c1b_0002;
 /// Advisory lock key of the audit sealer: one replica links records at a time (two
 /// would both wait on the same chain heads; the lock lets the second skip instead).
 const SEAL_LOCK: i64 = 0x5c1b_0003;
+
+/// Advisory lock key of the statistics refresh: one replica analyzes at a time.
+const ANALYZE_LOCK: i64 = 0x5c1b_0004;
+
+/// The tables the SCIM writes fill, whose statistics the list queries' plans use.
+/// With the statement that analyzes each (written out: no name is ever spliced into SQL).
+const GROWING_TABLES: [(&str, &str); 4] = [
+    ("scim_user", "analyze scim_user"),
+    ("scim_group", "analyze scim_group"),
+    ("group_member", "analyze group_member"),
+    ("task", "analyze task"),
+];
 
 /// Records linked per transaction: a burst's backlog is sealed in short transactions.
 const SEAL_BATCH: i32 = 2_000;
@@ -105,5 +118,47 @@ impl Store {
                 return Ok(sealed);
             }
         }
+    }
+
+    /// Runs `ANALYZE` on each of the tables the SCIM writes fill ([`GROWING_TABLES`])
+    /// that has changed by at least `min_rows` rows and by half its size since it was
+    /// last analyzed (or never was). Returns the tables analyzed; none when another
+    /// replica holds the job.
+    ///
+    /// Issue #13: reads by id and by name are planned by key whatever the statistics
+    /// say, but an `offset` deep into a list (a random `startIndex` page) is planned
+    /// from them, and right after an IdP's first push a table has none until
+    /// autovacuum's next round (a minute by default, never where it is off). Half the
+    /// size again (autovacuum's default is a tenth) keeps a bulk fill of 100k rows to a
+    /// dozen analyses, each a sample of at most 30 000 rows (`default_statistics_target`).
+    pub async fn analyze_grown_tables(&self, min_rows: i64) -> Result<Vec<String>> {
+        let mut tx = self.pool.begin().await?;
+        let got: bool = sqlx::query_scalar("select pg_try_advisory_xact_lock($1)")
+            .bind(ANALYZE_LOCK)
+            .fetch_one(&mut *tx)
+            .await?;
+        if !got {
+            return Ok(Vec::new());
+        }
+        let grown: Vec<String> = sqlx::query_scalar(
+            "select relname::text from pg_stat_user_tables \
+              where schemaname = current_schema() and relname = any($1) \
+                and n_mod_since_analyze >= greatest($2, n_live_tup / 2) order by relname",
+        )
+        .bind(GROWING_TABLES.map(|(t, _)| t).as_slice())
+        .bind(min_rows)
+        .fetch_all(&mut *tx)
+        .await?;
+        for (table, analyze) in GROWING_TABLES {
+            if grown.iter().any(|g| g == table) {
+                // Unnamed (not kept prepared): it runs rarely.
+                sqlx::query(analyze)
+                    .persistent(false)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(grown)
     }
 }

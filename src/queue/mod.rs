@@ -131,11 +131,20 @@ pub fn spawn_sweeper(store: Store, interval: Duration, mut stop: watch::Receiver
 /// folded at this pace (4 times a second: a record is unsealed for well under a second).
 pub const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(250);
 
+/// Every how many housekeeping passes the grown tables' statistics are checked (every
+/// 5 s at [`HOUSEKEEPING_INTERVAL`]); see `Store::analyze_grown_tables`.
+const ANALYZE_EVERY: u64 = 20;
+
+/// A table is analyzed once this many rows (and half its size) changed since its last
+/// analysis: small apps' tables are left to autovacuum.
+const ANALYZE_MIN_ROWS: i64 = 1_000;
+
 /// Runs the store's housekeeping (issue #13) every `interval` until stopped. Each run
 /// takes one connection for one short transaction and returns it before waiting, so a
 /// pool of one connection is enough.
 pub fn spawn_housekeeper(store: Store, interval: Duration, mut stop: watch::Receiver<bool>) {
     tokio::spawn(async move {
+        let mut passes = 0u64;
         loop {
             tokio::select! {
                 _ = stop.changed() => return,
@@ -146,6 +155,20 @@ pub fn spawn_housekeeper(store: Store, interval: Duration, mut stop: watch::Rece
             }
             if let Err(e) = store.compact_user_counts().await {
                 tracing::warn!(error = %e, "live-user count compaction failed; retrying next interval");
+            }
+            passes += 1;
+            // Not on a one-connection store: an ANALYZE there would hold every request
+            // for its whole run.
+            if passes.is_multiple_of(ANALYZE_EVERY) && !store.one_connection() {
+                match store.analyze_grown_tables(ANALYZE_MIN_ROWS).await {
+                    Ok(t) if !t.is_empty() => {
+                        tracing::info!(tables = ?t, "planner statistics refreshed after bulk writes")
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "refreshing planner statistics failed; retrying later")
+                    }
+                }
             }
         }
     });

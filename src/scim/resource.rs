@@ -23,6 +23,25 @@ pub struct Meta<'a> {
     pub version: i64,
 }
 
+/// The number of JSON values in `v` (itself, and everything nested in it), counted up to
+/// `limit` at most: a cheap measure of the work rendering or normalising it takes.
+pub fn value_count(v: &Value, limit: usize) -> usize {
+    fn walk(v: &Value, left: &mut usize) {
+        if *left == 0 {
+            return;
+        }
+        *left -= 1;
+        match v {
+            Value::Array(items) => items.iter().for_each(|i| walk(i, left)),
+            Value::Object(map) => map.values().for_each(|i| walk(i, left)),
+            _ => {}
+        }
+    }
+    let mut left = limit;
+    walk(v, &mut left);
+    limit - left
+}
+
 /// Checks that no multi-valued attribute of a stored document holds more than `max`
 /// values: a user with 20 000 `emails` makes every PATCH value filter walk them all
 /// (issue #14). A group's `members` are exempt (groups of 10 000+ are normal and are
@@ -356,6 +375,14 @@ mod tests {
     use super::*;
     use crate::scim::schema::{ENTERPRISE_USER_SCHEMA, GROUP_RESOURCE, USER_RESOURCE};
     use serde_json::json;
+
+    #[test]
+    fn value_count_counts_every_nested_value_up_to_the_limit() {
+        let v = json!({"a": 1, "b": [1, 2, {"c": null}], "d": "x"});
+        assert_eq!(value_count(&v, 100), 8);
+        assert_eq!(value_count(&v, 3), 3);
+        assert_eq!(value_count(&json!(null), 100), 1);
+    }
 
     #[test]
     fn value_counts_are_bounded_except_group_members() {

@@ -476,3 +476,59 @@ async fn sealing_compaction_and_verify_need_one_database_connection_only() {
     assert_eq!((v.records, v.unsealed), (20, 0));
     assert_eq!(total_users(&app).await, json!(10));
 }
+
+/// Issue #13: tables an IdP's first push filled get planner statistics from the server
+/// itself (an `offset` deep into a list is planned from them), once they grew past the
+/// threshold; and not again until they grow by half once more.
+#[tokio::test]
+async fn tables_just_filled_through_the_api_are_analyzed_by_the_server() {
+    let db = crate::db::test_db().await;
+    let app = TestApp::spawn(db.pool()).await;
+    // Autovacuum would analyze these few rows too (50 changes and 10 %): here only the
+    // server may, as where autovacuum is off or has not come round yet.
+    sqlx::query("alter table scim_user set (autovacuum_enabled = false)")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    for i in 0..30 {
+        app.create_user(okta_user(&format!("filled{i}@corp.com")))
+            .await;
+    }
+    let analyses = || async {
+        count(
+            &app.pool,
+            "select analyze_count + autoanalyze_count from pg_stat_user_tables \
+             where relname = 'scim_user' and schemaname = current_schema()",
+        )
+        .await
+    };
+    let before = analyses().await;
+    // Postgres publishes a backend's row counts a moment after its transaction (at most
+    // every second, or when it goes idle): ask until the creates show.
+    let mut grown = Vec::new();
+    for _ in 0..60 {
+        grown = app.store.analyze_grown_tables(20).await.unwrap();
+        if grown.iter().any(|t| t == "scim_user") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    assert!(
+        grown.iter().any(|t| t == "scim_user"),
+        "analyzed: {grown:?}"
+    );
+    let mut after = analyses().await;
+    for _ in 0..20 {
+        if after > before {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        after = analyses().await;
+    }
+    assert_eq!(after, before + 1, "one ANALYZE of scim_user");
+    let again = app.store.analyze_grown_tables(20).await.unwrap();
+    assert!(
+        !again.iter().any(|t| t == "scim_user"),
+        "nothing changed since: {again:?}"
+    );
+}

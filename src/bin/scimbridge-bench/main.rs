@@ -497,7 +497,8 @@ fn print_outcome(what: &str, o: &Outcome) {
 }
 
 async fn run_all(args: &Args, url: &str, run: &str) -> anyhow::Result<()> {
-    let pool = PgPoolOptions::new()
+    // The store's and the minimal SQL's pool behave as the server's does.
+    let pool = scimbridge::db::pool_options()
         .max_connections(args.pool)
         .connect(url)
         .await?;

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::resources::{patch_request, RecordPage, Resource, Write};
-use super::work::off_runtime;
+use super::work::{document_work, size};
 use super::ScimReply;
 use crate::auth::Actor;
 use crate::db::filter::ListQuery;
@@ -36,6 +36,11 @@ impl Resource for Groups {
 
     fn identity(rec: &GroupRecord) -> (Uuid, i64) {
         (rec.id, rec.version)
+    }
+
+    /// Each group or member renders as a few values.
+    fn size(rec: &GroupRecord) -> usize {
+        size(&rec.doc) + 4 * rec.members.as_ref().map_or(0, Vec::len)
     }
 
     fn render(base: &str, rec: GroupRecord) -> Value {
@@ -68,11 +73,11 @@ impl Resource for Groups {
         let max = s.config.max_attribute_values;
         Ok(Some(match w {
             Write::Create(body) => {
-                let doc = off_runtime(move || checked(body, max)).await?;
+                let doc = document_work(size(&body), move || checked(body, max)).await?;
                 s.store.create_group(actor, doc).await?
             }
             Write::Replace(id, body) => {
-                let doc = off_runtime(move || checked(body, max)).await?;
+                let doc = document_work(size(&body), move || checked(body, max)).await?;
                 s.store
                     .update_group(actor, id, "group.replace", if_match, |_| {
                         std::future::ready(Ok(doc.clone()))
@@ -80,6 +85,7 @@ impl Resource for Groups {
                     .await?
             }
             Write::Patch(id, body) => {
+                let ops_size = size(&body);
                 let req = Arc::new(patch_request(body, s.config.patch_max_operations)?);
                 // Group push (members added or removed by id) as row changes: the cost
                 // stays flat however large the group is (issue #6).
@@ -93,7 +99,7 @@ impl Resource for Groups {
                 s.store
                     .update_group(actor, id, "group.patch", if_match, |mut doc| {
                         let req = req.clone();
-                        off_runtime(move || {
+                        document_work(ops_size + size(&doc), move || {
                             patch::apply(&mut doc, &req.operations, &GROUP_RESOURCE)?;
                             checked(doc, max)
                         })

@@ -15,7 +15,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::extract::{parse_id, IfMatch};
-use super::work::off_runtime;
+use super::work::document_work;
 use super::{
     list_reply, not_modified, reply, written, BaseUrl, ListParams, Projection, ScimActor, ScimJson,
     ScimReply,
@@ -84,6 +84,9 @@ pub(super) trait Resource: Send + Sync + 'static {
     /// The record's id and version.
     fn identity(rec: &Self::Record) -> (Uuid, i64);
 
+    /// The record's size in JSON values, as [`document_work`] weighs it.
+    fn size(rec: &Self::Record) -> usize;
+
     /// The resource a client reads (before projection).
     fn render(base: &str, rec: Self::Record) -> Value;
 
@@ -148,7 +151,7 @@ pub(super) async fn write_rendered<R: Resource>(
     };
     let base = base.to_owned();
     let (id, version) = R::identity(&rec);
-    let body = off_runtime(move || Ok(R::render(&base, rec))).await?;
+    let body = document_work(R::size(&rec), move || Ok(R::render(&base, rec))).await?;
     Ok(Some(Rendered { id, version, body }))
 }
 
@@ -167,7 +170,8 @@ pub(super) async fn list_page<R: Resource>(
         req.excluded.clone(),
     );
     // A page of 500 resources (or of large groups) is rendered off the async workers.
-    let resources = off_runtime(move || {
+    let size = recs.iter().map(R::size).sum();
+    let resources = document_work(size, move || {
         Ok(recs
             .into_iter()
             .map(|r| R::project(R::render(&base, r), &attributes, &excluded))
@@ -181,8 +185,8 @@ pub(super) async fn list_page<R: Resource>(
     })
 }
 
-/// One resource as a write's response, rendered off the async workers (a group can
-/// have tens of thousands of members); `rec` is None only after a delete, which never
+/// One resource as a write's response, rendered off the async workers when large (a
+/// group can have tens of thousands of members); `rec` is None only after a delete, which never
 /// calls this.
 async fn one<R: Resource>(
     status: StatusCode,
@@ -195,7 +199,7 @@ async fn one<R: Resource>(
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
     let (_, version) = R::identity(&rec);
-    Ok(off_runtime(move || {
+    Ok(document_work(R::size(&rec), move || {
         Ok(written(
             status,
             R::render(&base, rec),
@@ -290,7 +294,7 @@ async fn read_one<R: Resource>(
     if let Some(res) = not_modified(&headers, &tag) {
         return Ok(res);
     }
-    Ok(off_runtime(move || {
+    Ok(document_work(R::size(&rec), move || {
         let body = R::project(R::render(&base, rec), &params.attributes, &params.excluded);
         Ok(reply(StatusCode::OK, &body, None, Some(&tag)))
     })

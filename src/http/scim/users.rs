@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::resources::{patch_request, RecordPage, Resource, Write};
-use super::work::off_runtime;
+use super::work::{document_work, size};
 use super::ScimReply;
 use crate::auth::Actor;
 use crate::db::filter::ListQuery;
@@ -34,6 +34,11 @@ impl Resource for Users {
 
     fn identity(rec: &UserRecord) -> (Uuid, i64) {
         (rec.id, rec.version)
+    }
+
+    /// Each group or member renders as a few values.
+    fn size(rec: &UserRecord) -> usize {
+        size(&rec.doc) + 4 * rec.groups.len()
     }
 
     fn render(base: &str, rec: UserRecord) -> Value {
@@ -64,11 +69,11 @@ impl Resource for Users {
         let max = s.config.max_attribute_values;
         Ok(Some(match w {
             Write::Create(body) => {
-                let doc = off_runtime(move || checked(body, max)).await?;
+                let doc = document_work(size(&body), move || checked(body, max)).await?;
                 s.store.create_user(actor, doc).await?
             }
             Write::Replace(id, body) => {
-                let doc = off_runtime(move || checked(body, max)).await?;
+                let doc = document_work(size(&body), move || checked(body, max)).await?;
                 s.store
                     .update_user(actor, id, "user.replace", if_match, |_| {
                         std::future::ready(Ok(doc.clone()))
@@ -76,11 +81,12 @@ impl Resource for Users {
                     .await?
             }
             Write::Patch(id, body) => {
+                let ops_size = size(&body);
                 let req = Arc::new(patch_request(body, s.config.patch_max_operations)?);
                 s.store
                     .update_user(actor, id, "user.patch", if_match, |mut doc| {
                         let req = req.clone();
-                        off_runtime(move || {
+                        document_work(ops_size + size(&doc), move || {
                             patch::apply(&mut doc, &req.operations, &USER_RESOURCE)?;
                             checked(doc, max)
                         })
